@@ -1,0 +1,216 @@
+//! Content digests of files and directories, memoized by a stat cache.
+//!
+//! A file's digest is the blake3 of its bytes. A directory's digest is the
+//! blake3 of its manifest: canonical JSON
+//! `{"format":"repro-tree-1","entries":[{"bytes","digest","exec","path"},...]}`
+//! with entries sorted by relative path (`/`-separated). Symlinks are followed.
+//!
+//! The stat cache (`.repro/statcache.json`, per machine, never committed)
+//! remembers `(size, mtime_ns, inode) -> digest` per absolute path, as DVC's
+//! state database does, so unchanged files are not read again. An entry is
+//! only trusted when the file's mtime is more than 2 s older than the moment
+//! it was hashed (a file rewritten within the same clock tick would otherwise
+//! keep a stale digest: git's "racy clean" problem).
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One manifest entry of a directory artifact.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TreeEntry {
+    /// Relative path with `/` separators.
+    pub path: String,
+    /// Content digest.
+    pub digest: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Executable bit.
+    pub exec: bool,
+}
+
+/// A directory manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Always `repro-tree-1`.
+    pub format: String,
+    /// Sorted entries.
+    pub entries: Vec<TreeEntry>,
+}
+
+impl Manifest {
+    /// Canonical bytes (the digest is their blake3).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        crate::graph::key::canonical_json(&serde_json::to_value(self).unwrap_or_default()).into_bytes()
+    }
+    /// Total size of the files.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.iter().map(|e| e.bytes).sum()
+    }
+}
+
+/// Manifest format tag.
+pub const TREE_FORMAT: &str = "repro-tree-1";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+struct Stat {
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+fn stat_of(meta: &std::fs::Metadata) -> Stat {
+    Stat { size: meta.len(), mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128, ino: meta.ino() }
+}
+
+/// The per-machine memo of file digests.
+#[derive(Default)]
+pub struct StatCache {
+    path: Option<PathBuf>,
+    map: Mutex<(HashMap<PathBuf, (Stat, String)>, bool)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Row(PathBuf, u64, i128, u64, String);
+
+impl StatCache {
+    /// Loads the memo from `path` (a missing or unreadable file is an empty memo).
+    pub fn load(path: PathBuf) -> Self {
+        let rows: Vec<Row> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let map = rows.into_iter().map(|Row(p, size, mtime_ns, ino, d)| (p, (Stat { size, mtime_ns, ino }, d))).collect();
+        StatCache { path: Some(path), map: Mutex::new((map, false)) }
+    }
+
+    /// Writes the memo back if it changed.
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let guard = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if !guard.1 {
+            return Ok(());
+        }
+        let mut rows: Vec<Row> = guard.0.iter().map(|(p, (s, d))| Row(p.clone(), s.size, s.mtime_ns, s.ino, d.clone())).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        drop(guard);
+        super::atomic::write(path, &serde_json::to_vec(&rows).unwrap_or_default())
+    }
+
+    /// Forgets a path (e.g. after an object failed verification).
+    pub fn forget(&self, path: &Path) {
+        let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0.remove(path).is_some() {
+            g.1 = true;
+        }
+    }
+
+    /// Digest of a file, from the memo when its stat is unchanged.
+    pub fn file_digest(&self, path: &Path) -> std::io::Result<(String, u64)> {
+        let meta = std::fs::metadata(path)?;
+        let st = stat_of(&meta);
+        if let Some((s, d)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).0.get(path) {
+            if *s == st {
+                return Ok((d.clone(), st.size));
+            }
+        }
+        let digest = hash_file(path)?;
+        self.remember(path, st, &digest);
+        Ok((digest, st.size))
+    }
+
+    /// Records a digest just computed for a file with this metadata.
+    pub fn remember_meta(&self, path: &Path, meta: &std::fs::Metadata, digest: &str) {
+        self.remember(path, stat_of(meta), digest);
+    }
+
+    fn remember(&self, path: &Path, st: Stat, digest: &str) {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        if now_ns - st.mtime_ns < 2_000_000_000 {
+            return; // racy: could change again within the same mtime tick
+        }
+        let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.insert(path.to_path_buf(), (st, digest.to_string()));
+        g.1 = true;
+    }
+
+    /// Digest of a file or directory (directories: their manifest digest).
+    pub fn digest(&self, path: &Path) -> std::io::Result<Artifact> {
+        let meta = std::fs::metadata(path)?;
+        if meta.is_dir() {
+            let manifest = self.manifest(path)?;
+            let bytes = manifest.to_bytes();
+            Ok(Artifact { digest: blake3::hash(&bytes).to_hex().to_string(), bytes: manifest.total_bytes(), manifest: Some(manifest) })
+        } else {
+            let (digest, bytes) = self.file_digest(path)?;
+            Ok(Artifact { digest, bytes, manifest: None })
+        }
+    }
+
+    /// The manifest of a directory.
+    pub fn manifest(&self, dir: &Path) -> std::io::Result<Manifest> {
+        let mut entries = Vec::new();
+        walk(dir, dir, &mut |rel, abs, meta| {
+            let (digest, bytes) = self.file_digest(abs)?;
+            use std::os::unix::fs::PermissionsExt;
+            entries.push(TreeEntry { path: rel.to_string(), digest, bytes, exec: meta.permissions().mode() & 0o111 != 0 });
+            Ok(())
+        })?;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Manifest { format: TREE_FORMAT.into(), entries })
+    }
+}
+
+/// A hashed file or directory.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Content digest.
+    pub digest: String,
+    /// Total bytes.
+    pub bytes: u64,
+    /// Set for directories.
+    pub manifest: Option<Manifest>,
+}
+
+type Visit<'a> = dyn FnMut(&str, &Path, &std::fs::Metadata) -> std::io::Result<()> + 'a;
+
+/// Calls `f(relative path, absolute path, metadata)` for every file under `dir`.
+pub fn walk(root: &Path, dir: &Path, f: &mut Visit) -> std::io::Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    names.sort_by_key(|e| e.file_name());
+    for e in names {
+        let abs = e.path();
+        let meta = std::fs::metadata(&abs)?;
+        if meta.is_dir() {
+            walk(root, &abs, f)?;
+        } else {
+            let rel = abs.strip_prefix(root).unwrap_or(&abs);
+            let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            f(&rel.join("/"), &abs, &meta)?;
+        }
+    }
+    Ok(())
+}
+
+/// Blake3 of a file's bytes (memory-mapped and multi-threaded for large files).
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let len = std::fs::metadata(path)?.len();
+    if len > 16 * 1024 * 1024 {
+        hasher.update_mmap_rayon(path)?;
+    } else {
+        let mut f = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; (len as usize).clamp(1, 1 << 20)];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}

@@ -1,0 +1,225 @@
+//! The `repro` command line: argument parsing and dispatch. `main.rs` only
+//! calls [`main`].
+//!
+//! Exit codes: 0 success; 1 a node or a check failed; 2 bad input (YAML,
+//! arguments, a stale plan). Errors never panic.
+
+mod inspect;
+mod run;
+mod status;
+mod verify;
+
+use crate::cache::Cache;
+use crate::graph::Dag;
+use crate::project;
+use crate::spec::SpecError;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Regenerates "The False Promise of Imitating Proprietary LLMs" from
+/// declarative YAML pipelines, with a content-addressed cache.
+#[derive(Parser, Debug)]
+#[command(name = "repro", version, about, long_about = None, arg_required_else_help = false)]
+pub struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which pipeline, and param overrides: shared by every verb.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PipelineArgs {
+    /// Pipeline: a YAML path or a name in pipelines/ (default: the default pipeline).
+    #[arg(short = 'p', long = "pipeline", value_name = "PIPELINE")]
+    pub pipeline: Option<String>,
+    /// Override a pipeline param, e.g. `-s seed=3` (repeatable).
+    #[arg(short = 's', long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// The verbs.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run what is not cached (everything, or --only nodes and their upstream).
+    Run(run::RunArgs),
+    /// List every node as cached / stale / missing, with the reason.
+    Status {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a node's key ingredients and what changed since its last cached run.
+    Explain {
+        /// Node: an instance id (`train[size=s]`), a node name, or a selector.
+        node: String,
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the graph as DOT (default) or Mermaid.
+    Dag {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "dot")]
+        format: inspect::DagFormat,
+    },
+    /// Check (for CI) that every node is cached for its current key, every
+    /// object matches its digest, and the lock file is current.
+    Verify(verify::VerifyArgs),
+    /// Remove records and objects that no lock file references (dry run unless --force).
+    Gc {
+        #[command(flatten)]
+        p: PipelineArgs,
+        /// Delete for real.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Inspect the cache.
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        what: CacheCommand,
+    },
+    /// List the ops, their versions and params.
+    Ops {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `repro cache ...`
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Print the record of a key (a unique prefix is enough).
+    Show {
+        /// Key or prefix.
+        key: String,
+        #[command(flatten)]
+        p: PipelineArgs,
+    },
+}
+
+/// A command failure and its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad YAML: rendered with its snippet; exit 2.
+    Spec(Box<SpecError>),
+    /// Bad arguments or other bad input; exit 2.
+    Input(String),
+    /// A node or check failed, or the cache is unusable; exit 1.
+    Failed(String),
+    /// Already reported; just exit with this code.
+    Exit(u8),
+}
+
+impl From<SpecError> for Failure {
+    fn from(e: SpecError) -> Self {
+        Failure::Spec(Box::new(e))
+    }
+}
+
+impl From<crate::cache::CacheError> for Failure {
+    fn from(e: crate::cache::CacheError) -> Self {
+        Failure::Failed(e.to_string())
+    }
+}
+
+/// Result of a verb.
+pub type Outcome = Result<(), Failure>;
+
+/// Entry point: parses arguments, runs the verb, maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Spec(e)) => {
+            eprintln!("{:?}", miette::Report::new(*e));
+            ExitCode::from(2)
+        }
+        Err(Failure::Input(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Exit(c)) => ExitCode::from(c),
+    }
+}
+
+fn dispatch(cli: Cli) -> Outcome {
+    if let Some(d) = &cli.directory {
+        std::env::set_current_dir(d).map_err(|e| Failure::Input(format!("-C {}: {e}", d.display())))?;
+    }
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Status { p, json } => status::status(&p, json),
+        Command::Explain { node, p, json } => status::explain(&p, &node, json),
+        Command::Dag { p, format } => inspect::dag(&p, format),
+        Command::Verify(a) => verify::verify(a),
+        Command::Gc { p, force } => inspect::gc(&p, force),
+        Command::Cache { what: CacheCommand::Show { key, p } } => inspect::cache_show(&p, &key),
+        Command::Ops { json } => inspect::ops(json),
+    }
+}
+
+/// The project root, or an input error.
+pub fn root() -> Result<PathBuf, Failure> {
+    let cwd = std::env::current_dir().map_err(|e| Failure::Input(format!("current directory: {e}")))?;
+    project::find_root(&cwd).ok_or_else(|| {
+        Failure::Input(format!(
+            "{} is not inside a repro project (no `pipelines/` directory or `repro.toml` here or above)",
+            cwd.display()
+        ))
+    })
+}
+
+/// A compiled pipeline with its cache and lock file path.
+pub struct Loaded {
+    /// The graph.
+    pub dag: Dag,
+    /// The cache.
+    pub cache: Cache,
+    /// `pipelines/<name>.lock`.
+    pub lock_path: PathBuf,
+}
+
+/// Loads, compiles and opens the cache for a pipeline argument.
+pub fn load(p: &PipelineArgs, positional: Option<&str>) -> Result<Loaded, Failure> {
+    let root = root()?;
+    let arg = positional.or(p.pipeline.as_deref());
+    let file = project::resolve(&root, arg).map_err(Failure::Input)?;
+    let rel = file.path.strip_prefix(&root).map(PathBuf::from).unwrap_or(file.path.clone());
+    let pipeline = match file.embedded {
+        Some(text) => crate::spec::load_str(&rel, text.to_string(), &p.set)?,
+        None => {
+            let text = std::fs::read_to_string(&file.path)
+                .map_err(|e| Failure::Input(format!("{}: {e}", file.path.display())))?;
+            // Includes resolve against the real path; errors name the short one.
+            crate::spec::load_str(&file.path, text, &p.set)?
+        }
+    };
+    let dir = file.path.parent().map(PathBuf::from).unwrap_or_else(|| root.join("pipelines"));
+    let lock_path = dir.join(format!("{}.lock", pipeline.name));
+    let dag = crate::graph::compile(&root, pipeline)?;
+    let cache = Cache::open(&root)?;
+    Ok(Loaded { dag, cache, lock_path })
+}
+

@@ -1,0 +1,171 @@
+//! `repro run`: execute, dry-run (`--dry-run [--json]`), or follow a plan (`--plan`).
+
+use super::{Failure, Outcome, PipelineArgs, load};
+use crate::exec::eval::{Check, Eval, Evaluator, evaluate_all};
+use crate::exec::{self, RunOptions, cancel};
+use clap::Args;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Arguments of `repro run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Pipeline: a YAML path or a name in pipelines/.
+    #[arg(value_name = "PIPELINE")]
+    pub positional: Option<String>,
+    #[command(flatten)]
+    pub p: PipelineArgs,
+    /// Run only these nodes (instance ids, node names or selectors) and what they need.
+    #[arg(long = "only", value_name = "NODE")]
+    pub only: Vec<String>,
+    /// Re-run these nodes even if cached (and replace their records).
+    #[arg(long = "force", value_name = "NODE")]
+    pub force: Vec<String>,
+    /// CPU slots for parallel nodes (default: number of cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// GPU device ids this run may hand out, e.g. `--gpus 0,1`.
+    #[arg(long = "gpus", value_name = "IDS", value_delimiter = ',')]
+    pub gpus: Vec<String>,
+    /// Keep running nodes that do not depend on a failed one.
+    #[arg(short = 'k', long = "keep-going")]
+    pub keep_going: bool,
+    /// Print the plan (node, key, hit/miss/pending, reason) and run nothing.
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+    /// With --dry-run: print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Execute exactly the plan in this JSON file (from `--dry-run --json`).
+    #[arg(long = "plan", value_name = "FILE", conflicts_with_all = ["only", "dry_run"])]
+    pub plan: Option<PathBuf>,
+    /// List cache hits too.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Print only errors and the summary.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// Runs `repro run`.
+pub fn run(a: RunArgs) -> Outcome {
+    let l = load(&a.p, a.positional.as_deref())?;
+    let dag = &l.dag;
+    let pick = |names: &[String]| -> Result<Vec<usize>, Failure> {
+        let mut out = Vec::new();
+        for name in names {
+            let sel = dag.select(name);
+            if sel.is_empty() {
+                return Err(Failure::Input(format!("no node matches `{name}` (see `repro status`)")));
+            }
+            out.extend(sel);
+        }
+        Ok(out)
+    };
+    let mut opts = RunOptions {
+        jobs: a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        gpus: a.gpus.clone(),
+        keep_going: a.keep_going,
+        verbose: a.verbose,
+        quiet: a.quiet,
+        ..Default::default()
+    };
+    if !a.only.is_empty() {
+        opts.selected = Some(dag.with_upstream(&pick(&a.only)?));
+    }
+    let mut force = vec![false; dag.nodes.len()];
+    for i in pick(&a.force)? {
+        force[i] = true;
+    }
+    opts.force = force;
+    if let Some(path) = &a.plan {
+        opts.plan = Some(read_plan(path, &dag.pipeline.name)?);
+    }
+    if a.dry_run {
+        return dry_run(&l, &opts, a.json);
+    }
+    let token = cancel::CancelToken::default();
+    cancel::install(&token);
+    let s = exec::run(dag, &l.cache, &l.lock_path, &opts, &token).map_err(|e| match e {
+        exec::ExecError::StalePlan(m) => Failure::Input(m),
+        e => Failure::Failed(e.to_string()),
+    })?;
+    let total = s.ran + s.cached + s.failed.len() + s.skipped;
+    let secs = s.elapsed.as_secs_f64();
+    if s.cancelled {
+        eprintln!("repro: interrupted after {secs:.2}s: {} ran, {} cached; nothing partial was recorded", s.ran, s.cached);
+        return Err(Failure::Exit(130));
+    }
+    if s.ran == 0 && s.failed.is_empty() && s.skipped == 0 {
+        eprintln!("repro: nothing to do: all {total} nodes are cached ({secs:.2}s)");
+    } else {
+        eprintln!(
+            "repro: {} ran, {} cached, {} failed, {} not run ({total} nodes) in {secs:.2}s{}",
+            s.ran,
+            s.cached,
+            s.failed.len(),
+            s.skipped,
+            if s.lock_changed { format!("; updated {}", l.lock_path.display()) } else { String::new() }
+        );
+    }
+    if !s.failed.is_empty() {
+        let names: Vec<&str> = s.failed.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Failure::Failed(format!("failed: {}", names.join(", "))));
+    }
+    Ok(())
+}
+
+fn read_plan(path: &PathBuf, pipeline: &str) -> Result<BTreeMap<String, Option<String>>, Failure> {
+    let bad = |m: String| Failure::Input(format!("{}: {m}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    if v.get("pipeline").and_then(|p| p.as_str()) != Some(pipeline) {
+        return Err(bad(format!("this plan is not for pipeline `{pipeline}`")));
+    }
+    let nodes = v.get("nodes").and_then(|n| n.as_array()).ok_or_else(|| bad("no `nodes` list".into()))?;
+    let mut out = BTreeMap::new();
+    for n in nodes {
+        let id = n.get("node").and_then(|x| x.as_str()).ok_or_else(|| bad("a plan entry has no `node`".into()))?;
+        out.insert(id.to_string(), n.get("key").and_then(|k| k.as_str()).map(str::to_string));
+    }
+    Ok(out)
+}
+
+fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
+    let lock = crate::cache::lockfile::LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
+    let ev = Evaluator { dag: &l.dag, cache: &l.cache, lock: &lock, check: Check::Quick };
+    let evals = evaluate_all(&ev);
+    let mut rows = Vec::new();
+    for &i in &l.dag.order {
+        if opts.selected.as_ref().is_some_and(|s| !s[i]) {
+            continue;
+        }
+        let id = l.dag.nodes[i].id();
+        let forced = opts.force.get(i).copied().unwrap_or(false);
+        let (status, reason) = match &evals[i] {
+            Eval::Hit { .. } if forced => ("miss", "forced".to_string()),
+            Eval::Hit { .. } => ("hit", "cached".to_string()),
+            Eval::Miss { reason, .. } => ("miss", reason.clone()),
+            Eval::Pending { reason } => ("pending", reason.clone()),
+        };
+        rows.push(json!({"node": id, "key": evals[i].key(), "status": status, "reason": reason}));
+    }
+    if json_out {
+        let plan = json!({"repro_plan": 1, "pipeline": l.dag.pipeline.name, "nodes": rows});
+        println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+    } else {
+        for r in &rows {
+            println!(
+                "{:<8} {:<40} {:<12} {}",
+                r["status"].as_str().unwrap_or(""),
+                r["node"].as_str().unwrap_or(""),
+                r["key"].as_str().map(crate::cache::short).unwrap_or("-"),
+                r["reason"].as_str().unwrap_or("")
+            );
+        }
+        let count = |s: &str| rows.iter().filter(|r| r["status"] == s).count();
+        println!("plan: {} to run, {} pending on them, {} cached", count("miss"), count("pending"), count("hit"));
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! `repro status` and `repro explain`.
+
+use super::{Failure, Loaded, Outcome, PipelineArgs, load};
+use crate::cache::lockfile::LockFile;
+use crate::cache::short;
+use crate::exec::eval::{self, Check, Eval, Evaluator, evaluate_all};
+use crate::graph::key;
+use crate::graph::{Input, Source};
+use serde_json::{Value, json};
+
+/// cached / stale / missing, with a reason, for one node.
+fn classify(e: &Eval, in_lock: bool) -> (&'static str, String) {
+    match e {
+        Eval::Hit { .. } => ("cached", String::new()),
+        Eval::Miss { reason, .. } | Eval::Pending { reason } => (if in_lock { "stale" } else { "missing" }, reason.clone()),
+    }
+}
+
+fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
+    let lock = LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
+    let evals = {
+        let ev = Evaluator { dag: &l.dag, cache: &l.cache, lock: &lock, check: Check::Quick };
+        evaluate_all(&ev)
+    };
+    l.cache.stat.save().ok();
+    Ok((lock, evals))
+}
+
+/// Runs `repro status`.
+pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
+    let l = load(p, None)?;
+    let (lock, evals) = evaluate(&l)?;
+    let mut rows = Vec::with_capacity(l.dag.nodes.len());
+    for &i in &l.dag.order {
+        let id = l.dag.nodes[i].id();
+        let (state, reason) = classify(&evals[i], lock.nodes.contains_key(id));
+        rows.push((id, state, evals[i].key(), reason));
+    }
+    let count = |s: &str| rows.iter().filter(|r| r.1 == s).count();
+    if json_out {
+        let nodes: Vec<Value> = rows.iter().map(|(id, s, k, r)| json!({"node": id, "status": s, "key": k, "reason": r})).collect();
+        let out = json!({"pipeline": l.dag.pipeline.name, "cached": count("cached"), "stale": count("stale"), "missing": count("missing"), "nodes": nodes});
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).min(48);
+    for (id, s, k, r) in &rows {
+        println!("{s:<8} {id:<width$} {:<12} {r}", k.map(short).unwrap_or("-"));
+    }
+    println!(
+        "pipeline {}: {} nodes: {} cached, {} stale, {} missing",
+        l.dag.pipeline.name,
+        rows.len(),
+        count("cached"),
+        count("stale"),
+        count("missing")
+    );
+    Ok(())
+}
+
+/// Runs `repro explain NODE`.
+pub fn explain(p: &PipelineArgs, pattern: &str, json_out: bool) -> Outcome {
+    let l = load(p, None)?;
+    let sel = l.dag.select(pattern);
+    if sel.is_empty() {
+        return Err(Failure::Input(format!("no node matches `{pattern}` (see `repro status`)")));
+    }
+    let (lock, evals) = evaluate(&l)?;
+    let ev = Evaluator { dag: &l.dag, cache: &l.cache, lock: &lock, check: Check::Quick };
+    let mut out = Vec::new();
+    for i in sel {
+        out.push(explain_one(&l, &ev, &evals, i));
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&Value::Array(out)).unwrap_or_default());
+    } else {
+        for o in &out {
+            print_explain(o);
+        }
+    }
+    Ok(())
+}
+
+fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
+    let dag = &l.dag;
+    let n = &dag.nodes[i];
+    let (state, reason) = classify(&evals[i], ev.lock.nodes.contains_key(n.id()));
+    // Inputs: digest (or why unknown) and where from.
+    let mut inputs = Vec::new();
+    let describe = |s: &Source| -> (Value, String) {
+        match s {
+            Source::File { written, path } => {
+                (l.cache.stat.digest(path).map(|a| json!(a.digest)).unwrap_or(Value::Null), format!("file:{written}"))
+            }
+            Source::Node { idx, output } => {
+                let up = dag.nodes[*idx].id();
+                let d = match &evals[*idx] {
+                    Eval::Hit { outputs, .. } => outputs.get(output).map(|d| json!(d)).unwrap_or(Value::Null),
+                    _ => Value::Null,
+                };
+                let (ust, ur) = classify(&evals[*idx], ev.lock.nodes.contains_key(up));
+                let tail = if ur.is_empty() { String::new() } else { format!(": {ur}") };
+                (d, format!("upstream {up}{} ({ust}{tail})", if output == "out" { String::new() } else { format!(".{output}") }))
+            }
+        }
+    };
+    for (name, input) in &n.inputs {
+        match input {
+            Input::One(s) => {
+                let (d, from) = describe(s);
+                inputs.push(json!({"input": name, "digest": d, "from": from}));
+            }
+            Input::List(entries) => {
+                for (e, s) in entries {
+                    let (d, from) = describe(s);
+                    inputs.push(json!({"input": format!("{name}[{e}]"), "digest": d, "from": from}));
+                }
+            }
+        }
+    }
+    // Changes against the last run recorded in the lock file.
+    let last = ev.lock.nodes.get(n.id());
+    let last_rec = last.and_then(|e| l.cache.read_record(&e.key).ok().flatten());
+    let changes: Vec<Value> = match (&evals[i], &last_rec) {
+        (Eval::Miss { preimage, .. }, Some(old)) => key::diff(&old.preimage, preimage)
+            .iter()
+            .map(|c| json!({"field": c.path, "old": c.old, "new": c.new, "text": eval::describe_change(dag, i, c)}))
+            .collect(),
+        (Eval::Pending { .. }, Some(old)) => {
+            // The key is unknown; compare what is known (op, version, params).
+            let partial = key::preimage(n.op.name(), n.op.version(), &n.key_params, serde_json::Map::new());
+            let mut oldp = old.preimage.clone();
+            if let Some(o) = oldp.as_object_mut() {
+                o.insert("inputs".into(), json!({}));
+            }
+            key::diff(&oldp, &partial)
+                .iter()
+                .map(|c| json!({"field": c.path, "old": c.old, "new": c.new, "text": eval::describe_change(dag, i, c)}))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    json!({
+        "node": n.id(),
+        "op": n.op.name(),
+        "op_version": n.op.version(),
+        "status": state,
+        "reason": reason,
+        "key": evals[i].key(),
+        "params": n.key_params,
+        "non_semantic_params": n.inst.params.iter().filter(|(k, _)| !n.key_params.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+        "resources": n.resources,
+        "inputs": inputs,
+        "last_key": last.map(|e| e.key.clone()),
+        "changes": changes,
+    })
+}
+
+fn print_explain(o: &Value) {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    println!("{} ({} v{}): {}", s(&o["node"]), s(&o["op"]), o["op_version"], s(&o["status"]));
+    match o["key"].as_str() {
+        Some(k) => println!("  key      {k}"),
+        None => println!("  key      unknown until upstream runs ({})", s(&o["reason"])),
+    }
+    println!("  key ingredients:");
+    println!("    op           {} (version {})", s(&o["op"]), o["op_version"]);
+    if let Some(m) = o["params"].as_object() {
+        for (k, v) in m {
+            println!("    params.{k:<6} {}", one_line(v));
+        }
+    }
+    for inp in o["inputs"].as_array().into_iter().flatten() {
+        let d = inp["digest"].as_str().map(short).unwrap_or("(unknown)");
+        println!("    inputs.{:<6} {d}  <- {}", s(&inp["input"]), s(&inp["from"]));
+    }
+    if let Some(m) = o["non_semantic_params"].as_object() {
+        if !m.is_empty() {
+            let names: Vec<&String> = m.keys().collect();
+            println!("  not in the key: params {:?}, resources, tolerance", names);
+        }
+    }
+    match o["last_key"].as_str() {
+        None => println!("  no earlier run of this node in the lock file"),
+        Some(k) if Some(k) == o["key"].as_str() => println!("  same key as the last run in the lock file"),
+        Some(k) => {
+            println!("  changed since the last run (key {}):", short(k));
+            let changes = o["changes"].as_array().cloned().unwrap_or_default();
+            if changes.is_empty() {
+                println!("    (no field-level difference recorded: {})", s(&o["reason"]));
+            }
+            for c in changes {
+                println!("    {}", s(&c["text"]));
+            }
+        }
+    }
+    if o["status"] == "cached" {
+        return;
+    }
+    if !o["reason"].as_str().unwrap_or("").is_empty() {
+        println!("  reason: {}", s(&o["reason"]));
+    }
+}
+
+fn one_line(v: &Value) -> String {
+    let t = v.to_string();
+    if t.len() > 100 { format!("{}...", &t[..t.char_indices().nth(97).map(|(i, _)| i).unwrap_or(t.len())]) } else { t }
+}

@@ -1,0 +1,396 @@
+//! The scheduler: runs what is not cached, in parallel, within CPU and GPU
+//! slots, with early cutoff, cancellation and per-key locking.
+//!
+//! - A node is evaluated (key computed, cache checked) as soon as all its
+//!   upstream nodes are done, so an upstream that re-ran with identical
+//!   output bytes leaves it a cache hit (early cutoff).
+//! - `-j N` CPU slots; a node takes `resources.cpus` of them. GPU nodes get
+//!   concrete device ids from the `--gpus` pool (`CUDA_VISIBLE_DEVICES`), so two
+//!   GPU nodes never share a device; the ids go into the record, not the key.
+//! - Two processes never compute the same key at once: each takes an OS lock
+//!   on the key, and a second process waits, then finds the record.
+//! - `repro gc` takes the cache lock exclusively; runs take it shared.
+//! - On Ctrl-C, nothing new starts, running ops kill their process groups, and
+//!   no record is written for them; finished nodes stay recorded.
+
+pub mod cancel;
+pub mod eval;
+pub mod node;
+pub mod progress;
+
+use crate::cache::flock::{self, Mode};
+use crate::cache::lockfile::{LockEntry, LockFile};
+use crate::cache::record::{ArtifactKind, Record, Storage};
+use crate::cache::{Cache, short};
+use crate::graph::Dag;
+use cancel::CancelToken;
+use eval::{Check, Eval, Evaluator};
+use node::{Job, NodeError};
+use progress::Progress;
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// CPU slots (`-j`).
+    pub jobs: usize,
+    /// GPU device ids available to this run.
+    pub gpus: Vec<String>,
+    /// Selected nodes (with their upstream); `None` = all.
+    pub selected: Option<Vec<bool>>,
+    /// Nodes to re-run even when cached.
+    pub force: Vec<bool>,
+    /// Keep running independent nodes after a failure.
+    pub keep_going: bool,
+    /// A plan to follow: instance id -> expected key (None when it was pending).
+    pub plan: Option<BTreeMap<String, Option<String>>>,
+    /// List cache hits too.
+    pub verbose: bool,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Nodes computed.
+    pub ran: usize,
+    /// Nodes found in the cache.
+    pub cached: usize,
+    /// Failed nodes: id, message.
+    pub failed: Vec<(String, String)>,
+    /// Nodes not run because an upstream failed or the run stopped.
+    pub skipped: usize,
+    /// Interrupted by Ctrl-C / SIGTERM.
+    pub cancelled: bool,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Whether the lock file changed.
+    pub lock_changed: bool,
+}
+
+/// A run that could not even start or finish bookkeeping.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Cache trouble.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    /// Lock file trouble.
+    #[error("{0}")]
+    Lock(String),
+    /// The plan does not match the pipeline any more.
+    #[error("{0}")]
+    StalePlan(String),
+}
+
+struct Done {
+    idx: usize,
+    result: Result<(Record, bool), NodeError>,
+    gpus: Vec<String>,
+    cpus: usize,
+    secs: f64,
+}
+
+/// Runs the pipeline.
+pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel: &CancelToken) -> Result<Summary, ExecError> {
+    let t0 = Instant::now();
+    let _cache_lock = shared_cache_lock(cache, opts.quiet)?;
+    let lock = LockFile::read(lock_path).map_err(ExecError::Lock)?;
+    let ev = Evaluator { dag, cache, lock: &lock, check: Check::Quick };
+    let n = dag.nodes.len();
+    let selected: Vec<bool> = match &opts.plan {
+        Some(plan) => {
+            for id in plan.keys() {
+                if !dag.by_id.contains_key(id) {
+                    return Err(ExecError::StalePlan(format!("the plan names `{id}`, which is not a node of this pipeline any more")));
+                }
+            }
+            dag.nodes.iter().map(|x| plan.contains_key(x.id())).collect()
+        }
+        None => opts.selected.clone().unwrap_or_else(|| vec![true; n]),
+    };
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut deps_left = vec![0usize; n];
+    for (i, node) in dag.nodes.iter().enumerate() {
+        for &u in &node.upstream {
+            downstream[u].push(i);
+            if selected[u] {
+                deps_left[i] += 1;
+            }
+        }
+    }
+    // Upstream outside the selection (a plan's cached nodes) are evaluated up front.
+    let mut outputs: Vec<Option<BTreeMap<String, String>>> = vec![None; n];
+    let mut keys: BTreeMap<usize, String> = BTreeMap::new();
+    for &i in dag.order.iter().filter(|_| opts.plan.is_some()) {
+        if !selected[i] {
+            if let Eval::Hit { key, outputs: o } = ev.eval(i, &outputs) {
+                outputs[i] = Some(o);
+                keys.insert(i, key);
+            }
+        }
+    }
+    let total = selected.iter().filter(|s| **s).count();
+    let mut progress = Progress::new(total, opts.verbose, opts.quiet);
+    let mut summary = Summary::default();
+    let mut ready: VecDeque<usize> = dag.order.iter().copied().filter(|&i| selected[i] && deps_left[i] == 0).collect();
+    let mut runq: VecDeque<(usize, String, Value, String)> = VecDeque::new();
+    let mut blocked = vec![false; n];
+    let jobs = opts.jobs.max(1);
+    let mut cpu_free = jobs;
+    let mut gpu_free: Vec<String> = opts.gpus.clone();
+    let mut running = 0usize;
+    let mut stopping = false;
+    let (tx, rx) = mpsc::channel::<Done>();
+
+    std::thread::scope(|scope| -> Result<(), ExecError> {
+        loop {
+            if cancel.is_cancelled() {
+                stopping = true;
+                summary.cancelled = true;
+            }
+            while let Some(i) = ready.pop_front() {
+                if blocked[i] {
+                    continue;
+                }
+                let id = dag.nodes[i].id();
+                let e = ev.eval(i, &outputs);
+                if let (Some(plan), Some(k)) = (&opts.plan, e.key()) {
+                    if let Some(Some(want)) = plan.get(id) {
+                        if want != k {
+                            return Err(ExecError::StalePlan(format!(
+                                "`{id}` now has key {} but the plan expected {}; make a new plan",
+                                short(k),
+                                short(want)
+                            )));
+                        }
+                    }
+                }
+                let forced = opts.force.get(i).copied().unwrap_or(false);
+                match e {
+                    Eval::Hit { key, outputs: o } if !forced => {
+                        outputs[i] = Some(o);
+                        keys.insert(i, key);
+                        summary.cached += 1;
+                        progress.hit(id);
+                        release(i, &downstream, &selected, &mut deps_left, &mut ready);
+                    }
+                    Eval::Hit { key, .. } => {
+                        let (pre, _) = record_preimage(cache, &key);
+                        runq.push_back((i, key, pre, "forced".into()));
+                    }
+                    Eval::Miss { key, preimage, reason, .. } => {
+                        repair(cache, &key);
+                        runq.push_back((i, key, preimage, reason));
+                    }
+                    Eval::Pending { reason } => {
+                        fail(i, &format!("cannot compute the key: {reason}"), dag, &mut summary, &mut progress, &downstream, &mut blocked);
+                        stopping |= !opts.keep_going;
+                    }
+                }
+            }
+            while !stopping {
+                let Some(pos) = runq.iter().position(|(i, ..)| {
+                    let r = &dag.nodes[*i].resources;
+                    r.cpus.min(jobs) <= cpu_free && (r.gpus <= gpu_free.len() || r.gpus > opts.gpus.len())
+                }) else {
+                    break;
+                };
+                let Some((i, key, preimage, why)) = runq.remove(pos) else { break };
+                let node = &dag.nodes[i];
+                let r = &node.resources;
+                if r.executor != "local" {
+                    fail(i, &format!("executor `{}` is not available in this build (only `local`)", r.executor), dag, &mut summary, &mut progress, &downstream, &mut blocked);
+                    stopping |= !opts.keep_going;
+                    continue;
+                }
+                if r.gpus > opts.gpus.len() {
+                    fail(i, &format!("needs {} GPU(s) but this run has {} (give device ids with --gpus 0,1)", r.gpus, opts.gpus.len()), dag, &mut summary, &mut progress, &downstream, &mut blocked);
+                    stopping |= !opts.keep_going;
+                    continue;
+                }
+                let cpus = r.cpus.min(jobs);
+                cpu_free -= cpus;
+                let gpus: Vec<String> = gpu_free.drain(..r.gpus).collect();
+                running += 1;
+                progress.started(i, node.id(), &why);
+                let tx = tx.clone();
+                let upstream_keys: BTreeMap<usize, String> = node.upstream.iter().filter_map(|u| keys.get(u).map(|k| (*u, k.clone()))).collect();
+                let cancel = cancel.clone();
+                let quiet = opts.quiet;
+                scope.spawn(move || {
+                    let start = Instant::now();
+                    let env: Vec<(String, String)> = if gpus.is_empty() { Vec::new() } else { vec![("CUDA_VISIBLE_DEVICES".into(), gpus.join(","))] };
+                    let device = if gpus.is_empty() { "cpu".to_string() } else { gpus.iter().map(|g| format!("cuda:{g}")).collect::<Vec<_>>().join(",") };
+                    let job = Job { idx: i, key: &key, preimage: &preimage, upstream_keys: &upstream_keys, env: &env, device, threads: cpus };
+                    let result = run_locked(cache, dag, &job, &cancel, quiet);
+                    let _ = tx.send(Done { idx: i, result, gpus, cpus, secs: start.elapsed().as_secs_f64() });
+                });
+            }
+            if running == 0 && ready.is_empty() && (runq.is_empty() || stopping) {
+                summary.skipped += runq.len();
+                break;
+            }
+            progress.counts(format!("{} ran, {} cached, {} running", summary.ran, summary.cached, running));
+            let done = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(d) => d,
+                Err(_) => continue,
+            };
+            running -= 1;
+            cpu_free += done.cpus;
+            gpu_free.extend(done.gpus);
+            let id = dag.nodes[done.idx].id();
+            match done.result {
+                Ok((rec, ran)) => {
+                    outputs[done.idx] = Some(rec.outputs.iter().map(|(k, o)| (k.clone(), o.digest.clone())).collect());
+                    keys.insert(done.idx, rec.key.clone());
+                    if ran {
+                        summary.ran += 1;
+                        progress.finished(done.idx, id, "ran", done.secs, "");
+                    } else {
+                        summary.cached += 1;
+                        progress.finished(done.idx, id, "cached", done.secs, "(computed by another process)");
+                    }
+                    release(done.idx, &downstream, &selected, &mut deps_left, &mut ready);
+                }
+                Err(NodeError::Cancelled) => {
+                    progress.finished(done.idx, id, "cancelled", done.secs, "nothing recorded");
+                    summary.cancelled = true;
+                    summary.skipped += 1;
+                }
+                Err(e) => {
+                    let mut msg = e.to_string();
+                    if let NodeError::Failed { stderr, work_dir, .. } = &e {
+                        let tail: Vec<&str> = stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+                        if !tail.is_empty() {
+                            msg.push_str(&format!("\n    stderr (last lines):\n      {}", tail.join("\n      ")));
+                        }
+                        if let Some(w) = work_dir {
+                            msg.push_str(&format!("\n    work directory kept at {}", w.display()));
+                        }
+                    }
+                    summary.failed.push((id.to_string(), msg.clone()));
+                    progress.finished(done.idx, id, "FAILED", done.secs, &msg);
+                    block_downstream(done.idx, &downstream, &mut blocked);
+                    stopping |= !opts.keep_going;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    progress.finish();
+    summary.skipped += (0..n).filter(|&i| selected[i] && blocked[i] && !summary.failed.iter().any(|(f, _)| f == dag.nodes[i].id())).count();
+    summary.lock_changed = write_lock(dag, cache, lock_path, &keys, &outputs)?;
+    cache.stat.save().ok();
+    summary.elapsed = t0.elapsed();
+    Ok(summary)
+}
+
+/// Takes the cache lock shared, telling the user if `repro gc` holds it.
+pub fn shared_cache_lock(cache: &Cache, quiet: bool) -> Result<flock::Lock, ExecError> {
+    let path = cache.flock_path("cache");
+    let io = |e: std::io::Error| ExecError::Cache(crate::cache::CacheError::Io { path: path.clone(), source: e });
+    match flock::try_lock(&path, Mode::Shared).map_err(io)? {
+        Some(l) => Ok(l),
+        None => {
+            if !quiet {
+                eprintln!("repro: waiting for `repro gc` to release the cache ...");
+            }
+            flock::lock_wait(&path, Mode::Shared).map_err(io)
+        }
+    }
+}
+
+/// Takes the key's lock, then runs the node unless another process recorded it meanwhile.
+fn run_locked(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, quiet: bool) -> Result<(Record, bool), NodeError> {
+    let path = cache.flock_path(&format!("key-{}", job.key));
+    let io = |e: std::io::Error| NodeError::Cache(crate::cache::CacheError::Io { path: path.clone(), source: e });
+    let _guard = match flock::try_lock(&path, Mode::Exclusive).map_err(io)? {
+        Some(g) => g,
+        None => {
+            if !quiet {
+                eprintln!("  waiting  {}  (another process is computing key {})", dag.nodes[job.idx].id(), short(job.key));
+            }
+            let g = flock::lock_wait(&path, Mode::Exclusive).map_err(io)?;
+            if let Ok(Some(rec)) = cache.read_record(job.key) {
+                if rec.outputs.values().all(|o| cache.check_output(o, false, false).is_ok()) {
+                    return Ok((rec, false));
+                }
+            }
+            g
+        }
+    };
+    node::run_node(cache, dag, job, cancel, true).map(|r| (r, true))
+}
+
+fn release(i: usize, downstream: &[Vec<usize>], selected: &[bool], deps_left: &mut [usize], ready: &mut VecDeque<usize>) {
+    for &d in &downstream[i] {
+        if selected[d] {
+            deps_left[d] -= 1;
+            if deps_left[d] == 0 {
+                ready.push_back(d);
+            }
+        }
+    }
+}
+
+fn block_downstream(i: usize, downstream: &[Vec<usize>], blocked: &mut [bool]) {
+    let mut stack = downstream[i].clone();
+    while let Some(d) = stack.pop() {
+        if !blocked[d] {
+            blocked[d] = true;
+            stack.extend(&downstream[d]);
+        }
+    }
+}
+
+fn fail(i: usize, msg: &str, dag: &Dag, summary: &mut Summary, progress: &mut Progress, downstream: &[Vec<usize>], blocked: &mut [bool]) {
+    let id = dag.nodes[i].id();
+    summary.failed.push((id.to_string(), msg.to_string()));
+    progress.finished(i, id, "FAILED", 0.0, msg);
+    block_downstream(i, downstream, blocked);
+}
+
+fn record_preimage(cache: &Cache, key: &str) -> (Value, ()) {
+    (cache.read_record(key).ok().flatten().map(|r| r.preimage).unwrap_or(Value::Null), ())
+}
+
+/// Moves every corrupt object of a key's record aside so the re-run stores fresh copies.
+fn repair(cache: &Cache, key: &str) {
+    let Ok(Some(rec)) = cache.read_record(key) else { return };
+    for o in rec.outputs.values() {
+        if cache.check_output(o, true, false).is_ok() {
+            continue;
+        }
+        let _ = cache.quarantine(&o.digest, if o.kind == ArtifactKind::Dir { Storage::Light } else { o.storage });
+        if o.kind == ArtifactKind::Dir {
+            if let Ok(m) = cache.read_manifest(&o.digest) {
+                for e in m.entries {
+                    if crate::cache::hash::hash_file(&cache.object_path(&e.digest, o.storage)).ok().as_deref() != Some(e.digest.as_str()) {
+                        let _ = cache.quarantine(&e.digest, o.storage);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Merges what this run knows into the lock file, under the lock file's lock.
+fn write_lock(dag: &Dag, cache: &Cache, lock_path: &Path, keys: &BTreeMap<usize, String>, outputs: &[Option<BTreeMap<String, String>>]) -> Result<bool, ExecError> {
+    let lpath = cache.flock_path(&format!("lockfile-{}", dag.pipeline.name));
+    let _g = flock::lock_wait(&lpath, Mode::Exclusive).map_err(|e| ExecError::Lock(format!("{}: {e}", lpath.display())))?;
+    let mut lock = LockFile::read(lock_path).map_err(ExecError::Lock)?;
+    lock.pipeline = dag.pipeline.name.clone();
+    lock.repro_lock = crate::cache::lockfile::LOCK_FORMAT;
+    lock.nodes.retain(|id, _| dag.by_id.contains_key(id));
+    for (&i, key) in keys {
+        if let Some(o) = &outputs[i] {
+            lock.nodes.insert(dag.nodes[i].id().to_string(), LockEntry { key: key.clone(), outputs: o.clone() });
+        }
+    }
+    lock.write_if_changed(lock_path).map_err(|e| ExecError::Lock(format!("{}: {e}", lock_path.display())))
+}

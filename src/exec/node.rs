@@ -1,0 +1,254 @@
+//! Running one node: a fresh work directory, inputs copied in, the op, then
+//! outputs stored and the record written last. Any failure or cancellation
+//! before the record is written leaves the cache as it was.
+
+use crate::cache::record::{Provenance, Record, Storage};
+use crate::cache::{Cache, CacheError, io_at};
+use crate::exec::cancel::CancelToken;
+use crate::graph::{Dag, Input, Source};
+use crate::ops::{OpError, RunContext};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why a node did not produce a record.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The op failed.
+    #[error("{message}")]
+    Failed {
+        /// One line.
+        message: String,
+        /// Tail of stderr.
+        stderr: String,
+        /// Work directory kept for inspection.
+        work_dir: Option<PathBuf>,
+    },
+    /// Interrupted.
+    #[error("cancelled")]
+    Cancelled,
+    /// Cache trouble.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// What to run.
+pub struct Job<'a> {
+    /// Node index.
+    pub idx: usize,
+    /// Its key.
+    pub key: &'a str,
+    /// Its preimage.
+    pub preimage: &'a Value,
+    /// Keys of upstream nodes (index -> key), to read their records.
+    pub upstream_keys: &'a BTreeMap<usize, String>,
+    /// Extra environment (device assignment).
+    pub env: &'a [(String, String)],
+    /// Devices, for provenance.
+    pub device: String,
+    /// CPU slots granted.
+    pub threads: usize,
+}
+
+/// Runs a node and records it. With `record = false` (verify --rerun) the
+/// outputs are hashed but nothing is stored.
+pub fn run_node(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, record: bool) -> Result<Record, NodeError> {
+    let n = &dag.nodes[job.idx];
+    let work = cache.state.join("work").join(format!("{}-{}", &job.key[..16.min(job.key.len())], std::process::id()));
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(io_at(&work))?;
+    }
+    let in_dir = work.join("in");
+    let out_dir = work.join("out");
+    std::fs::create_dir_all(&in_dir).map_err(io_at(&in_dir))?;
+    std::fs::create_dir_all(&out_dir).map_err(io_at(&out_dir))?;
+    let fail_keep = |message: String, stderr: String| NodeError::Failed { message, stderr, work_dir: Some(work.clone()) };
+
+    let mut input_paths = BTreeMap::new();
+    let mut sources = BTreeMap::new();
+    let expected = job.preimage.get("inputs").cloned().unwrap_or(Value::Null);
+    for (name, input) in &n.inputs {
+        let dest = in_dir.join(name);
+        match input {
+            Input::One(s) => {
+                sources.insert(name.clone(), place(cache, dag, job, s, &dest, expected.get(name)).map_err(|m| fail_keep(m, String::new()))?);
+            }
+            Input::List(entries) => {
+                std::fs::create_dir_all(&dest).map_err(io_at(&dest))?;
+                let mut m = serde_json::Map::new();
+                for (entry, s) in entries {
+                    let want = expected.get(name).and_then(|v| v.get(entry));
+                    m.insert(entry.clone(), place(cache, dag, job, s, &dest.join(entry), want).map_err(|m| fail_keep(m, String::new()))?);
+                }
+                sources.insert(name.clone(), Value::Object(m));
+            }
+        }
+        input_paths.insert(name.clone(), dest);
+    }
+
+    let started = now_rfc3339();
+    let t0 = Instant::now();
+    let ctx = RunContext {
+        node: n.id(),
+        work_dir: &work,
+        params: &n.inst.params,
+        inputs: &input_paths,
+        cancel,
+        env: job.env,
+        threads: job.threads,
+    };
+    let result = match n.op.run(&ctx) {
+        Ok(r) => r,
+        Err(OpError::Cancelled) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(NodeError::Cancelled);
+        }
+        Err(OpError::Failed { message, stderr }) => return Err(fail_keep(message, stderr)),
+        Err(OpError::Io(e)) => return Err(fail_keep(e.to_string(), String::new())),
+    };
+    if cancel.is_cancelled() {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(NodeError::Cancelled);
+    }
+    let duration = t0.elapsed().as_secs_f64();
+    let mut outputs = BTreeMap::new();
+    for o in &n.outputs {
+        let p = out_dir.join(&o.path);
+        if !p.exists() {
+            return Err(fail_keep(format!("declared output `{}` (out/{}) was not written", o.name, o.path), result.stderr));
+        }
+        let storage = if o.heavy { Storage::Heavy } else { Storage::Light };
+        let rec = if record {
+            cache.store_output(&p, &o.path, storage)?
+        } else {
+            let a = cache.stat.digest(&p).map_err(io_at(&p))?;
+            crate::cache::record::OutputRecord {
+                digest: a.digest,
+                bytes: a.bytes,
+                kind: if a.manifest.is_some() { crate::cache::record::ArtifactKind::Dir } else { crate::cache::record::ArtifactKind::File },
+                storage,
+                media: crate::cache::record::media_type(&o.path, a.manifest.is_some()),
+                path: o.path.clone(),
+            }
+        };
+        outputs.insert(o.name.clone(), rec);
+    }
+    let rec = Record {
+        format: crate::cache::record::RECORD_FORMAT,
+        key: job.key.to_string(),
+        node: n.id().to_string(),
+        pipeline: dag.pipeline.name.clone(),
+        preimage: job.preimage.clone(),
+        input_sources: sources,
+        outputs,
+        metrics: result.metrics,
+        stdout: result.stdout,
+        stderr: result.stderr,
+        provenance: Provenance {
+            engine: format!("repro {}", env!("CARGO_PKG_VERSION")),
+            git_rev: git_rev(&dag.root),
+            host: hostname(),
+            executor: n.resources.executor.clone(),
+            device: job.device.clone(),
+            started,
+            duration_s: (duration * 1000.0).round() / 1000.0,
+            peak_rss_kib: result.peak_rss_kib,
+            params: Value::Object(n.inst.params.clone()),
+            resources: serde_json::to_value(&n.resources).unwrap_or(Value::Null),
+        },
+    };
+    if record {
+        cache.write_record(&rec)?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(rec)
+}
+
+/// Copies one input into the work directory and checks it still has the
+/// digest the key was computed from. Returns its source description.
+fn place(cache: &Cache, dag: &Dag, job: &Job, s: &Source, dest: &Path, want: Option<&Value>) -> Result<Value, String> {
+    match s {
+        Source::File { path, written } => {
+            copy_tree(path, dest).map_err(|e| format!("input file:{written}: {e}"))?;
+            let got = cache.stat.digest(dest).map_err(|e| format!("input file:{written}: {e}"))?;
+            if want.and_then(Value::as_str) != Some(got.digest.as_str()) {
+                return Err(format!("input file:{written} changed while the run was starting; run again"));
+            }
+            make_read_only(dest);
+            Ok(json!(format!("file:{written}")))
+        }
+        Source::Node { idx, output } => {
+            let up = &dag.nodes[*idx];
+            let key = job.upstream_keys.get(idx).ok_or_else(|| format!("upstream `{}` has no key", up.id()))?;
+            let rec = cache
+                .read_record(key)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("upstream `{}`: record {key} vanished", up.id()))?;
+            let out = rec.outputs.get(output).ok_or_else(|| format!("upstream `{}` has no output `{output}`", up.id()))?;
+            cache.materialize(out, dest).map_err(|e| match e {
+                CacheError::BlobMissing { .. } => format!(
+                    "input from `{}`: {e}; heavy outputs are not committed: run with that blob store (REPRO_BLOBS) or re-run the upstream with `repro run --force '{}'`",
+                    up.id(),
+                    up.id()
+                ),
+                e => format!("input from `{}`: {e}", up.id()),
+            })?;
+            let src = if output == "out" { up.id().to_string() } else { format!("{}.{output}", up.id()) };
+            Ok(json!(src))
+        }
+    }
+}
+
+fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+    if std::fs::metadata(src)?.is_dir() {
+        std::fs::create_dir_all(dest)?;
+        crate::cache::hash::walk(src, src, &mut |rel, abs, _| {
+            let d = dest.join(rel);
+            if let Some(p) = d.parent() {
+                std::fs::create_dir_all(p)?;
+            }
+            std::fs::copy(abs, d).map(|_| ())
+        })
+    } else {
+        std::fs::copy(src, dest).map(|_| ())
+    }
+}
+
+fn make_read_only(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if p.is_file() {
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o444));
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// `git rev-parse HEAD` in the project root, memoized.
+pub fn git_rev(root: &Path) -> Option<String> {
+    static REV: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    REV.get_or_init(|| {
+        let out = std::process::Command::new("git").arg("-C").arg(root).args(["rev-parse", "HEAD"]).stderr(std::process::Stdio::null()).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    })
+    .clone()
+}
+
+/// The current time as RFC 3339 UTC (second precision).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}

@@ -1,0 +1,145 @@
+//! Node keys: what decides whether a cached result can be reused.
+//!
+//! This is the contract between the YAML, the code and the cache, documented
+//! the way cargo documents its fingerprints.
+//!
+//! # What a key holds
+//!
+//! `key = blake3(canonical_json(preimage))`, as 64 lowercase hex digits, where
+//! the preimage is exactly:
+//!
+//! ```json
+//! {
+//!   "repro_key": 1,                  // KEY_FORMAT; bumped if this layout changes
+//!   "op": "shell",                   // op name
+//!   "op_version": 1,                 // the op's version (bumped when its results change)
+//!   "params": {...},                 // the op's *semantic* params after `${}` interpolation
+//!   "inputs": {                      // every input, by input name:
+//!     "text": "<digest>",            //   one artifact: its content digest
+//!     "runs": {"i=1": "<digest>"}    //   a list input: entry name -> digest
+//!   }
+//! }
+//! ```
+//!
+//! A content digest is the blake3 of a file's bytes; for a directory it is the
+//! blake3 of its manifest (canonical JSON of the sorted list of
+//! `{path, digest, bytes, exec}` entries), so two directories with the same
+//! files have the same digest wherever they live.
+//!
+//! # What a key does not hold
+//!
+//! - The node id or its coordinates: renaming a node, or reordering matrix
+//!   values, re-runs nothing. (Coordinates that an op sees, such as the entry
+//!   names of a list input, are in `inputs`.)
+//! - Upstream keys: only upstream *output digests*. An upstream node that
+//!   re-runs and produces the same bytes leaves everything downstream cached
+//!   (early cutoff).
+//! - File paths and mtimes: only content.
+//! - Non-semantic params (the op's schema marks them: timeouts, metrics
+//!   extraction, thread counts), `resources:` (cpus, gpus, executor, partition,
+//!   time, memory), `tolerance:`, `description:`; these go into the record as
+//!   provenance, not into the key.
+//! - The environment, the host, the tools on `PATH`: an op that depends on one
+//!   must take it as a param (e.g. `shell`'s `env:`), or bump its version.
+//!
+//! # Canonical JSON
+//!
+//! Object keys sorted bytewise, no whitespace, strings with serde_json's
+//! escaping, integers as integers and floats in their shortest round-trip
+//! form (so `1e-5` and `0.00001` are the same value; `1` and `1.0` are not).
+
+use serde_json::{Map, Value, json};
+
+/// Version of the preimage layout above.
+pub const KEY_FORMAT: u64 = 1;
+
+/// Serializes JSON canonically (sorted keys, no whitespace).
+pub fn canonical_json(v: &Value) -> String {
+    // serde_json's Map is a BTreeMap (the preserve_order feature is off), so
+    // keys serialize sorted; compact output has no whitespace.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Builds the preimage of a key.
+pub fn preimage(op: &str, op_version: u32, params: &Map<String, Value>, inputs: Map<String, Value>) -> Value {
+    json!({
+        "repro_key": KEY_FORMAT,
+        "op": op,
+        "op_version": op_version,
+        "params": params,
+        "inputs": inputs,
+    })
+}
+
+/// The key of a preimage.
+pub fn key_of(preimage: &Value) -> String {
+    blake3::hash(canonical_json(preimage).as_bytes()).to_hex().to_string()
+}
+
+/// A field-level difference between two preimages.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FieldChange {
+    /// Dotted path, e.g. `params.lr` or `inputs.data`.
+    pub path: String,
+    /// Old value (JSON), absent when added.
+    pub old: Option<Value>,
+    /// New value (JSON), absent when removed.
+    pub new: Option<Value>,
+}
+
+/// Lists every leaf that differs between two preimages.
+pub fn diff(old: &Value, new: &Value) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    diff_into("", old, new, &mut out);
+    out
+}
+
+fn diff_into(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_into(&p, x, y, out),
+                    (x, y) => out.push(FieldChange { path: p, old: x.cloned(), new: y.cloned() }),
+                }
+            }
+        }
+        _ if old == new => {}
+        _ => out.push(FieldChange { path: path.to_string(), old: Some(old.clone()), new: Some(new.clone()) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_is_sorted_and_compact() {
+        let v: Value = serde_json::from_str(r#"{"b": 1, "a": {"d": [1, 2], "c": 0.00001}}"#).unwrap();
+        assert_eq!(canonical_json(&v), r#"{"a":{"c":1e-5,"d":[1,2]},"b":1}"#);
+    }
+
+    #[test]
+    fn key_depends_on_every_ingredient() {
+        let p: Map<String, Value> = serde_json::from_str(r#"{"lr": 1e-5}"#).unwrap();
+        let base = key_of(&preimage("t", 1, &p, Map::new()));
+        assert_ne!(base, key_of(&preimage("t", 2, &p, Map::new())));
+        assert_ne!(base, key_of(&preimage("u", 1, &p, Map::new())));
+        let mut inputs = Map::new();
+        inputs.insert("x".into(), json!("ab"));
+        assert_ne!(base, key_of(&preimage("t", 1, &p, inputs)));
+        assert_eq!(base, key_of(&preimage("t", 1, &p, Map::new())));
+    }
+
+    #[test]
+    fn diff_is_field_level() {
+        let a = json!({"params": {"lr": 2e-5, "bs": 8}, "op_version": 3});
+        let b = json!({"params": {"lr": 1e-5, "bs": 8}, "op_version": 4});
+        let d = diff(&a, &b);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].path, "op_version");
+        assert_eq!(d[1].path, "params.lr");
+    }
+}

@@ -1,0 +1,14 @@
+//! `repro`: regenerates "The False Promise of Imitating Proprietary LLMs"
+//! (Gudibande et al., 2023) from declarative YAML pipelines.
+//!
+//! YAML (`spec`) compiles to a content-hashed DAG (`graph`); the scheduler
+//! (`exec`) runs each node's op (`ops`) unless the cache (`cache`) already
+//! holds a record for its key; the command line (`cli`) ties them together.
+
+pub mod cache;
+pub mod cli;
+pub mod exec;
+pub mod graph;
+pub mod ops;
+pub mod project;
+pub mod spec;
