@@ -39,27 +39,45 @@ pub fn find_root(start: &Path) -> Option<PathBuf> {
 /// Resolves a `PIPELINE` argument.
 pub fn resolve(root: &Path, arg: Option<&str>) -> Result<PipelineFile, String> {
     let Some(arg) = arg else {
-        let p = root.join("pipelines").join(format!("{DEFAULT_PIPELINE}.yaml"));
+        let p = root
+            .join("pipelines")
+            .join(format!("{DEFAULT_PIPELINE}.yaml"));
         if p.is_file() {
-            return Ok(PipelineFile { path: p, embedded: None });
+            return Ok(PipelineFile {
+                path: p,
+                embedded: None,
+            });
         }
-        return Ok(PipelineFile { path: p, embedded: Some(EMBEDDED_DEFAULT) });
+        return Ok(PipelineFile {
+            path: p,
+            embedded: Some(EMBEDDED_DEFAULT),
+        });
     };
     let direct = PathBuf::from(arg);
     if direct.is_file() {
-        return Ok(PipelineFile { path: direct, embedded: None });
+        return Ok(PipelineFile {
+            path: direct,
+            embedded: None,
+        });
     }
     for ext in ["yaml", "yml"] {
         let p = root.join("pipelines").join(format!("{arg}.{ext}"));
         if p.is_file() {
-            return Ok(PipelineFile { path: p, embedded: None });
+            return Ok(PipelineFile {
+                path: p,
+                embedded: None,
+            });
         }
     }
     let known = list(root);
     Err(format!(
         "no pipeline `{arg}`: not a file, and not a name in {}/pipelines/{}",
         root.display(),
-        if known.is_empty() { String::new() } else { format!(" (known: {})", known.join(", ")) }
+        if known.is_empty() {
+            String::new()
+        } else {
+            format!(" (known: {})", known.join(", "))
+        }
     ))
 }
 

@@ -44,7 +44,8 @@ pub struct Manifest {
 impl Manifest {
     /// Canonical bytes (the digest is their blake3).
     pub fn to_bytes(&self) -> Vec<u8> {
-        crate::graph::key::canonical_json(&serde_json::to_value(self).unwrap_or_default()).into_bytes()
+        crate::graph::key::canonical_json(&serde_json::to_value(self).unwrap_or_default())
+            .into_bytes()
     }
     /// Total size of the files.
     pub fn total_bytes(&self) -> u64 {
@@ -63,14 +64,21 @@ struct Stat {
 }
 
 fn stat_of(meta: &std::fs::Metadata) -> Stat {
-    Stat { size: meta.len(), mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128, ino: meta.ino() }
+    Stat {
+        size: meta.len(),
+        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        ino: meta.ino(),
+    }
 }
+
+/// Memo entries and whether they changed since loading.
+type Memo = (HashMap<PathBuf, (Stat, String)>, bool);
 
 /// The per-machine memo of file digests.
 #[derive(Default)]
 pub struct StatCache {
     path: Option<PathBuf>,
-    map: Mutex<(HashMap<PathBuf, (Stat, String)>, bool)>,
+    map: Mutex<Memo>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -79,19 +87,46 @@ struct Row(PathBuf, u64, i128, u64, String);
 impl StatCache {
     /// Loads the memo from `path` (a missing or unreadable file is an empty memo).
     pub fn load(path: PathBuf) -> Self {
-        let rows: Vec<Row> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        let map = rows.into_iter().map(|Row(p, size, mtime_ns, ino, d)| (p, (Stat { size, mtime_ns, ino }, d))).collect();
-        StatCache { path: Some(path), map: Mutex::new((map, false)) }
+        let rows: Vec<Row> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let map = rows
+            .into_iter()
+            .map(|Row(p, size, mtime_ns, ino, d)| {
+                (
+                    p,
+                    (
+                        Stat {
+                            size,
+                            mtime_ns,
+                            ino,
+                        },
+                        d,
+                    ),
+                )
+            })
+            .collect();
+        StatCache {
+            path: Some(path),
+            map: Mutex::new((map, false)),
+        }
     }
 
     /// Writes the memo back if it changed.
     pub fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let guard = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if !guard.1 {
             return Ok(());
         }
-        let mut rows: Vec<Row> = guard.0.iter().map(|(p, (s, d))| Row(p.clone(), s.size, s.mtime_ns, s.ino, d.clone())).collect();
+        let mut rows: Vec<Row> = guard
+            .0
+            .iter()
+            .map(|(p, (s, d))| Row(p.clone(), s.size, s.mtime_ns, s.ino, d.clone()))
+            .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         drop(guard);
         super::atomic::write(path, &serde_json::to_vec(&rows).unwrap_or_default())
@@ -109,7 +144,13 @@ impl StatCache {
     pub fn file_digest(&self, path: &Path) -> std::io::Result<(String, u64)> {
         let meta = std::fs::metadata(path)?;
         let st = stat_of(&meta);
-        if let Some((s, d)) = self.map.lock().unwrap_or_else(|e| e.into_inner()).0.get(path) {
+        if let Some((s, d)) = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .get(path)
+        {
             if *s == st {
                 return Ok((d.clone(), st.size));
             }
@@ -143,10 +184,18 @@ impl StatCache {
         if meta.is_dir() {
             let manifest = self.manifest(path)?;
             let bytes = manifest.to_bytes();
-            Ok(Artifact { digest: blake3::hash(&bytes).to_hex().to_string(), bytes: manifest.total_bytes(), manifest: Some(manifest) })
+            Ok(Artifact {
+                digest: blake3::hash(&bytes).to_hex().to_string(),
+                bytes: manifest.total_bytes(),
+                manifest: Some(manifest),
+            })
         } else {
             let (digest, bytes) = self.file_digest(path)?;
-            Ok(Artifact { digest, bytes, manifest: None })
+            Ok(Artifact {
+                digest,
+                bytes,
+                manifest: None,
+            })
         }
     }
 
@@ -156,11 +205,19 @@ impl StatCache {
         walk(dir, dir, &mut |rel, abs, meta| {
             let (digest, bytes) = self.file_digest(abs)?;
             use std::os::unix::fs::PermissionsExt;
-            entries.push(TreeEntry { path: rel.to_string(), digest, bytes, exec: meta.permissions().mode() & 0o111 != 0 });
+            entries.push(TreeEntry {
+                path: rel.to_string(),
+                digest,
+                bytes,
+                exec: meta.permissions().mode() & 0o111 != 0,
+            });
             Ok(())
         })?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(Manifest { format: TREE_FORMAT.into(), entries })
+        Ok(Manifest {
+            format: TREE_FORMAT.into(),
+            entries,
+        })
     }
 }
 
@@ -188,7 +245,10 @@ pub fn walk(root: &Path, dir: &Path, f: &mut Visit) -> std::io::Result<()> {
             walk(root, &abs, f)?;
         } else {
             let rel = abs.strip_prefix(root).unwrap_or(&abs);
-            let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
             f(&rel.join("/"), &abs, &meta)?;
         }
     }

@@ -35,7 +35,8 @@ impl LockFile {
     /// Reads a lock file; a missing one is empty. A corrupt one is an error.
     pub fn read(path: &Path) -> Result<LockFile, String> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a valid lock file: {e}", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a valid lock file: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LockFile::default()),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }

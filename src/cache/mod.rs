@@ -61,7 +61,10 @@ pub enum CacheError {
 
 /// Adds the path to an io error.
 pub fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io { path: path.to_path_buf(), source }
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// An open cache.
@@ -81,9 +84,13 @@ pub struct Cache {
 impl Cache {
     /// Opens (and creates) the cache of a project.
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
-        let dir = std::env::var_os("REPRO_CACHE").map(PathBuf::from).unwrap_or_else(|| root.join("cache"));
+        let dir = std::env::var_os("REPRO_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("cache"));
         let state = root.join(".repro");
-        let blobs = std::env::var_os("REPRO_BLOBS").map(PathBuf::from).unwrap_or_else(|| state.join("blobs"));
+        let blobs = std::env::var_os("REPRO_BLOBS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| state.join("blobs"));
         for d in [dir.join("records"), dir.join("objects"), state.clone()] {
             std::fs::create_dir_all(&d).map_err(io_at(&d))?;
         }
@@ -96,7 +103,13 @@ impl Cache {
             atomic::write(&sgi, b"*\n").map_err(io_at(&sgi))?;
         }
         let stat = StatCache::load(state.join("statcache.json"));
-        Ok(Cache { root: root.to_path_buf(), dir, blobs, state, stat })
+        Ok(Cache {
+            root: root.to_path_buf(),
+            dir,
+            blobs,
+            state,
+            stat,
+        })
     }
 
     /// Path of a record.
@@ -117,9 +130,15 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CacheError::Io { path, source: e }),
         };
-        let rec: Record = serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        let rec: Record = serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         if rec.key != key {
-            return Err(CacheError::Corrupt { path, message: format!("holds key {}", rec.key) });
+            return Err(CacheError::Corrupt {
+                path,
+                message: format!("holds key {}", rec.key),
+            });
         }
         Ok(Some(rec))
     }
@@ -127,7 +146,10 @@ impl Cache {
     /// Writes a record atomically (after its objects are stored).
     pub fn write_record(&self, rec: &Record) -> Result<(), CacheError> {
         let path = self.record_path(&rec.key);
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| CacheError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| CacheError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         atomic::write(&path, &bytes).map_err(io_at(&path))
     }
 
@@ -159,17 +181,29 @@ impl Cache {
         }
         let dir = dest.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-        let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io_at(dir))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(io_at(dir))?;
         std::fs::copy(src, tmp.path()).map_err(io_at(src))?;
         tmp.as_file().sync_all().map_err(io_at(tmp.path()))?;
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444)).map_err(io_at(tmp.path()))?;
-        tmp.persist(&dest).map_err(|e| CacheError::Io { path: dest.clone(), source: e.error })?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444))
+            .map_err(io_at(tmp.path()))?;
+        tmp.persist(&dest).map_err(|e| CacheError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
         atomic::sync_dir(dir).map_err(io_at(dir))
     }
 
     /// Hashes an output the op wrote and stores it; returns its record entry.
-    pub fn store_output(&self, path: &Path, rel: &str, storage: Storage) -> Result<OutputRecord, CacheError> {
+    pub fn store_output(
+        &self,
+        path: &Path,
+        rel: &str,
+        storage: Storage,
+    ) -> Result<OutputRecord, CacheError> {
         let meta = std::fs::metadata(path).map_err(io_at(path))?;
         if meta.is_dir() {
             let manifest = self.stat.manifest(path).map_err(io_at(path))?;
@@ -182,11 +216,25 @@ impl Cache {
             if !mpath.is_file() {
                 atomic::write(&mpath, &bytes).map_err(io_at(&mpath))?;
             }
-            Ok(OutputRecord { digest, bytes: manifest.total_bytes(), kind: ArtifactKind::Dir, storage, media: record::media_type(rel, true), path: rel.into() })
+            Ok(OutputRecord {
+                digest,
+                bytes: manifest.total_bytes(),
+                kind: ArtifactKind::Dir,
+                storage,
+                media: record::media_type(rel, true),
+                path: rel.into(),
+            })
         } else {
             let digest = hash::hash_file(path).map_err(io_at(path))?;
             self.put_file(path, &digest, storage)?;
-            Ok(OutputRecord { digest, bytes: meta.len(), kind: ArtifactKind::File, storage, media: record::media_type(rel, false), path: rel.into() })
+            Ok(OutputRecord {
+                digest,
+                bytes: meta.len(),
+                kind: ArtifactKind::File,
+                storage,
+                media: record::media_type(rel, false),
+                path: rel.into(),
+            })
         }
     }
 
@@ -194,7 +242,10 @@ impl Cache {
     pub fn read_manifest(&self, digest: &str) -> Result<Manifest, CacheError> {
         let path = self.object_path(digest, Storage::Light);
         let bytes = std::fs::read(&path).map_err(io_at(&path))?;
-        serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt { path, message: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt {
+            path,
+            message: e.to_string(),
+        })
     }
 
     fn blob_source(&self, digest: &str, storage: Storage) -> Result<PathBuf, CacheError> {
@@ -202,9 +253,15 @@ impl Cache {
         if p.is_file() {
             Ok(p)
         } else if storage == Storage::Heavy {
-            Err(CacheError::BlobMissing { digest: digest.into(), store: self.blobs.clone() })
+            Err(CacheError::BlobMissing {
+                digest: digest.into(),
+                store: self.blobs.clone(),
+            })
         } else {
-            Err(CacheError::Io { path: p, source: std::io::Error::from(std::io::ErrorKind::NotFound) })
+            Err(CacheError::Io {
+                path: p,
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })
         }
     }
 
@@ -220,7 +277,10 @@ impl Cache {
                 std::fs::create_dir_all(dest).map_err(io_at(dest))?;
                 for e in &m.entries {
                     if e.path.split('/').any(|c| c == ".." || c.is_empty()) {
-                        return Err(CacheError::Corrupt { path: dest.into(), message: format!("manifest entry `{}` escapes its directory", e.path) });
+                        return Err(CacheError::Corrupt {
+                            path: dest.into(),
+                            message: format!("manifest entry `{}` escapes its directory", e.path),
+                        });
                     }
                     let src = self.blob_source(&e.digest, out.storage)?;
                     let d = dest.join(&e.path);
@@ -230,7 +290,8 @@ impl Cache {
                     copy_writable(&src, &d)?;
                     if e.exec {
                         use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).map_err(io_at(&d))?;
+                        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
+                            .map_err(io_at(&d))?;
                     }
                 }
                 Ok(())
@@ -241,24 +302,41 @@ impl Cache {
     /// Checks an output against its digest. `deep` re-reads every byte;
     /// otherwise unchanged stats are trusted. Absent heavy blobs pass unless
     /// `need_heavy`. Returns a reason on failure.
-    pub fn check_output(&self, out: &OutputRecord, deep: bool, need_heavy: bool) -> Result<(), String> {
+    pub fn check_output(
+        &self,
+        out: &OutputRecord,
+        deep: bool,
+        need_heavy: bool,
+    ) -> Result<(), String> {
         let check_file = |digest: &str, storage: Storage| -> Result<(), String> {
             let p = self.object_path(digest, storage);
             if !p.is_file() {
                 return if storage == Storage::Heavy && !need_heavy {
                     Ok(())
                 } else {
-                    Err(format!("object {} is missing ({})", short(digest), p.display()))
+                    Err(format!(
+                        "object {} is missing ({})",
+                        short(digest),
+                        p.display()
+                    ))
                 };
             }
             let got = if deep {
                 hash::hash_file(&p).map_err(|e| format!("{}: {e}", p.display()))?
             } else {
-                self.stat.file_digest(&p).map_err(|e| format!("{}: {e}", p.display()))?.0
+                self.stat
+                    .file_digest(&p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?
+                    .0
             };
             if got != digest {
                 self.stat.forget(&p);
-                return Err(format!("object {} is corrupt: its content hashes to {} ({})", short(digest), short(&got), p.display()));
+                return Err(format!(
+                    "object {} is corrupt: its content hashes to {} ({})",
+                    short(digest),
+                    short(&got),
+                    p.display()
+                ));
             }
             Ok(())
         };

@@ -40,19 +40,36 @@ pub fn dag(p: &PipelineArgs, format: DagFormat) -> Outcome {
     };
     match format {
         DagFormat::Dot => {
-            out.push_str(&format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n", esc(&dag.pipeline.name)));
+            out.push_str(&format!(
+                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+                esc(&dag.pipeline.name)
+            ));
             for n in &dag.nodes {
-                out.push_str(&format!("  \"{}\" [label=\"{}\\n{}\"];\n", esc(n.id()), esc(n.id()), esc(n.op.name())));
+                out.push_str(&format!(
+                    "  \"{}\" [label=\"{}\\n{}\"];\n",
+                    esc(n.id()),
+                    esc(n.id()),
+                    esc(n.op.name())
+                ));
             }
             for (a, b, name) in edges() {
-                out.push_str(&format!("  \"{}\" -> \"{}\" [label=\"{}\"];\n", esc(dag.nodes[a].id()), esc(dag.nodes[b].id()), esc(&name)));
+                out.push_str(&format!(
+                    "  \"{}\" -> \"{}\" [label=\"{}\"];\n",
+                    esc(dag.nodes[a].id()),
+                    esc(dag.nodes[b].id()),
+                    esc(&name)
+                ));
             }
             out.push_str("}\n");
         }
         DagFormat::Mermaid => {
             out.push_str("flowchart LR\n");
             for (i, n) in dag.nodes.iter().enumerate() {
-                out.push_str(&format!("  n{i}[\"{}<br/>{}\"]\n", n.id().replace('"', "#quot;"), n.op.name()));
+                out.push_str(&format!(
+                    "  n{i}[\"{}<br/>{}\"]\n",
+                    n.id().replace('"', "#quot;"),
+                    n.op.name()
+                ));
             }
             for (a, b, name) in edges() {
                 out.push_str(&format!("  n{a} -->|{name}| n{b}\n"));
@@ -68,23 +85,35 @@ pub fn cache_show(_p: &PipelineArgs, prefix: &str) -> Outcome {
     let root = root()?;
     let cache = Cache::open(&root)?;
     if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Failure::Input(format!("`{prefix}` is not a key or key prefix (hex digits)")));
+        return Err(Failure::Input(format!(
+            "`{prefix}` is not a key or key prefix (hex digits)"
+        )));
     }
     let dir = cache.dir.join("records");
     let matches: Vec<String> = std::fs::read_dir(&dir)
         .map_err(|e| Failure::Failed(format!("{}: {e}", dir.display())))?
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
         .filter(|k| k.starts_with(prefix))
         .collect();
     match matches.as_slice() {
         [] => Err(Failure::Failed(format!("no record with key {prefix}..."))),
         [k] => {
-            let rec = cache.read_record(k)?.ok_or_else(|| Failure::Failed(format!("record {k} vanished")))?;
+            let rec = cache
+                .read_record(k)?
+                .ok_or_else(|| Failure::Failed(format!("record {k} vanished")))?;
             println!("{}", serde_json::to_string_pretty(&rec).unwrap_or_default());
             Ok(())
         }
-        many => Err(Failure::Input(format!("`{prefix}` is ambiguous: {} records match", many.len()))),
+        many => Err(Failure::Input(format!(
+            "`{prefix}` is ambiguous: {} records match",
+            many.len()
+        ))),
     }
 }
 
@@ -126,7 +155,9 @@ pub fn gc(_p: &PipelineArgs, force: bool) -> Outcome {
     let root = root()?;
     let cache = Cache::open(&root)?;
     let lpath = cache.flock_path("cache");
-    let _g = match flock::try_lock(&lpath, Mode::Exclusive).map_err(|e| Failure::Failed(e.to_string()))? {
+    let _g = match flock::try_lock(&lpath, Mode::Exclusive)
+        .map_err(|e| Failure::Failed(e.to_string()))?
+    {
         Some(g) => g,
         None => {
             eprintln!("repro gc: waiting for running `repro` commands to finish ...");
@@ -134,7 +165,11 @@ pub fn gc(_p: &PipelineArgs, force: bool) -> Outcome {
         }
     };
     let mut keep_keys = HashSet::new();
-    for entry in std::fs::read_dir(root.join("pipelines")).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(root.join("pipelines"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let p = entry.path();
         if p.extension().and_then(|e| e.to_str()) == Some("lock") {
             let lock = LockFile::read(&p).map_err(Failure::Failed)?;
@@ -146,7 +181,12 @@ pub fn gc(_p: &PipelineArgs, force: bool) -> Outcome {
     let records = cache.dir.join("records");
     for entry in std::fs::read_dir(&records).into_iter().flatten().flatten() {
         let p = entry.path();
-        let Some(key) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")).map(str::to_string) else {
+        let Some(key) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+            .map(str::to_string)
+        else {
             continue;
         };
         if key.starts_with(".tmp-") {
@@ -161,7 +201,10 @@ pub fn gc(_p: &PipelineArgs, force: bool) -> Outcome {
             keep_of(&cache, &rec, &mut keep_objects);
         }
     }
-    for (dir, storage) in [(cache.dir.join("objects"), Storage::Light), (cache.blobs.clone(), Storage::Heavy)] {
+    for (dir, storage) in [
+        (cache.dir.join("objects"), Storage::Light),
+        (cache.blobs.clone(), Storage::Heavy),
+    ] {
         let _ = hash::walk(&dir, &dir, &mut |rel, abs, meta| {
             let digest = rel.replace('/', "");
             let name = abs.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -174,7 +217,8 @@ pub fn gc(_p: &PipelineArgs, force: bool) -> Outcome {
     let bytes: u64 = doomed.iter().map(|d| d.1).sum();
     for (p, _) in &doomed {
         if force {
-            std::fs::remove_file(p).map_err(|e| Failure::Failed(format!("{}: {e}", p.display())))?;
+            std::fs::remove_file(p)
+                .map_err(|e| Failure::Failed(format!("{}: {e}", p.display())))?;
         } else {
             println!("would remove {}", rel(&root, p));
         }
@@ -188,7 +232,11 @@ pub fn gc(_p: &PipelineArgs, force: bool) -> Outcome {
         if force { "removed" } else { "would remove" },
         doomed.len(),
         bytes,
-        if force { "" } else { "; run `repro gc --force` to delete them" }
+        if force {
+            ""
+        } else {
+            "; run `repro gc --force` to delete them"
+        }
     );
     Ok(())
 }

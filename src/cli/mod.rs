@@ -139,6 +139,10 @@ pub type Outcome = Result<(), Failure>;
 
 /// Entry point: parses arguments, runs the verb, maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // Unwrapped lines keep `file:line:col: key: message` greppable.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -166,7 +170,8 @@ pub fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Outcome {
     if let Some(d) = &cli.directory {
-        std::env::set_current_dir(d).map_err(|e| Failure::Input(format!("-C {}: {e}", d.display())))?;
+        std::env::set_current_dir(d)
+            .map_err(|e| Failure::Input(format!("-C {}: {e}", d.display())))?;
     }
     match cli.command {
         Command::Run(a) => run::run(a),
@@ -175,14 +180,17 @@ fn dispatch(cli: Cli) -> Outcome {
         Command::Dag { p, format } => inspect::dag(&p, format),
         Command::Verify(a) => verify::verify(a),
         Command::Gc { p, force } => inspect::gc(&p, force),
-        Command::Cache { what: CacheCommand::Show { key, p } } => inspect::cache_show(&p, &key),
+        Command::Cache {
+            what: CacheCommand::Show { key, p },
+        } => inspect::cache_show(&p, &key),
         Command::Ops { json } => inspect::ops(json),
     }
 }
 
 /// The project root, or an input error.
 pub fn root() -> Result<PathBuf, Failure> {
-    let cwd = std::env::current_dir().map_err(|e| Failure::Input(format!("current directory: {e}")))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| Failure::Input(format!("current directory: {e}")))?;
     project::find_root(&cwd).ok_or_else(|| {
         Failure::Input(format!(
             "{} is not inside a repro project (no `pipelines/` directory or `repro.toml` here or above)",
@@ -206,7 +214,11 @@ pub fn load(p: &PipelineArgs, positional: Option<&str>) -> Result<Loaded, Failur
     let root = root()?;
     let arg = positional.or(p.pipeline.as_deref());
     let file = project::resolve(&root, arg).map_err(Failure::Input)?;
-    let rel = file.path.strip_prefix(&root).map(PathBuf::from).unwrap_or(file.path.clone());
+    let rel = file
+        .path
+        .strip_prefix(&root)
+        .map(PathBuf::from)
+        .unwrap_or(file.path.clone());
     let pipeline = match file.embedded {
         Some(text) => crate::spec::load_str(&rel, text.to_string(), &p.set)?,
         None => {
@@ -216,10 +228,17 @@ pub fn load(p: &PipelineArgs, positional: Option<&str>) -> Result<Loaded, Failur
             crate::spec::load_str(&file.path, text, &p.set)?
         }
     };
-    let dir = file.path.parent().map(PathBuf::from).unwrap_or_else(|| root.join("pipelines"));
+    let dir = file
+        .path
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("pipelines"));
     let lock_path = dir.join(format!("{}.lock", pipeline.name));
     let dag = crate::graph::compile(&root, pipeline)?;
     let cache = Cache::open(&root)?;
-    Ok(Loaded { dag, cache, lock_path })
+    Ok(Loaded {
+        dag,
+        cache,
+        lock_path,
+    })
 }
-

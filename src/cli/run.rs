@@ -57,14 +57,20 @@ pub fn run(a: RunArgs) -> Outcome {
         for name in names {
             let sel = dag.select(name);
             if sel.is_empty() {
-                return Err(Failure::Input(format!("no node matches `{name}` (see `repro status`)")));
+                return Err(Failure::Input(format!(
+                    "no node matches `{name}` (see `repro status`)"
+                )));
             }
             out.extend(sel);
         }
         Ok(out)
     };
     let mut opts = RunOptions {
-        jobs: a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        jobs: a.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
         gpus: a.gpus.clone(),
         keep_going: a.keep_going,
         verbose: a.verbose,
@@ -94,7 +100,10 @@ pub fn run(a: RunArgs) -> Outcome {
     let total = s.ran + s.cached + s.failed.len() + s.skipped;
     let secs = s.elapsed.as_secs_f64();
     if s.cancelled {
-        eprintln!("repro: interrupted after {secs:.2}s: {} ran, {} cached; nothing partial was recorded", s.ran, s.cached);
+        eprintln!(
+            "repro: interrupted after {secs:.2}s: {} ran, {} cached; nothing partial was recorded",
+            s.ran, s.cached
+        );
         return Err(Failure::Exit(130));
     }
     if s.ran == 0 && s.failed.is_empty() && s.skipped == 0 {
@@ -106,7 +115,11 @@ pub fn run(a: RunArgs) -> Outcome {
             s.cached,
             s.failed.len(),
             s.skipped,
-            if s.lock_changed { format!("; updated {}", l.lock_path.display()) } else { String::new() }
+            if s.lock_changed {
+                format!("; updated {}", l.lock_path.display())
+            } else {
+                String::new()
+            }
         );
     }
     if !s.failed.is_empty() {
@@ -119,22 +132,37 @@ pub fn run(a: RunArgs) -> Outcome {
 fn read_plan(path: &PathBuf, pipeline: &str) -> Result<BTreeMap<String, Option<String>>, Failure> {
     let bad = |m: String| Failure::Input(format!("{}: {m}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     if v.get("pipeline").and_then(|p| p.as_str()) != Some(pipeline) {
         return Err(bad(format!("this plan is not for pipeline `{pipeline}`")));
     }
-    let nodes = v.get("nodes").and_then(|n| n.as_array()).ok_or_else(|| bad("no `nodes` list".into()))?;
+    let nodes = v
+        .get("nodes")
+        .and_then(|n| n.as_array())
+        .ok_or_else(|| bad("no `nodes` list".into()))?;
     let mut out = BTreeMap::new();
     for n in nodes {
-        let id = n.get("node").and_then(|x| x.as_str()).ok_or_else(|| bad("a plan entry has no `node`".into()))?;
-        out.insert(id.to_string(), n.get("key").and_then(|k| k.as_str()).map(str::to_string));
+        let id = n
+            .get("node")
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| bad("a plan entry has no `node`".into()))?;
+        out.insert(
+            id.to_string(),
+            n.get("key").and_then(|k| k.as_str()).map(str::to_string),
+        );
     }
     Ok(out)
 }
 
 fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
     let lock = crate::cache::lockfile::LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
-    let ev = Evaluator { dag: &l.dag, cache: &l.cache, lock: &lock, check: Check::Quick };
+    let ev = Evaluator {
+        dag: &l.dag,
+        cache: &l.cache,
+        lock: &lock,
+        check: Check::Quick,
+    };
     let evals = evaluate_all(&ev);
     let mut rows = Vec::new();
     for &i in &l.dag.order {
@@ -153,7 +181,10 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
     }
     if json_out {
         let plan = json!({"repro_plan": 1, "pipeline": l.dag.pipeline.name, "nodes": rows});
-        println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan).unwrap_or_default()
+        );
     } else {
         for r in &rows {
             println!(
@@ -165,7 +196,12 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
             );
         }
         let count = |s: &str| rows.iter().filter(|r| r["status"] == s).count();
-        println!("plan: {} to run, {} pending on them, {} cached", count("miss"), count("pending"), count("hit"));
+        println!(
+            "plan: {} to run, {} pending on them, {} cached",
+            count("miss"),
+            count("pending"),
+            count("hit")
+        );
     }
     Ok(())
 }

@@ -12,14 +12,21 @@ use serde_json::{Value, json};
 fn classify(e: &Eval, in_lock: bool) -> (&'static str, String) {
     match e {
         Eval::Hit { .. } => ("cached", String::new()),
-        Eval::Miss { reason, .. } | Eval::Pending { reason } => (if in_lock { "stale" } else { "missing" }, reason.clone()),
+        Eval::Miss { reason, .. } | Eval::Pending { reason } => {
+            (if in_lock { "stale" } else { "missing" }, reason.clone())
+        }
     }
 }
 
 fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
     let lock = LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
     let evals = {
-        let ev = Evaluator { dag: &l.dag, cache: &l.cache, lock: &lock, check: Check::Quick };
+        let ev = Evaluator {
+            dag: &l.dag,
+            cache: &l.cache,
+            lock: &lock,
+            check: Check::Quick,
+        };
         evaluate_all(&ev)
     };
     l.cache.stat.save().ok();
@@ -38,14 +45,20 @@ pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
     }
     let count = |s: &str| rows.iter().filter(|r| r.1 == s).count();
     if json_out {
-        let nodes: Vec<Value> = rows.iter().map(|(id, s, k, r)| json!({"node": id, "status": s, "key": k, "reason": r})).collect();
+        let nodes: Vec<Value> = rows
+            .iter()
+            .map(|(id, s, k, r)| json!({"node": id, "status": s, "key": k, "reason": r}))
+            .collect();
         let out = json!({"pipeline": l.dag.pipeline.name, "cached": count("cached"), "stale": count("stale"), "missing": count("missing"), "nodes": nodes});
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).min(48);
     for (id, s, k, r) in &rows {
-        println!("{s:<8} {id:<width$} {:<12} {r}", k.map(short).unwrap_or("-"));
+        println!(
+            "{s:<8} {id:<width$} {:<12} {r}",
+            k.map(short).unwrap_or("-")
+        );
     }
     println!(
         "pipeline {}: {} nodes: {} cached, {} stale, {} missing",
@@ -63,16 +76,26 @@ pub fn explain(p: &PipelineArgs, pattern: &str, json_out: bool) -> Outcome {
     let l = load(p, None)?;
     let sel = l.dag.select(pattern);
     if sel.is_empty() {
-        return Err(Failure::Input(format!("no node matches `{pattern}` (see `repro status`)")));
+        return Err(Failure::Input(format!(
+            "no node matches `{pattern}` (see `repro status`)"
+        )));
     }
     let (lock, evals) = evaluate(&l)?;
-    let ev = Evaluator { dag: &l.dag, cache: &l.cache, lock: &lock, check: Check::Quick };
+    let ev = Evaluator {
+        dag: &l.dag,
+        cache: &l.cache,
+        lock: &lock,
+        check: Check::Quick,
+    };
     let mut out = Vec::new();
     for i in sel {
         out.push(explain_one(&l, &ev, &evals, i));
     }
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&Value::Array(out)).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(out)).unwrap_or_default()
+        );
     } else {
         for o in &out {
             print_explain(o);
@@ -89,18 +112,39 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
     let mut inputs = Vec::new();
     let describe = |s: &Source| -> (Value, String) {
         match s {
-            Source::File { written, path } => {
-                (l.cache.stat.digest(path).map(|a| json!(a.digest)).unwrap_or(Value::Null), format!("file:{written}"))
-            }
+            Source::File { written, path } => (
+                l.cache
+                    .stat
+                    .digest(path)
+                    .map(|a| json!(a.digest))
+                    .unwrap_or(Value::Null),
+                format!("file:{written}"),
+            ),
             Source::Node { idx, output } => {
                 let up = dag.nodes[*idx].id();
                 let d = match &evals[*idx] {
-                    Eval::Hit { outputs, .. } => outputs.get(output).map(|d| json!(d)).unwrap_or(Value::Null),
+                    Eval::Hit { outputs, .. } => {
+                        outputs.get(output).map(|d| json!(d)).unwrap_or(Value::Null)
+                    }
                     _ => Value::Null,
                 };
                 let (ust, ur) = classify(&evals[*idx], ev.lock.nodes.contains_key(up));
-                let tail = if ur.is_empty() { String::new() } else { format!(": {ur}") };
-                (d, format!("upstream {up}{} ({ust}{tail})", if output == "out" { String::new() } else { format!(".{output}") }))
+                let tail = if ur.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {ur}")
+                };
+                (
+                    d,
+                    format!(
+                        "upstream {up}{} ({ust}{tail})",
+                        if output == "out" {
+                            String::new()
+                        } else {
+                            format!(".{output}")
+                        }
+                    ),
+                )
             }
         }
     };
@@ -113,7 +157,8 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
             Input::List(entries) => {
                 for (e, s) in entries {
                     let (d, from) = describe(s);
-                    inputs.push(json!({"input": format!("{name}[{e}]"), "digest": d, "from": from}));
+                    inputs
+                        .push(json!({"input": format!("{name}[{e}]"), "digest": d, "from": from}));
                 }
             }
         }
@@ -158,13 +203,26 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
 
 fn print_explain(o: &Value) {
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    println!("{} ({} v{}): {}", s(&o["node"]), s(&o["op"]), o["op_version"], s(&o["status"]));
+    println!(
+        "{} ({} v{}): {}",
+        s(&o["node"]),
+        s(&o["op"]),
+        o["op_version"],
+        s(&o["status"])
+    );
     match o["key"].as_str() {
         Some(k) => println!("  key      {k}"),
-        None => println!("  key      unknown until upstream runs ({})", s(&o["reason"])),
+        None => println!(
+            "  key      unknown until upstream runs ({})",
+            s(&o["reason"])
+        ),
     }
     println!("  key ingredients:");
-    println!("    op           {} (version {})", s(&o["op"]), o["op_version"]);
+    println!(
+        "    op           {} (version {})",
+        s(&o["op"]),
+        o["op_version"]
+    );
     if let Some(m) = o["params"].as_object() {
         for (k, v) in m {
             println!("    params.{k:<6} {}", one_line(v));
@@ -172,7 +230,11 @@ fn print_explain(o: &Value) {
     }
     for inp in o["inputs"].as_array().into_iter().flatten() {
         let d = inp["digest"].as_str().map(short).unwrap_or("(unknown)");
-        println!("    inputs.{:<6} {d}  <- {}", s(&inp["input"]), s(&inp["from"]));
+        println!(
+            "    inputs.{:<6} {d}  <- {}",
+            s(&inp["input"]),
+            s(&inp["from"])
+        );
     }
     if let Some(m) = o["non_semantic_params"].as_object() {
         if !m.is_empty() {
@@ -182,12 +244,17 @@ fn print_explain(o: &Value) {
     }
     match o["last_key"].as_str() {
         None => println!("  no earlier run of this node in the lock file"),
-        Some(k) if Some(k) == o["key"].as_str() => println!("  same key as the last run in the lock file"),
+        Some(k) if Some(k) == o["key"].as_str() => {
+            println!("  same key as the last run in the lock file")
+        }
         Some(k) => {
             println!("  changed since the last run (key {}):", short(k));
             let changes = o["changes"].as_array().cloned().unwrap_or_default();
             if changes.is_empty() {
-                println!("    (no field-level difference recorded: {})", s(&o["reason"]));
+                println!(
+                    "    (its own op and params are unchanged; {})",
+                    s(&o["reason"])
+                );
             }
             for c in changes {
                 println!("    {}", s(&c["text"]));
@@ -204,5 +271,12 @@ fn print_explain(o: &Value) {
 
 fn one_line(v: &Value) -> String {
     let t = v.to_string();
-    if t.len() > 100 { format!("{}...", &t[..t.char_indices().nth(97).map(|(i, _)| i).unwrap_or(t.len())]) } else { t }
+    if t.len() > 100 {
+        format!(
+            "{}...",
+            &t[..t.char_indices().nth(97).map(|(i, _)| i).unwrap_or(t.len())]
+        )
+    } else {
+        t
+    }
 }

@@ -36,9 +36,15 @@ pub fn verify(a: VerifyArgs) -> Outcome {
     if !a.rerun.is_empty() {
         return rerun(&l, &a.rerun, a.json);
     }
-    let _lock_guard = crate::exec::shared_cache_lock(&l.cache, true).map_err(|e| Failure::Failed(e.to_string()))?;
+    let _lock_guard = crate::exec::shared_cache_lock(&l.cache, true)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
     let lock = LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
-    let ev = Evaluator { dag: &l.dag, cache: &l.cache, lock: &lock, check: Check::Exists };
+    let ev = Evaluator {
+        dag: &l.dag,
+        cache: &l.cache,
+        lock: &lock,
+        check: Check::Exists,
+    };
     let evals = evaluate_all(&ev);
     let mut rows = Vec::new();
     for &i in &l.dag.order {
@@ -48,17 +54,34 @@ pub fn verify(a: VerifyArgs) -> Outcome {
             Eval::Pending { reason } => Some(format!("not cached: {reason}")),
             Eval::Hit { key, outputs } => check_hit(&l, key, outputs, lock.nodes.get(id)),
         };
-        rows.push(json!({"node": id, "key": evals[i].key(), "ok": problem.is_none(), "reason": problem}));
+        rows.push(
+            json!({"node": id, "key": evals[i].key(), "ok": problem.is_none(), "reason": problem}),
+        );
     }
-    let extra: Vec<&String> = lock.nodes.keys().filter(|id| !l.dag.by_id.contains_key(*id)).collect();
-    let lock_problem = (!extra.is_empty()).then(|| format!("{} lists nodes the pipeline no longer has: {:?}; run `repro run` to rewrite it", l.lock_path.display(), extra));
-    let failures = rows.iter().filter(|r| r["ok"] == false).count() + usize::from(lock_problem.is_some());
+    let extra: Vec<&String> = lock
+        .nodes
+        .keys()
+        .filter(|id| !l.dag.by_id.contains_key(*id))
+        .collect();
+    let lock_problem = (!extra.is_empty()).then(|| {
+        format!(
+            "{} lists nodes the pipeline no longer has: {:?}; run `repro run` to rewrite it",
+            l.lock_path.display(),
+            extra
+        )
+    });
+    let failures =
+        rows.iter().filter(|r| r["ok"] == false).count() + usize::from(lock_problem.is_some());
     if a.json {
         let out = json!({"pipeline": l.dag.pipeline.name, "ok": failures == 0, "checked": rows.len(), "failures": failures, "lock": lock_problem, "nodes": rows});
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         for r in rows.iter().filter(|r| r["ok"] == false) {
-            println!("FAIL {}: {}", r["node"].as_str().unwrap_or(""), r["reason"].as_str().unwrap_or(""));
+            println!(
+                "FAIL {}: {}",
+                r["node"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or("")
+            );
         }
         if let Some(p) = &lock_problem {
             println!("FAIL lock file: {p}");
@@ -71,10 +94,19 @@ pub fn verify(a: VerifyArgs) -> Outcome {
             failures
         );
     }
-    if failures > 0 { Err(Failure::Exit(1)) } else { Ok(()) }
+    if failures > 0 {
+        Err(Failure::Exit(1))
+    } else {
+        Ok(())
+    }
 }
 
-fn check_hit(l: &super::Loaded, key: &str, outputs: &BTreeMap<String, String>, entry: Option<&crate::cache::lockfile::LockEntry>) -> Option<String> {
+fn check_hit(
+    l: &super::Loaded,
+    key: &str,
+    outputs: &BTreeMap<String, String>,
+    entry: Option<&crate::cache::lockfile::LockEntry>,
+) -> Option<String> {
     let rec = match l.cache.read_record(key) {
         Ok(Some(r)) => r,
         Ok(None) => return Some(format!("record {} vanished", short(key))),
@@ -82,25 +114,47 @@ fn check_hit(l: &super::Loaded, key: &str, outputs: &BTreeMap<String, String>, e
     };
     let recomputed = key::key_of(&rec.preimage);
     if recomputed != key {
-        return Some(format!("record {} was edited: its preimage hashes to {}", short(key), short(&recomputed)));
+        return Some(format!(
+            "record {} was edited: its preimage hashes to {}",
+            short(key),
+            short(&recomputed)
+        ));
     }
     for (name, o) in &rec.outputs {
         if let Err(e) = l.cache.check_output(o, true, false) {
             return Some(format!("output `{name}`: {e}"));
         }
     }
-    let rec_outs: BTreeMap<String, String> = rec.outputs.iter().map(|(k, o)| (k.clone(), o.digest.clone())).collect();
+    let rec_outs: BTreeMap<String, String> = rec
+        .outputs
+        .iter()
+        .map(|(k, o)| (k.clone(), o.digest.clone()))
+        .collect();
     match entry {
-        None => Some(format!("missing from {}; run `repro run` to rewrite it", l.lock_path.display())),
-        Some(e) if e.key != key => Some(format!("lock file names key {} but the current key is {}; run `repro run`", short(&e.key), short(key))),
-        Some(e) if e.outputs != rec_outs || &rec_outs != outputs => Some("lock file output digests differ from the record".into()),
+        None => Some(format!(
+            "missing from {}; run `repro run` to rewrite it",
+            l.lock_path.display()
+        )),
+        Some(e) if e.key != key => Some(format!(
+            "lock file names key {} but the current key is {}; run `repro run`",
+            short(&e.key),
+            short(key)
+        )),
+        Some(e) if e.outputs != rec_outs || &rec_outs != outputs => {
+            Some("lock file output digests differ from the record".into())
+        }
         Some(_) => None,
     }
 }
 
 fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
     let lock = LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
-    let ev = Evaluator { dag: &l.dag, cache: &l.cache, lock: &lock, check: Check::Quick };
+    let ev = Evaluator {
+        dag: &l.dag,
+        cache: &l.cache,
+        lock: &lock,
+        check: Check::Quick,
+    };
     let evals = evaluate_all(&ev);
     let token = CancelToken::default();
     crate::exec::cancel::install(&token);
@@ -114,17 +168,46 @@ fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
         for i in sel {
             let n = &l.dag.nodes[i];
             let Eval::Hit { key, .. } = &evals[i] else {
-                return Err(Failure::Failed(format!("`{}` is not cached; run it first (`repro run --only '{}'`)", n.id(), n.id())));
+                return Err(Failure::Failed(format!(
+                    "`{}` is not cached; run it first (`repro run --only '{}'`)",
+                    n.id(),
+                    n.id()
+                )));
             };
-            let cached = l.cache.read_record(key)?.ok_or_else(|| Failure::Failed(format!("record {key} vanished")))?;
-            let upstream_keys: BTreeMap<usize, String> = n.upstream.iter().filter_map(|u| evals[*u].key().map(|k| (*u, k.to_string()))).collect();
-            let job = Job { idx: i, key, preimage: &cached.preimage, upstream_keys: &upstream_keys, env: &[], device: "cpu".into(), threads: 1 };
-            let fresh = run_node(&l.cache, &l.dag, &job, &token, false).map_err(|e| Failure::Failed(format!("re-running `{}` failed: {e}", n.id())))?;
+            let cached = l
+                .cache
+                .read_record(key)?
+                .ok_or_else(|| Failure::Failed(format!("record {key} vanished")))?;
+            let upstream_keys: BTreeMap<usize, String> = n
+                .upstream
+                .iter()
+                .filter_map(|u| evals[*u].key().map(|k| (*u, k.to_string())))
+                .collect();
+            let job = Job {
+                idx: i,
+                key,
+                preimage: &cached.preimage,
+                upstream_keys: &upstream_keys,
+                env: &[],
+                device: "cpu".into(),
+                threads: 1,
+            };
+            let fresh = run_node(&l.cache, &l.dag, &job, &token, false)
+                .map_err(|e| Failure::Failed(format!("re-running `{}` failed: {e}", n.id())))?;
             let mut checks = Vec::new();
-            let names: std::collections::BTreeSet<&String> = cached.metrics.keys().chain(fresh.metrics.keys()).collect();
+            let names: std::collections::BTreeSet<&String> =
+                cached.metrics.keys().chain(fresh.metrics.keys()).collect();
             for m in names {
-                let tol = n.tolerance.get(m.as_str()).or_else(|| n.tolerance.get("default")).copied().unwrap_or(Tolerance::EXACT);
-                let (old, new) = (cached.metrics.get(m.as_str()), fresh.metrics.get(m.as_str()));
+                let tol = n
+                    .tolerance
+                    .get(m.as_str())
+                    .or_else(|| n.tolerance.get("default"))
+                    .copied()
+                    .unwrap_or(Tolerance::EXACT);
+                let (old, new) = (
+                    cached.metrics.get(m.as_str()),
+                    fresh.metrics.get(m.as_str()),
+                );
                 let ok = match (old.and_then(Value::as_f64), new.and_then(Value::as_f64)) {
                     (Some(a), Some(b)) => tol.accepts(a, b),
                     _ => old == new,
@@ -134,7 +217,11 @@ fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
             }
             let mut outputs = Vec::new();
             for (o, rec) in &cached.outputs {
-                let same = fresh.outputs.get(o).map(|f| f.digest == rec.digest).unwrap_or(false);
+                let same = fresh
+                    .outputs
+                    .get(o)
+                    .map(|f| f.digest == rec.digest)
+                    .unwrap_or(false);
                 outputs.push(json!({"output": o, "identical": same}));
             }
             if checks.is_empty() {
@@ -146,7 +233,11 @@ fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
         }
     }
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&json!({"ok": all_ok, "reruns": report})).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"ok": all_ok, "reruns": report}))
+                .unwrap_or_default()
+        );
     } else {
         for r in &report {
             println!("{}", r["node"].as_str().unwrap_or(""));
@@ -162,10 +253,34 @@ fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
                 );
             }
             for o in r["outputs"].as_array().into_iter().flatten() {
-                println!("  {:<4} output {} {}", if o["identical"] == true { "same" } else { "diff" }, o["output"].as_str().unwrap_or(""), if o["identical"] == true { "byte-identical" } else { "differs from the cached bytes" });
+                println!(
+                    "  {:<4} output {} {}",
+                    if o["identical"] == true {
+                        "same"
+                    } else {
+                        "diff"
+                    },
+                    o["output"].as_str().unwrap_or(""),
+                    if o["identical"] == true {
+                        "byte-identical"
+                    } else {
+                        "differs from the cached bytes"
+                    }
+                );
             }
         }
-        println!("verify --rerun: {}", if all_ok { "all within tolerance" } else { "FAILED" });
+        println!(
+            "verify --rerun: {}",
+            if all_ok {
+                "all within tolerance"
+            } else {
+                "FAILED"
+            }
+        );
     }
-    if all_ok { Ok(()) } else { Err(Failure::Exit(1)) }
+    if all_ok {
+        Ok(())
+    } else {
+        Err(Failure::Exit(1))
+    }
 }

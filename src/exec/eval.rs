@@ -80,14 +80,22 @@ impl Evaluator<'_> {
     /// Digests of a node's inputs, given the outputs of evaluated upstream nodes.
     /// `Err(upstream id)` when an upstream output is not known yet; file errors
     /// come back as `Err` with the message.
-    pub fn inputs(&self, i: usize, outputs: &[Option<BTreeMap<String, String>>]) -> Result<Inputs, String> {
+    pub fn inputs(
+        &self,
+        i: usize,
+        outputs: &[Option<BTreeMap<String, String>>],
+    ) -> Result<Inputs, String> {
         let n = &self.dag.nodes[i];
         let mut digests = Map::new();
         let mut sources = BTreeMap::new();
         let one = |s: &Source| -> Result<(String, Value), String> {
             match s {
                 Source::File { path, written } => {
-                    let a = self.cache.stat.digest(path).map_err(|e| format!("file:{written}: {e}"))?;
+                    let a = self
+                        .cache
+                        .stat
+                        .digest(path)
+                        .map_err(|e| format!("file:{written}: {e}"))?;
                     Ok((a.digest, json!(format!("file:{written}"))))
                 }
                 Source::Node { idx, output } => {
@@ -95,8 +103,12 @@ impl Evaluator<'_> {
                     let d = outputs[*idx]
                         .as_ref()
                         .and_then(|o| o.get(output))
-                        .ok_or_else(|| format!("upstream `{up}` is not computed yet"))?;
-                    let src = if output == "out" { up.to_string() } else { format!("{up}.{output}") };
+                        .ok_or_else(|| format!("waits for upstream `{up}`"))?;
+                    let src = if output == "out" {
+                        up.to_string()
+                    } else {
+                        format!("{up}.{output}")
+                    };
                     Ok((d.clone(), json!(src)))
                 }
             }
@@ -129,25 +141,44 @@ impl Evaluator<'_> {
         let n = &self.dag.nodes[i];
         let inputs = match self.inputs(i, outputs) {
             Ok(x) => x,
-            Err(reason) => return Eval::Pending { reason },
+            Err(reason) => {
+                let own = self.own_changes(i);
+                let reason = if own.is_empty() {
+                    reason
+                } else {
+                    format!("{}; {reason}", own.join("; "))
+                };
+                return Eval::Pending { reason };
+            }
         };
         let preimage = key::preimage(n.op.name(), n.op.version(), &n.key_params, inputs.digests);
         let key = key::key_of(&preimage);
         let entry = self.lock.nodes.get(n.id());
         // Fast path: the lock file already names this key and its outputs.
-        let fast = entry.filter(|e| e.key == key && self.cache.has_record(&key)).map(|e| e.outputs.clone());
+        let fast = entry
+            .filter(|e| e.key == key && self.cache.has_record(&key))
+            .map(|e| e.outputs.clone());
         let outs = match fast {
             Some(o) if self.check == Check::Exists => Some(Ok(o)),
             _ => match self.cache.read_record(&key) {
                 Ok(Some(rec)) => {
                     let bad = if self.check == Check::Quick {
-                        rec.outputs.iter().find_map(|(name, o)| self.cache.check_output(o, false, false).err().map(|e| format!("output `{name}`: {e}")))
+                        rec.outputs.iter().find_map(|(name, o)| {
+                            self.cache
+                                .check_output(o, false, false)
+                                .err()
+                                .map(|e| format!("output `{name}`: {e}"))
+                        })
                     } else {
                         None
                     };
                     Some(match bad {
                         Some(reason) => Err(reason),
-                        None => Ok(rec.outputs.iter().map(|(k, o)| (k.clone(), o.digest.clone())).collect()),
+                        None => Ok(rec
+                            .outputs
+                            .iter()
+                            .map(|(k, o)| (k.clone(), o.digest.clone()))
+                            .collect()),
                     })
                 }
                 Ok(None) => None,
@@ -156,29 +187,84 @@ impl Evaluator<'_> {
         };
         match outs {
             Some(Ok(outputs)) => Eval::Hit { key, outputs },
-            Some(Err(reason)) => Eval::Miss { key, preimage, reason, changes: Vec::new() },
+            Some(Err(reason)) => Eval::Miss {
+                key,
+                preimage,
+                reason,
+                changes: Vec::new(),
+            },
             None => {
                 let (reason, changes) = self.why_miss(i, &preimage, entry);
-                Eval::Miss { key, preimage, reason, changes }
+                Eval::Miss {
+                    key,
+                    preimage,
+                    reason,
+                    changes,
+                }
             }
         }
     }
 
+    /// Changes of a node's own op, version and params since the lock file's
+    /// last entry (what can be known before upstream keys are).
+    pub fn own_changes(&self, i: usize) -> Vec<String> {
+        let n = &self.dag.nodes[i];
+        let Some(old) = self
+            .lock
+            .nodes
+            .get(n.id())
+            .and_then(|e| self.cache.read_record(&e.key).ok().flatten())
+        else {
+            return Vec::new();
+        };
+        let mut oldp = old.preimage;
+        if let Some(o) = oldp.as_object_mut() {
+            o.insert("inputs".into(), json!({}));
+        }
+        let now = key::preimage(n.op.name(), n.op.version(), &n.key_params, Map::new());
+        key::diff(&oldp, &now)
+            .iter()
+            .map(|c| describe_change(self.dag, i, c))
+            .collect()
+    }
+
     /// Explains a miss against the lock file's last entry for the same id.
-    pub fn why_miss(&self, i: usize, preimage: &Value, entry: Option<&LockEntry>) -> (String, Vec<FieldChange>) {
+    pub fn why_miss(
+        &self,
+        i: usize,
+        preimage: &Value,
+        entry: Option<&LockEntry>,
+    ) -> (String, Vec<FieldChange>) {
         let Some(entry) = entry else {
             return ("never run".into(), Vec::new());
         };
         let old = match self.cache.read_record(&entry.key) {
             Ok(Some(r)) => r,
-            _ => return (format!("no record for key {} (last run's record {} is gone)", short(&key::key_of(preimage)), short(&entry.key)), Vec::new()),
+            _ => {
+                return (
+                    format!(
+                        "no record for key {} (last run's record {} is gone)",
+                        short(&key::key_of(preimage)),
+                        short(&entry.key)
+                    ),
+                    Vec::new(),
+                );
+            }
         };
         let changes = key::diff(&old.preimage, preimage);
         if changes.is_empty() {
             return ("no record for the current key".into(), changes);
         }
-        let parts: Vec<String> = changes.iter().take(3).map(|c| describe_change(self.dag, i, c)).collect();
-        let more = if changes.len() > 3 { format!(" (+{} more)", changes.len() - 3) } else { String::new() };
+        let parts: Vec<String> = changes
+            .iter()
+            .take(3)
+            .map(|c| describe_change(self.dag, i, c))
+            .collect();
+        let more = if changes.len() > 3 {
+            format!(" (+{} more)", changes.len() - 3)
+        } else {
+            String::new()
+        };
         (format!("{}{more}", parts.join("; ")), changes)
     }
 }
@@ -187,10 +273,19 @@ impl Evaluator<'_> {
 pub fn describe_change(dag: &Dag, i: usize, c: &FieldChange) -> String {
     let show = |v: &Option<Value>| match v {
         None => "(none)".to_string(),
-        Some(Value::String(s)) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => short(s).to_string(),
+        Some(Value::String(s)) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            short(s).to_string()
+        }
         Some(v) => {
             let t = v.to_string();
-            if t.len() > 60 { format!("{}...", &t[..t.char_indices().nth(57).map(|(i, _)| i).unwrap_or(t.len())]) } else { t }
+            if t.len() > 60 {
+                format!(
+                    "{}...",
+                    &t[..t.char_indices().nth(57).map(|(i, _)| i).unwrap_or(t.len())]
+                )
+            } else {
+                t
+            }
         }
     };
     if c.path == "op_version" {
@@ -206,7 +301,9 @@ pub fn describe_change(dag: &Dag, i: usize, c: &FieldChange) -> String {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, inp)| match inp {
-                Input::One(Source::Node { idx, .. }) => format!(" (upstream {})", dag.nodes[*idx].id()),
+                Input::One(Source::Node { idx, .. }) => {
+                    format!(" (upstream {})", dag.nodes[*idx].id())
+                }
                 Input::One(Source::File { written, .. }) => format!(" (file:{written})"),
                 Input::List(_) => String::new(),
             })
@@ -232,5 +329,12 @@ pub fn evaluate_all(ev: &Evaluator) -> Vec<Eval> {
         }
         evals[i] = Some(e);
     }
-    evals.into_iter().map(|e| e.unwrap_or(Eval::Pending { reason: "not evaluated".into() })).collect()
+    evals
+        .into_iter()
+        .map(|e| {
+            e.unwrap_or(Eval::Pending {
+                reason: "not evaluated".into(),
+            })
+        })
+        .collect()
 }

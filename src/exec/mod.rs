@@ -96,20 +96,36 @@ struct Done {
 }
 
 /// Runs the pipeline.
-pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel: &CancelToken) -> Result<Summary, ExecError> {
+pub fn run(
+    dag: &Dag,
+    cache: &Cache,
+    lock_path: &Path,
+    opts: &RunOptions,
+    cancel: &CancelToken,
+) -> Result<Summary, ExecError> {
     let t0 = Instant::now();
     let _cache_lock = shared_cache_lock(cache, opts.quiet)?;
     let lock = LockFile::read(lock_path).map_err(ExecError::Lock)?;
-    let ev = Evaluator { dag, cache, lock: &lock, check: Check::Quick };
+    let ev = Evaluator {
+        dag,
+        cache,
+        lock: &lock,
+        check: Check::Quick,
+    };
     let n = dag.nodes.len();
     let selected: Vec<bool> = match &opts.plan {
         Some(plan) => {
             for id in plan.keys() {
                 if !dag.by_id.contains_key(id) {
-                    return Err(ExecError::StalePlan(format!("the plan names `{id}`, which is not a node of this pipeline any more")));
+                    return Err(ExecError::StalePlan(format!(
+                        "the plan names `{id}`, which is not a node of this pipeline any more"
+                    )));
                 }
             }
-            dag.nodes.iter().map(|x| plan.contains_key(x.id())).collect()
+            dag.nodes
+                .iter()
+                .map(|x| plan.contains_key(x.id()))
+                .collect()
         }
         None => opts.selected.clone().unwrap_or_else(|| vec![true; n]),
     };
@@ -137,7 +153,12 @@ pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel
     let total = selected.iter().filter(|s| **s).count();
     let mut progress = Progress::new(total, opts.verbose, opts.quiet);
     let mut summary = Summary::default();
-    let mut ready: VecDeque<usize> = dag.order.iter().copied().filter(|&i| selected[i] && deps_left[i] == 0).collect();
+    let mut ready: VecDeque<usize> = dag
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| selected[i] && deps_left[i] == 0)
+        .collect();
     let mut runq: VecDeque<(usize, String, Value, String)> = VecDeque::new();
     let mut blocked = vec![false; n];
     let jobs = opts.jobs.max(1);
@@ -183,12 +204,25 @@ pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel
                         let (pre, _) = record_preimage(cache, &key);
                         runq.push_back((i, key, pre, "forced".into()));
                     }
-                    Eval::Miss { key, preimage, reason, .. } => {
+                    Eval::Miss {
+                        key,
+                        preimage,
+                        reason,
+                        ..
+                    } => {
                         repair(cache, &key);
                         runq.push_back((i, key, preimage, reason));
                     }
                     Eval::Pending { reason } => {
-                        fail(i, &format!("cannot compute the key: {reason}"), dag, &mut summary, &mut progress, &downstream, &mut blocked);
+                        fail(
+                            i,
+                            &format!("cannot compute the key: {reason}"),
+                            dag,
+                            &mut summary,
+                            &mut progress,
+                            &downstream,
+                            &mut blocked,
+                        );
                         stopping |= !opts.keep_going;
                     }
                 }
@@ -196,20 +230,46 @@ pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel
             while !stopping {
                 let Some(pos) = runq.iter().position(|(i, ..)| {
                     let r = &dag.nodes[*i].resources;
-                    r.cpus.min(jobs) <= cpu_free && (r.gpus <= gpu_free.len() || r.gpus > opts.gpus.len())
+                    r.cpus.min(jobs) <= cpu_free
+                        && (r.gpus <= gpu_free.len() || r.gpus > opts.gpus.len())
                 }) else {
                     break;
                 };
-                let Some((i, key, preimage, why)) = runq.remove(pos) else { break };
+                let Some((i, key, preimage, why)) = runq.remove(pos) else {
+                    break;
+                };
                 let node = &dag.nodes[i];
                 let r = &node.resources;
                 if r.executor != "local" {
-                    fail(i, &format!("executor `{}` is not available in this build (only `local`)", r.executor), dag, &mut summary, &mut progress, &downstream, &mut blocked);
+                    fail(
+                        i,
+                        &format!(
+                            "executor `{}` is not available in this build (only `local`)",
+                            r.executor
+                        ),
+                        dag,
+                        &mut summary,
+                        &mut progress,
+                        &downstream,
+                        &mut blocked,
+                    );
                     stopping |= !opts.keep_going;
                     continue;
                 }
                 if r.gpus > opts.gpus.len() {
-                    fail(i, &format!("needs {} GPU(s) but this run has {} (give device ids with --gpus 0,1)", r.gpus, opts.gpus.len()), dag, &mut summary, &mut progress, &downstream, &mut blocked);
+                    fail(
+                        i,
+                        &format!(
+                            "needs {} GPU(s) but this run has {} (give device ids with --gpus 0,1)",
+                            r.gpus,
+                            opts.gpus.len()
+                        ),
+                        dag,
+                        &mut summary,
+                        &mut progress,
+                        &downstream,
+                        &mut blocked,
+                    );
                     stopping |= !opts.keep_going;
                     continue;
                 }
@@ -219,23 +279,55 @@ pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel
                 running += 1;
                 progress.started(i, node.id(), &why);
                 let tx = tx.clone();
-                let upstream_keys: BTreeMap<usize, String> = node.upstream.iter().filter_map(|u| keys.get(u).map(|k| (*u, k.clone()))).collect();
+                let upstream_keys: BTreeMap<usize, String> = node
+                    .upstream
+                    .iter()
+                    .filter_map(|u| keys.get(u).map(|k| (*u, k.clone())))
+                    .collect();
                 let cancel = cancel.clone();
                 let quiet = opts.quiet;
                 scope.spawn(move || {
                     let start = Instant::now();
-                    let env: Vec<(String, String)> = if gpus.is_empty() { Vec::new() } else { vec![("CUDA_VISIBLE_DEVICES".into(), gpus.join(","))] };
-                    let device = if gpus.is_empty() { "cpu".to_string() } else { gpus.iter().map(|g| format!("cuda:{g}")).collect::<Vec<_>>().join(",") };
-                    let job = Job { idx: i, key: &key, preimage: &preimage, upstream_keys: &upstream_keys, env: &env, device, threads: cpus };
+                    let env: Vec<(String, String)> = if gpus.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![("CUDA_VISIBLE_DEVICES".into(), gpus.join(","))]
+                    };
+                    let device = if gpus.is_empty() {
+                        "cpu".to_string()
+                    } else {
+                        gpus.iter()
+                            .map(|g| format!("cuda:{g}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    let job = Job {
+                        idx: i,
+                        key: &key,
+                        preimage: &preimage,
+                        upstream_keys: &upstream_keys,
+                        env: &env,
+                        device,
+                        threads: cpus,
+                    };
                     let result = run_locked(cache, dag, &job, &cancel, quiet);
-                    let _ = tx.send(Done { idx: i, result, gpus, cpus, secs: start.elapsed().as_secs_f64() });
+                    let _ = tx.send(Done {
+                        idx: i,
+                        result,
+                        gpus,
+                        cpus,
+                        secs: start.elapsed().as_secs_f64(),
+                    });
                 });
             }
             if running == 0 && ready.is_empty() && (runq.is_empty() || stopping) {
                 summary.skipped += runq.len();
                 break;
             }
-            progress.counts(format!("{} ran, {} cached, {} running", summary.ran, summary.cached, running));
+            progress.counts(format!(
+                "{} ran, {} cached, {} running",
+                summary.ran, summary.cached, running
+            ));
             let done = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(d) => d,
                 Err(_) => continue,
@@ -246,14 +338,25 @@ pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel
             let id = dag.nodes[done.idx].id();
             match done.result {
                 Ok((rec, ran)) => {
-                    outputs[done.idx] = Some(rec.outputs.iter().map(|(k, o)| (k.clone(), o.digest.clone())).collect());
+                    outputs[done.idx] = Some(
+                        rec.outputs
+                            .iter()
+                            .map(|(k, o)| (k.clone(), o.digest.clone()))
+                            .collect(),
+                    );
                     keys.insert(done.idx, rec.key.clone());
                     if ran {
                         summary.ran += 1;
                         progress.finished(done.idx, id, "ran", done.secs, "");
                     } else {
                         summary.cached += 1;
-                        progress.finished(done.idx, id, "cached", done.secs, "(computed by another process)");
+                        progress.finished(
+                            done.idx,
+                            id,
+                            "cached",
+                            done.secs,
+                            "(computed by another process)",
+                        );
                     }
                     release(done.idx, &downstream, &selected, &mut deps_left, &mut ready);
                 }
@@ -264,10 +367,23 @@ pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel
                 }
                 Err(e) => {
                     let mut msg = e.to_string();
-                    if let NodeError::Failed { stderr, work_dir, .. } = &e {
-                        let tail: Vec<&str> = stderr.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+                    if let NodeError::Failed {
+                        stderr, work_dir, ..
+                    } = &e
+                    {
+                        let tail: Vec<&str> = stderr
+                            .lines()
+                            .rev()
+                            .take(12)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect();
                         if !tail.is_empty() {
-                            msg.push_str(&format!("\n    stderr (last lines):\n      {}", tail.join("\n      ")));
+                            msg.push_str(&format!(
+                                "\n    stderr (last lines):\n      {}",
+                                tail.join("\n      ")
+                            ));
                         }
                         if let Some(w) = work_dir {
                             msg.push_str(&format!("\n    work directory kept at {}", w.display()));
@@ -283,7 +399,11 @@ pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel
         Ok(())
     })?;
     progress.finish();
-    summary.skipped += (0..n).filter(|&i| selected[i] && blocked[i] && !summary.failed.iter().any(|(f, _)| f == dag.nodes[i].id())).count();
+    summary.skipped += (0..n)
+        .filter(|&i| {
+            selected[i] && blocked[i] && !summary.failed.iter().any(|(f, _)| f == dag.nodes[i].id())
+        })
+        .count();
     summary.lock_changed = write_lock(dag, cache, lock_path, &keys, &outputs)?;
     cache.stat.save().ok();
     summary.elapsed = t0.elapsed();
@@ -293,7 +413,12 @@ pub fn run(dag: &Dag, cache: &Cache, lock_path: &Path, opts: &RunOptions, cancel
 /// Takes the cache lock shared, telling the user if `repro gc` holds it.
 pub fn shared_cache_lock(cache: &Cache, quiet: bool) -> Result<flock::Lock, ExecError> {
     let path = cache.flock_path("cache");
-    let io = |e: std::io::Error| ExecError::Cache(crate::cache::CacheError::Io { path: path.clone(), source: e });
+    let io = |e: std::io::Error| {
+        ExecError::Cache(crate::cache::CacheError::Io {
+            path: path.clone(),
+            source: e,
+        })
+    };
     match flock::try_lock(&path, Mode::Shared).map_err(io)? {
         Some(l) => Ok(l),
         None => {
@@ -306,18 +431,37 @@ pub fn shared_cache_lock(cache: &Cache, quiet: bool) -> Result<flock::Lock, Exec
 }
 
 /// Takes the key's lock, then runs the node unless another process recorded it meanwhile.
-fn run_locked(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, quiet: bool) -> Result<(Record, bool), NodeError> {
+fn run_locked(
+    cache: &Cache,
+    dag: &Dag,
+    job: &Job,
+    cancel: &CancelToken,
+    quiet: bool,
+) -> Result<(Record, bool), NodeError> {
     let path = cache.flock_path(&format!("key-{}", job.key));
-    let io = |e: std::io::Error| NodeError::Cache(crate::cache::CacheError::Io { path: path.clone(), source: e });
+    let io = |e: std::io::Error| {
+        NodeError::Cache(crate::cache::CacheError::Io {
+            path: path.clone(),
+            source: e,
+        })
+    };
     let _guard = match flock::try_lock(&path, Mode::Exclusive).map_err(io)? {
         Some(g) => g,
         None => {
             if !quiet {
-                eprintln!("  waiting  {}  (another process is computing key {})", dag.nodes[job.idx].id(), short(job.key));
+                eprintln!(
+                    "  waiting  {}  (another process is computing key {})",
+                    dag.nodes[job.idx].id(),
+                    short(job.key)
+                );
             }
             let g = flock::lock_wait(&path, Mode::Exclusive).map_err(io)?;
             if let Ok(Some(rec)) = cache.read_record(job.key) {
-                if rec.outputs.values().all(|o| cache.check_output(o, false, false).is_ok()) {
+                if rec
+                    .outputs
+                    .values()
+                    .all(|o| cache.check_output(o, false, false).is_ok())
+                {
                     return Ok((rec, false));
                 }
             }
@@ -327,7 +471,13 @@ fn run_locked(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, quiet: 
     node::run_node(cache, dag, job, cancel, true).map(|r| (r, true))
 }
 
-fn release(i: usize, downstream: &[Vec<usize>], selected: &[bool], deps_left: &mut [usize], ready: &mut VecDeque<usize>) {
+fn release(
+    i: usize,
+    downstream: &[Vec<usize>],
+    selected: &[bool],
+    deps_left: &mut [usize],
+    ready: &mut VecDeque<usize>,
+) {
     for &d in &downstream[i] {
         if selected[d] {
             deps_left[d] -= 1;
@@ -348,7 +498,15 @@ fn block_downstream(i: usize, downstream: &[Vec<usize>], blocked: &mut [bool]) {
     }
 }
 
-fn fail(i: usize, msg: &str, dag: &Dag, summary: &mut Summary, progress: &mut Progress, downstream: &[Vec<usize>], blocked: &mut [bool]) {
+fn fail(
+    i: usize,
+    msg: &str,
+    dag: &Dag,
+    summary: &mut Summary,
+    progress: &mut Progress,
+    downstream: &[Vec<usize>],
+    blocked: &mut [bool],
+) {
     let id = dag.nodes[i].id();
     summary.failed.push((id.to_string(), msg.to_string()));
     progress.finished(i, id, "FAILED", 0.0, msg);
@@ -356,22 +514,41 @@ fn fail(i: usize, msg: &str, dag: &Dag, summary: &mut Summary, progress: &mut Pr
 }
 
 fn record_preimage(cache: &Cache, key: &str) -> (Value, ()) {
-    (cache.read_record(key).ok().flatten().map(|r| r.preimage).unwrap_or(Value::Null), ())
+    (
+        cache
+            .read_record(key)
+            .ok()
+            .flatten()
+            .map(|r| r.preimage)
+            .unwrap_or(Value::Null),
+        (),
+    )
 }
 
 /// Moves every corrupt object of a key's record aside so the re-run stores fresh copies.
 fn repair(cache: &Cache, key: &str) {
-    let Ok(Some(rec)) = cache.read_record(key) else { return };
+    let Ok(Some(rec)) = cache.read_record(key) else {
+        return;
+    };
+    let corrupt = |digest: &str, storage: Storage| {
+        let p = cache.object_path(digest, storage);
+        p.is_file() && crate::cache::hash::hash_file(&p).ok().as_deref() != Some(digest)
+    };
     for o in rec.outputs.values() {
-        if cache.check_output(o, true, false).is_ok() {
-            continue;
-        }
-        let _ = cache.quarantine(&o.digest, if o.kind == ArtifactKind::Dir { Storage::Light } else { o.storage });
-        if o.kind == ArtifactKind::Dir {
-            if let Ok(m) = cache.read_manifest(&o.digest) {
-                for e in m.entries {
-                    if crate::cache::hash::hash_file(&cache.object_path(&e.digest, o.storage)).ok().as_deref() != Some(e.digest.as_str()) {
-                        let _ = cache.quarantine(&e.digest, o.storage);
+        match o.kind {
+            ArtifactKind::File => {
+                if corrupt(&o.digest, o.storage) {
+                    let _ = cache.quarantine(&o.digest, o.storage);
+                }
+            }
+            ArtifactKind::Dir => {
+                if corrupt(&o.digest, Storage::Light) {
+                    let _ = cache.quarantine(&o.digest, Storage::Light);
+                } else if let Ok(m) = cache.read_manifest(&o.digest) {
+                    for e in m.entries {
+                        if corrupt(&e.digest, o.storage) {
+                            let _ = cache.quarantine(&e.digest, o.storage);
+                        }
                     }
                 }
             }
@@ -380,17 +557,31 @@ fn repair(cache: &Cache, key: &str) {
 }
 
 /// Merges what this run knows into the lock file, under the lock file's lock.
-fn write_lock(dag: &Dag, cache: &Cache, lock_path: &Path, keys: &BTreeMap<usize, String>, outputs: &[Option<BTreeMap<String, String>>]) -> Result<bool, ExecError> {
+fn write_lock(
+    dag: &Dag,
+    cache: &Cache,
+    lock_path: &Path,
+    keys: &BTreeMap<usize, String>,
+    outputs: &[Option<BTreeMap<String, String>>],
+) -> Result<bool, ExecError> {
     let lpath = cache.flock_path(&format!("lockfile-{}", dag.pipeline.name));
-    let _g = flock::lock_wait(&lpath, Mode::Exclusive).map_err(|e| ExecError::Lock(format!("{}: {e}", lpath.display())))?;
+    let _g = flock::lock_wait(&lpath, Mode::Exclusive)
+        .map_err(|e| ExecError::Lock(format!("{}: {e}", lpath.display())))?;
     let mut lock = LockFile::read(lock_path).map_err(ExecError::Lock)?;
     lock.pipeline = dag.pipeline.name.clone();
     lock.repro_lock = crate::cache::lockfile::LOCK_FORMAT;
     lock.nodes.retain(|id, _| dag.by_id.contains_key(id));
     for (&i, key) in keys {
         if let Some(o) = &outputs[i] {
-            lock.nodes.insert(dag.nodes[i].id().to_string(), LockEntry { key: key.clone(), outputs: o.clone() });
+            lock.nodes.insert(
+                dag.nodes[i].id().to_string(),
+                LockEntry {
+                    key: key.clone(),
+                    outputs: o.clone(),
+                },
+            );
         }
     }
-    lock.write_if_changed(lock_path).map_err(|e| ExecError::Lock(format!("{}: {e}", lock_path.display())))
+    lock.write_if_changed(lock_path)
+        .map_err(|e| ExecError::Lock(format!("{}: {e}", lock_path.display())))
 }

@@ -53,9 +53,19 @@ pub struct Job<'a> {
 
 /// Runs a node and records it. With `record = false` (verify --rerun) the
 /// outputs are hashed but nothing is stored.
-pub fn run_node(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, record: bool) -> Result<Record, NodeError> {
+pub fn run_node(
+    cache: &Cache,
+    dag: &Dag,
+    job: &Job,
+    cancel: &CancelToken,
+    record: bool,
+) -> Result<Record, NodeError> {
     let n = &dag.nodes[job.idx];
-    let work = cache.state.join("work").join(format!("{}-{}", &job.key[..16.min(job.key.len())], std::process::id()));
+    let work = cache.state.join("work").join(format!(
+        "{}-{}",
+        &job.key[..16.min(job.key.len())],
+        std::process::id()
+    ));
     if work.exists() {
         std::fs::remove_dir_all(&work).map_err(io_at(&work))?;
     }
@@ -63,7 +73,11 @@ pub fn run_node(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, recor
     let out_dir = work.join("out");
     std::fs::create_dir_all(&in_dir).map_err(io_at(&in_dir))?;
     std::fs::create_dir_all(&out_dir).map_err(io_at(&out_dir))?;
-    let fail_keep = |message: String, stderr: String| NodeError::Failed { message, stderr, work_dir: Some(work.clone()) };
+    let fail_keep = |message: String, stderr: String| NodeError::Failed {
+        message,
+        stderr,
+        work_dir: Some(work.clone()),
+    };
 
     let mut input_paths = BTreeMap::new();
     let mut sources = BTreeMap::new();
@@ -72,14 +86,22 @@ pub fn run_node(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, recor
         let dest = in_dir.join(name);
         match input {
             Input::One(s) => {
-                sources.insert(name.clone(), place(cache, dag, job, s, &dest, expected.get(name)).map_err(|m| fail_keep(m, String::new()))?);
+                sources.insert(
+                    name.clone(),
+                    place(cache, dag, job, s, &dest, expected.get(name))
+                        .map_err(|m| fail_keep(m, String::new()))?,
+                );
             }
             Input::List(entries) => {
                 std::fs::create_dir_all(&dest).map_err(io_at(&dest))?;
                 let mut m = serde_json::Map::new();
                 for (entry, s) in entries {
                     let want = expected.get(name).and_then(|v| v.get(entry));
-                    m.insert(entry.clone(), place(cache, dag, job, s, &dest.join(entry), want).map_err(|m| fail_keep(m, String::new()))?);
+                    m.insert(
+                        entry.clone(),
+                        place(cache, dag, job, s, &dest.join(entry), want)
+                            .map_err(|m| fail_keep(m, String::new()))?,
+                    );
                 }
                 sources.insert(name.clone(), Value::Object(m));
             }
@@ -116,9 +138,19 @@ pub fn run_node(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, recor
     for o in &n.outputs {
         let p = out_dir.join(&o.path);
         if !p.exists() {
-            return Err(fail_keep(format!("declared output `{}` (out/{}) was not written", o.name, o.path), result.stderr));
+            return Err(fail_keep(
+                format!(
+                    "declared output `{}` (out/{}) was not written",
+                    o.name, o.path
+                ),
+                result.stderr,
+            ));
         }
-        let storage = if o.heavy { Storage::Heavy } else { Storage::Light };
+        let storage = if o.heavy {
+            Storage::Heavy
+        } else {
+            Storage::Light
+        };
         let rec = if record {
             cache.store_output(&p, &o.path, storage)?
         } else {
@@ -126,7 +158,11 @@ pub fn run_node(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, recor
             crate::cache::record::OutputRecord {
                 digest: a.digest,
                 bytes: a.bytes,
-                kind: if a.manifest.is_some() { crate::cache::record::ArtifactKind::Dir } else { crate::cache::record::ArtifactKind::File },
+                kind: if a.manifest.is_some() {
+                    crate::cache::record::ArtifactKind::Dir
+                } else {
+                    crate::cache::record::ArtifactKind::File
+                },
                 storage,
                 media: crate::cache::record::media_type(&o.path, a.manifest.is_some()),
                 path: o.path.clone(),
@@ -167,25 +203,43 @@ pub fn run_node(cache: &Cache, dag: &Dag, job: &Job, cancel: &CancelToken, recor
 
 /// Copies one input into the work directory and checks it still has the
 /// digest the key was computed from. Returns its source description.
-fn place(cache: &Cache, dag: &Dag, job: &Job, s: &Source, dest: &Path, want: Option<&Value>) -> Result<Value, String> {
+fn place(
+    cache: &Cache,
+    dag: &Dag,
+    job: &Job,
+    s: &Source,
+    dest: &Path,
+    want: Option<&Value>,
+) -> Result<Value, String> {
     match s {
         Source::File { path, written } => {
             copy_tree(path, dest).map_err(|e| format!("input file:{written}: {e}"))?;
-            let got = cache.stat.digest(dest).map_err(|e| format!("input file:{written}: {e}"))?;
+            let got = cache
+                .stat
+                .digest(dest)
+                .map_err(|e| format!("input file:{written}: {e}"))?;
             if want.and_then(Value::as_str) != Some(got.digest.as_str()) {
-                return Err(format!("input file:{written} changed while the run was starting; run again"));
+                return Err(format!(
+                    "input file:{written} changed while the run was starting; run again"
+                ));
             }
             make_read_only(dest);
             Ok(json!(format!("file:{written}")))
         }
         Source::Node { idx, output } => {
             let up = &dag.nodes[*idx];
-            let key = job.upstream_keys.get(idx).ok_or_else(|| format!("upstream `{}` has no key", up.id()))?;
+            let key = job
+                .upstream_keys
+                .get(idx)
+                .ok_or_else(|| format!("upstream `{}` has no key", up.id()))?;
             let rec = cache
                 .read_record(key)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("upstream `{}`: record {key} vanished", up.id()))?;
-            let out = rec.outputs.get(output).ok_or_else(|| format!("upstream `{}` has no output `{output}`", up.id()))?;
+            let out = rec
+                .outputs
+                .get(output)
+                .ok_or_else(|| format!("upstream `{}` has no output `{output}`", up.id()))?;
             cache.materialize(out, dest).map_err(|e| match e {
                 CacheError::BlobMissing { .. } => format!(
                     "input from `{}`: {e}; heavy outputs are not committed: run with that blob store (REPRO_BLOBS) or re-run the upstream with `repro run --force '{}'`",
@@ -194,7 +248,11 @@ fn place(cache: &Cache, dag: &Dag, job: &Job, s: &Source, dest: &Path, want: Opt
                 ),
                 e => format!("input from `{}`: {e}", up.id()),
             })?;
-            let src = if output == "out" { up.id().to_string() } else { format!("{}.{output}", up.id()) };
+            let src = if output == "out" {
+                up.id().to_string()
+            } else {
+                format!("{}.{output}", up.id())
+            };
             Ok(json!(src))
         }
     }
@@ -223,22 +281,35 @@ fn make_read_only(p: &Path) {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// `git rev-parse HEAD` in the project root, memoized.
 pub fn git_rev(root: &Path) -> Option<String> {
     static REV: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     REV.get_or_init(|| {
-        let out = std::process::Command::new("git").arg("-C").arg(root).args(["rev-parse", "HEAD"]).stderr(std::process::Stdio::null()).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["rev-parse", "HEAD"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     })
     .clone()
 }
 
 /// The current time as RFC 3339 UTC (second precision).
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -250,5 +321,10 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

@@ -30,7 +30,13 @@ impl Progress {
         } else {
             (None, None)
         };
-        Progress { multi, bar, spinners: HashMap::new(), verbose, quiet }
+        Progress {
+            multi,
+            bar,
+            spinners: HashMap::new(),
+            verbose,
+            quiet,
+        }
     }
 
     fn line(&self, text: String) {
@@ -67,7 +73,10 @@ impl Progress {
         match &self.multi {
             Some(m) => {
                 let s = m.add(ProgressBar::new_spinner());
-                s.set_style(ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                s.set_style(
+                    ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
                 s.set_message(id.to_string());
                 s.enable_steady_tick(Duration::from_millis(120));
                 self.spinners.insert(idx, s);
@@ -88,7 +97,11 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.inc(1);
         }
-        let detail = if detail.is_empty() { String::new() } else { format!("  {detail}") };
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!("  {detail}")
+        };
         self.line(format!("  {status:<8} {id}  {secs:.2}s{detail}"));
     }
 

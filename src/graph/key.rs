@@ -61,7 +61,12 @@ pub fn canonical_json(v: &Value) -> String {
 }
 
 /// Builds the preimage of a key.
-pub fn preimage(op: &str, op_version: u32, params: &Map<String, Value>, inputs: Map<String, Value>) -> Value {
+pub fn preimage(
+    op: &str,
+    op_version: u32,
+    params: &Map<String, Value>,
+    inputs: Map<String, Value>,
+) -> Value {
     json!({
         "repro_key": KEY_FORMAT,
         "op": op,
@@ -73,7 +78,9 @@ pub fn preimage(op: &str, op_version: u32, params: &Map<String, Value>, inputs: 
 
 /// The key of a preimage.
 pub fn key_of(preimage: &Value) -> String {
-    blake3::hash(canonical_json(preimage).as_bytes()).to_hex().to_string()
+    blake3::hash(canonical_json(preimage).as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 /// A field-level difference between two preimages.
@@ -99,15 +106,27 @@ fn diff_into(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange>) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match (a.get(k), b.get(k)) {
                     (Some(x), Some(y)) => diff_into(&p, x, y, out),
-                    (x, y) => out.push(FieldChange { path: p, old: x.cloned(), new: y.cloned() }),
+                    (x, y) => out.push(FieldChange {
+                        path: p,
+                        old: x.cloned(),
+                        new: y.cloned(),
+                    }),
                 }
             }
         }
         _ if old == new => {}
-        _ => out.push(FieldChange { path: path.to_string(), old: Some(old.clone()), new: Some(new.clone()) }),
+        _ => out.push(FieldChange {
+            path: path.to_string(),
+            old: Some(old.clone()),
+            new: Some(new.clone()),
+        }),
     }
 }
 
@@ -117,7 +136,8 @@ mod tests {
 
     #[test]
     fn canonical_is_sorted_and_compact() {
-        let v: Value = serde_json::from_str(r#"{"b": 1, "a": {"d": [1, 2], "c": 0.00001}}"#).unwrap();
+        let v: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"d": [1, 2], "c": 0.00001}}"#).unwrap();
         assert_eq!(canonical_json(&v), r#"{"a":{"c":1e-5,"d":[1,2]},"b":1}"#);
     }
 

@@ -102,7 +102,10 @@ impl Dag {
                 .nodes
                 .iter()
                 .enumerate()
-                .filter(|(_, n)| self.pipeline.nodes[n.inst.node].id == r.node && expand::matches(&n.inst.coords, &r.filters))
+                .filter(|(_, n)| {
+                    self.pipeline.nodes[n.inst.node].id == r.node
+                        && expand::matches(&n.inst.coords, &r.filters)
+                })
                 .map(|(i, _)| i)
                 .collect(),
             _ => Vec::new(),
@@ -141,16 +144,28 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         let at = format!("nodes.{}", spec.id);
         let op = ops::find(&spec.op.0).ok_or_else(|| {
             let names = ops::names();
-            let e = src.error(spec.op.1, &format!("{at}.op"), format!("unknown op `{}`", spec.op.0));
+            let e = src.error(
+                spec.op.1,
+                &format!("{at}.op"),
+                format!("unknown op `{}`", spec.op.0),
+            );
             match crate::spec::closest(&spec.op.0, &names) {
-                Some(c) => e.with_help(format!("did you mean `{c}`? (`repro ops` lists: {})", names.join(", "))),
+                Some(c) => e.with_help(format!(
+                    "did you mean `{c}`? (`repro ops` lists: {})",
+                    names.join(", ")
+                )),
                 None => e.with_help(format!("available ops: {}", names.join(", "))),
             }
         })?;
-        let check = ops::schema::validate(op.params(), &inst.params).and_then(|_| op.check(&inst.params));
+        let check =
+            ops::schema::validate(op.params(), &inst.params).and_then(|_| op.check(&inst.params));
         if let Err((param, msg)) = check {
             let span = inst.param_spans.get(&param).copied().unwrap_or(spec.op.1);
-            let key = if param.is_empty() { format!("{at}.params") } else { format!("{at}.params.{param}") };
+            let key = if param.is_empty() {
+                format!("{at}.params")
+            } else {
+                format!("{at}.params.{param}")
+            };
             let mut e = src.error(span, &key, msg);
             if inst.id != spec.id {
                 e = e.with_help(format!("in instance `{}`", inst.id));
@@ -159,7 +174,11 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         }
         if !op.takes_inputs() {
             if let Some((name, span, _)) = inst.inputs.first() {
-                return Err(src.error(*span, &format!("{at}.inputs.{name}"), format!("op `{}` takes no inputs", op.name())));
+                return Err(src.error(
+                    *span,
+                    &format!("{at}.inputs.{name}"),
+                    format!("op `{}` takes no inputs", op.name()),
+                ));
             }
         }
         ops_of.push(op);
@@ -172,14 +191,27 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         let op = ops_of[i];
         let mut inputs: Vec<(String, Input)> = Vec::new();
         for (name, path) in op.implicit_inputs(&inst.params) {
-            let span = inst.param_spans.values().next().copied().unwrap_or(spec.span);
-            let written = RefAt { r: Ref::File(path), span };
-            inputs.push((name, Input::One(resolve_file(root, &p, &written, &format!("{at}.params"))?)));
+            let span = inst
+                .param_spans
+                .values()
+                .next()
+                .copied()
+                .unwrap_or(spec.span);
+            let written = RefAt {
+                r: Ref::File(path),
+                span,
+            };
+            inputs.push((
+                name,
+                Input::One(resolve_file(root, &p, &written, &format!("{at}.params"))?),
+            ));
         }
         for (name, _, decl) in &inst.inputs {
             let key = format!("{at}.inputs.{name}");
             let input = match decl {
-                InputDecl::Single(r) => resolve(root, &p, &instances, &by_node, &outputs_of, r, &key, false)?,
+                InputDecl::Single(r) => {
+                    resolve(root, &p, &instances, &by_node, &outputs_of, r, &key, false)?
+                }
                 InputDecl::List(items) => {
                     let mut entries: Vec<(String, Source)> = Vec::new();
                     for r in items {
@@ -187,7 +219,11 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
                             Input::List(more) => {
                                 for (n, s) in more {
                                     if entries.iter().any(|(e, _)| *e == n) {
-                                        return Err(src.error(r.span, &key, format!("two list entries are both named `{n}`")));
+                                        return Err(src.error(
+                                            r.span,
+                                            &key,
+                                            format!("two list entries are both named `{n}`"),
+                                        ));
                                     }
                                     entries.push((n, s));
                                 }
@@ -214,8 +250,18 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
             .collect();
         upstream.sort_unstable();
         upstream.dedup();
-        let resources = resources::parse_resources(src, inst.resources.as_ref(), &format!("{at}.resources"))?;
-        let tolerance = resources::parse_tolerance(src, inst.tolerance.as_ref(), &format!("{at}.tolerance"))?;
+        let resources = resources::parse_resources(
+            src,
+            inst.resources.as_ref(),
+            spec.resources.as_ref(),
+            &format!("{at}.resources"),
+        )?;
+        let tolerance = resources::parse_tolerance(
+            src,
+            inst.tolerance.as_ref(),
+            spec.tolerance.as_ref(),
+            &format!("{at}.tolerance"),
+        )?;
         nodes.push(DagNode {
             key_params: ops::schema::semantic(op.params(), &inst.params),
             inst: inst.clone(),
@@ -243,11 +289,22 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
             let names: Vec<&str> = cycle.iter().map(|&i| nodes[i].id()).collect();
             let first = &p.nodes[nodes[cycle[0]].inst.node];
             return Err(src
-                .error(first.span, &format!("nodes.{}.inputs", first.id), format!("cycle: {}", names.join(" -> ")))
+                .error(
+                    first.span,
+                    &format!("nodes.{}.inputs", first.id),
+                    format!("cycle: {}", names.join(" -> ")),
+                )
                 .with_help("a node cannot depend on its own output, directly or through others"));
         }
     };
-    Ok(Dag { pipeline: p, nodes, graph, order, by_id, root: root.to_path_buf() })
+    Ok(Dag {
+        pipeline: p,
+        nodes,
+        graph,
+        order,
+        by_id,
+        root: root.to_path_buf(),
+    })
 }
 
 fn find_cycle(graph: &DiGraph<usize, ()>) -> Vec<usize> {
@@ -261,7 +318,10 @@ fn find_cycle(graph: &DiGraph<usize, ()>) -> Vec<usize> {
         let mut path = vec![scc[0]];
         loop {
             let cur = *path.last().unwrap_or(&scc[0]);
-            let next = graph.neighbors(cur).find(|n| inside.contains(n)).unwrap_or(scc[0]);
+            let next = graph
+                .neighbors(cur)
+                .find(|n| inside.contains(n))
+                .unwrap_or(scc[0]);
             if let Some(pos) = path.iter().position(|&x| x == next) {
                 let mut cyc: Vec<usize> = path[pos..].iter().map(|n| n.index()).collect();
                 cyc.push(next.index());
@@ -274,13 +334,35 @@ fn find_cycle(graph: &DiGraph<usize, ()>) -> Vec<usize> {
 }
 
 fn resolve_file(root: &Path, p: &Pipeline, r: &RefAt, key: &str) -> Result<Source, SpecError> {
-    let Ref::File(written) = &r.r else { unreachable!("called for file refs") };
+    let Ref::File(written) = &r.r else {
+        unreachable!("called for file refs")
+    };
     let path = root.join(written);
     if !path.exists() {
-        return Err(p.sources.error(r.span, key, format!("`file:{written}`: no such file or directory ({})", path.display()))
+        return Err(p
+            .sources
+            .error(
+                r.span,
+                key,
+                format!(
+                    "`file:{written}`: no such file or directory ({})",
+                    path.display()
+                ),
+            )
             .with_help("paths after `file:` are relative to the project root"));
     }
-    Ok(Source::File { path, written: written.clone() })
+    // Devices and pipes (`/dev/zero`, a FIFO) would never finish hashing.
+    if !path.is_file() && !path.is_dir() {
+        return Err(p.sources.error(
+            r.span,
+            key,
+            format!("`file:{written}` is neither a regular file nor a directory"),
+        ));
+    }
+    Ok(Source::File {
+        path,
+        written: written.clone(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -316,24 +398,54 @@ fn resolve(
         .filter(|&i| expand::matches(&instances[i].coords, &nr.filters))
         .collect();
     if matched.is_empty() {
-        let have: Vec<String> = by_node[ni].iter().take(6).map(|&i| instances[i].id.clone()).collect();
-        return Err(src.error(r.span, key, format!("`{}` selects no instance", describe(nr)))
-            .with_help(format!("instances of `{}`: {}{}", nr.node, have.join(", "), if by_node[ni].len() > 6 { ", ..." } else { "" })));
+        let have: Vec<String> = by_node[ni]
+            .iter()
+            .take(6)
+            .map(|&i| instances[i].id.clone())
+            .collect();
+        return Err(src
+            .error(
+                r.span,
+                key,
+                format!("`{}` selects no instance", describe(nr)),
+            )
+            .with_help(format!(
+                "instances of `{}`: {}{}",
+                nr.node,
+                have.join(", "),
+                if by_node[ni].len() > 6 { ", ..." } else { "" }
+            )));
     }
     for &i in &matched {
         if !outputs_of[i].iter().any(|o| o.name == nr.output) {
             let outs: Vec<&str> = outputs_of[i].iter().map(|o| o.name.as_str()).collect();
-            return Err(src.error(r.span, key, format!("`{}` has no output `{}`", instances[i].id, nr.output))
-                .with_help(if outs.is_empty() { "it declares no outputs".to_string() } else { format!("its outputs: {}", outs.join(", ")) }));
+            return Err(src
+                .error(
+                    r.span,
+                    key,
+                    format!("`{}` has no output `{}`", instances[i].id, nr.output),
+                )
+                .with_help(if outs.is_empty() {
+                    "it declares no outputs".to_string()
+                } else {
+                    format!("its outputs: {}", outs.join(", "))
+                }));
         }
     }
-    let source = |i: usize| Source::Node { idx: i, output: nr.output.clone() };
+    let source = |i: usize| Source::Node {
+        idx: i,
+        output: nr.output.clone(),
+    };
     if nr.all {
         let entries = matched
             .iter()
             .map(|&i| {
                 let inst = &instances[i];
-                let name = if in_list || inst.coords.is_empty() { inst.id.clone() } else { inst.coord_text() };
+                let name = if in_list || inst.coords.is_empty() {
+                    inst.id.clone()
+                } else {
+                    inst.coord_text()
+                };
                 (name, source(i))
             })
             .collect();
@@ -341,11 +453,26 @@ fn resolve(
     }
     if matched.len() > 1 {
         return Err(src
-            .error(r.span, key, format!("`{}` matches {} instances; a single input needs exactly one", describe(nr), matched.len()))
-            .with_help(format!("pick one with `{}[k=v]`, or take them all as a list with `{}[*]`", nr.node, nr.node)));
+            .error(
+                r.span,
+                key,
+                format!(
+                    "`{}` matches {} instances; a single input needs exactly one",
+                    describe(nr),
+                    matched.len()
+                ),
+            )
+            .with_help(format!(
+                "pick one with `{}[k=v]`, or take them all as a list with `{}[*]`",
+                nr.node, nr.node
+            )));
     }
     let i = matched[0];
-    Ok(if in_list { Input::List(vec![(instances[i].id.clone(), source(i))]) } else { Input::One(source(i)) })
+    Ok(if in_list {
+        Input::List(vec![(instances[i].id.clone(), source(i))])
+    } else {
+        Input::One(source(i))
+    })
 }
 
 fn describe(nr: &crate::spec::refs::NodeRef) -> String {

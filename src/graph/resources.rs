@@ -2,7 +2,8 @@
 //! settings that never enter the key.
 
 use crate::spec::source::Sources;
-use crate::spec::{SpecError, Span};
+use crate::spec::yaml::Yaml;
+use crate::spec::{Span, SpecError};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -48,21 +49,46 @@ impl Default for Resources {
 
 /// Executors this build knows by name.
 pub const EXECUTORS: &[&str] = &["local", "slurm"];
-const KEYS: &[&str] = &["cpus", "gpus", "executor", "time", "mem", "partition", "account", "qos", "extra"];
+const KEYS: &[&str] = &[
+    "cpus",
+    "gpus",
+    "executor",
+    "time",
+    "mem",
+    "partition",
+    "account",
+    "qos",
+    "extra",
+];
 
 /// Parses `resources:` (already interpolated).
-pub fn parse_resources(src: &Sources, v: Option<&(Value, Span)>, at: &str) -> Result<Resources, SpecError> {
+///
+/// `raw` is the mapping as written, used to point errors at the offending key.
+pub fn parse_resources(
+    src: &Sources,
+    v: Option<&(Value, Span)>,
+    raw: Option<&Yaml>,
+    at: &str,
+) -> Result<Resources, SpecError> {
     let mut r = Resources::default();
     let Some((v, span)) = v else { return Ok(r) };
-    let err = |k: &str, m: String| src.error(*span, &format!("{at}.{k}"), m);
+    let err = |k: &str, m: String| src.error(key_span(raw, k, *span), &format!("{at}.{k}"), m);
     let Value::Object(m) = v else {
         return Err(src.error(*span, at, "expected a mapping such as {cpus: 2, gpus: 1}"));
     };
     for (k, val) in m {
-        let s = || val.as_str().map(str::to_string).ok_or_else(|| err(k, format!("`{k}` must be a string")));
+        let s = || {
+            val.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| err(k, format!("`{k}` must be a string")))
+        };
         match k.as_str() {
             "cpus" | "gpus" => {
-                let n = val.as_u64().filter(|n| *n <= 4096).ok_or_else(|| err(k, format!("`{k}` must be a whole number")))? as usize;
+                let n = val
+                    .as_u64()
+                    .filter(|n| *n <= 4096)
+                    .ok_or_else(|| err(k, format!("`{k}` must be a whole number")))?
+                    as usize;
                 if k == "cpus" {
                     if n == 0 {
                         return Err(err(k, "`cpus` must be at least 1".into()));
@@ -75,7 +101,10 @@ pub fn parse_resources(src: &Sources, v: Option<&(Value, Span)>, at: &str) -> Re
             "executor" => {
                 let e = s()?;
                 if !EXECUTORS.contains(&e.as_str()) {
-                    return Err(err(k, format!("unknown executor `{e}` (known: {})", EXECUTORS.join(", "))));
+                    return Err(err(
+                        k,
+                        format!("unknown executor `{e}` (known: {})", EXECUTORS.join(", ")),
+                    ));
                 }
                 r.executor = e;
             }
@@ -88,14 +117,26 @@ pub fn parse_resources(src: &Sources, v: Option<&(Value, Span)>, at: &str) -> Re
                 r.extra = match val {
                     Value::Array(items) => items
                         .iter()
-                        .map(|x| x.as_str().map(str::to_string).ok_or_else(|| err(k, "`extra` must be a list of strings".into())))
+                        .map(|x| {
+                            x.as_str()
+                                .map(str::to_string)
+                                .ok_or_else(|| err(k, "`extra` must be a list of strings".into()))
+                        })
                         .collect::<Result<_, _>>()?,
                     _ => return Err(err(k, "`extra` must be a list of strings".into())),
                 }
             }
             other => {
-                let hint = crate::spec::closest(other, KEYS).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
-                return Err(err(other, format!("unknown resource `{other}`{hint}; allowed: {}", KEYS.join(", "))));
+                let hint = crate::spec::closest(other, KEYS)
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
+                return Err(err(
+                    other,
+                    format!(
+                        "unknown resource `{other}`{hint}; allowed: {}",
+                        KEYS.join(", ")
+                    ),
+                ));
             }
         }
     }
@@ -124,16 +165,32 @@ impl Tolerance {
 
 /// Parses `tolerance:` (`metric: 0.01` for absolute, or `metric: {abs, rel}`;
 /// `default:` applies to metrics not listed).
-pub fn parse_tolerance(src: &Sources, v: Option<&(Value, Span)>, at: &str) -> Result<BTreeMap<String, Tolerance>, SpecError> {
+///
+/// `raw` is the mapping as written, used to point errors at the offending key.
+pub fn parse_tolerance(
+    src: &Sources,
+    v: Option<&(Value, Span)>,
+    raw: Option<&Yaml>,
+    at: &str,
+) -> Result<BTreeMap<String, Tolerance>, SpecError> {
     let mut out = BTreeMap::new();
     let Some((v, span)) = v else { return Ok(out) };
     let Value::Object(m) = v else {
         return Err(src.error(*span, at, "expected a mapping of metric -> tolerance"));
     };
     for (k, val) in m {
-        let bad = || src.error(*span, &format!("{at}.{k}"), "a tolerance is a non-negative number (absolute) or {abs: x, rel: y}");
+        let bad = || {
+            src.error(
+                key_span(raw, k, *span),
+                &format!("{at}.{k}"),
+                "a tolerance is a non-negative number (absolute) or {abs: x, rel: y}",
+            )
+        };
         let t = match val {
-            Value::Number(n) => Tolerance { abs: n.as_f64().ok_or_else(bad)?, rel: 0.0 },
+            Value::Number(n) => Tolerance {
+                abs: n.as_f64().ok_or_else(bad)?,
+                rel: 0.0,
+            },
             Value::Object(o) => {
                 if o.keys().any(|x| x != "abs" && x != "rel") {
                     return Err(bad());
@@ -144,7 +201,10 @@ pub fn parse_tolerance(src: &Sources, v: Option<&(Value, Span)>, at: &str) -> Re
                         Some(v) => v.as_f64().ok_or_else(bad),
                     }
                 };
-                Tolerance { abs: get("abs")?, rel: get("rel")? }
+                Tolerance {
+                    abs: get("abs")?,
+                    rel: get("rel")?,
+                }
             }
             _ => return Err(bad()),
         };
@@ -154,4 +214,11 @@ pub fn parse_tolerance(src: &Sources, v: Option<&(Value, Span)>, at: &str) -> Re
         out.insert(k.clone(), t);
     }
     Ok(out)
+}
+
+/// Where `key` is written in the mapping `raw`, or `whole` when it is not there.
+fn key_span(raw: Option<&Yaml>, key: &str, whole: Span) -> Span {
+    raw.and_then(Yaml::as_map)
+        .and_then(|m| m.iter().find(|(k, _)| k.name == key))
+        .map_or(whole, |(k, _)| k.span)
 }

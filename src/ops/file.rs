@@ -34,7 +34,11 @@ impl Op for FileOp {
         PARAMS
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl { name: "out".into(), path: "data".into(), heavy: false }]
+        vec![OutputDecl {
+            name: "out".into(),
+            path: "data".into(),
+            heavy: false,
+        }]
     }
     fn implicit_inputs(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         match params.get("path").and_then(Value::as_str) {
@@ -46,7 +50,10 @@ impl Op for FileOp {
         false
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
-        let src = ctx.inputs.get("src").ok_or_else(|| OpError::msg("no `src` input"))?;
+        let src = ctx
+            .inputs
+            .get("src")
+            .ok_or_else(|| OpError::msg("no `src` input"))?;
         std::fs::rename(src, ctx.work_dir.join("out").join("data"))?;
         Ok(RunResult::default())
     }

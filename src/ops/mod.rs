@@ -96,7 +96,10 @@ pub enum OpError {
 impl OpError {
     /// A failure with no captured output.
     pub fn msg(message: impl Into<String>) -> Self {
-        OpError::Failed { message: message.into(), stderr: String::new() }
+        OpError::Failed {
+            message: message.into(),
+            stderr: String::new(),
+        }
     }
 }
 

@@ -14,10 +14,34 @@ use serde_json::{Map, Value, json};
 pub struct PublishedOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "citation", ty: ParamType::Str, required: true, semantic: true, doc: "where the numbers are published" },
-    ParamSpec { name: "rows", ty: ParamType::List, required: false, semantic: true, doc: "rows of the table: mappings of scalars" },
-    ParamSpec { name: "columns", ty: ParamType::List, required: false, semantic: true, doc: "column names, in display order" },
-    ParamSpec { name: "notes", ty: ParamType::Str, required: false, semantic: true, doc: "how the numbers were obtained" },
+    ParamSpec {
+        name: "citation",
+        ty: ParamType::Str,
+        required: true,
+        semantic: true,
+        doc: "where the numbers are published",
+    },
+    ParamSpec {
+        name: "rows",
+        ty: ParamType::List,
+        required: false,
+        semantic: true,
+        doc: "rows of the table: mappings of scalars",
+    },
+    ParamSpec {
+        name: "columns",
+        ty: ParamType::List,
+        required: false,
+        semantic: true,
+        doc: "column names, in display order",
+    },
+    ParamSpec {
+        name: "notes",
+        ty: ParamType::Str,
+        required: false,
+        semantic: true,
+        doc: "how the numbers were obtained",
+    },
 ];
 
 impl Op for PublishedOp {
@@ -40,21 +64,34 @@ impl Op for PublishedOp {
         Ok(())
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl { name: "out".into(), path: "published.json".into(), heavy: false }]
+        vec![OutputDecl {
+            name: "out".into(),
+            path: "published.json".into(),
+            heavy: false,
+        }]
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
-        let mut rows: Vec<Value> = ctx.params.get("rows").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut rows: Vec<Value> = ctx
+            .params
+            .get("rows")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut citation = ctx.params.get("citation").cloned().unwrap_or(Value::Null);
         let mut columns = ctx.params.get("columns").cloned().unwrap_or(Value::Null);
         let mut notes = ctx.params.get("notes").cloned().unwrap_or(Value::Null);
         for (name, path) in ctx.inputs {
             if name != "data" {
-                return Err(OpError::msg(format!("unexpected input `{name}` (ref.published takes only `data`)")));
+                return Err(OpError::msg(format!(
+                    "unexpected input `{name}` (ref.published takes only `data`)"
+                )));
             }
             let text = std::fs::read_to_string(path)?;
             let mut sources = crate::spec::source::Sources::default();
             let id = sources.add(std::path::Path::new("in/data"), text);
-            let doc = crate::spec::yaml::parse(&sources, id).map_err(|e| OpError::msg(e.to_string()))?.to_json();
+            let doc = crate::spec::yaml::parse(&sources, id)
+                .map_err(|e| OpError::msg(e.to_string()))?
+                .to_json();
             let Value::Object(doc) = doc else {
                 return Err(OpError::msg("input `data` must be a mapping with `rows:`"));
             };
@@ -63,7 +100,11 @@ impl Op for PublishedOp {
             } else {
                 return Err(OpError::msg("input `data` has no `rows:` list"));
             }
-            for (slot, field) in [(&mut citation, "citation"), (&mut columns, "columns"), (&mut notes, "notes")] {
+            for (slot, field) in [
+                (&mut citation, "citation"),
+                (&mut columns, "columns"),
+                (&mut notes, "notes"),
+            ] {
                 if slot.is_null() {
                     if let Some(v) = doc.get(field) {
                         *slot = v.clone();

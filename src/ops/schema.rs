@@ -90,15 +90,27 @@ pub fn validate(specs: &[ParamSpec], params: &Map<String, Value>) -> Result<(), 
                 Some(c) => format!(" (did you mean `{c}`?)"),
                 None => String::new(),
             };
-            return Err((k.clone(), format!("unknown param `{k}`{hint}; this op takes: {}", names.join(", "))));
+            return Err((
+                k.clone(),
+                format!(
+                    "unknown param `{k}`{hint}; this op takes: {}",
+                    names.join(", ")
+                ),
+            ));
         };
         if !spec.ty.accepts(v) {
-            return Err((k.clone(), format!("`{k}` must be {}, found {}", spec.ty.describe(), type_of(v))));
+            return Err((
+                k.clone(),
+                format!("`{k}` must be {}, found {}", spec.ty.describe(), type_of(v)),
+            ));
         }
     }
     for s in specs {
         if s.required && !params.contains_key(s.name) {
-            return Err((String::new(), format!("missing required param `{}` ({})", s.name, s.doc)));
+            return Err((
+                String::new(),
+                format!("missing required param `{}` ({})", s.name, s.doc),
+            ));
         }
     }
     Ok(())

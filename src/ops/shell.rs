@@ -32,11 +32,41 @@ use std::time::{Duration, Instant};
 pub struct ShellOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "cmd", ty: ParamType::Str, required: true, semantic: true, doc: "bash command; runs with set -euo pipefail in the work directory" },
-    ParamSpec { name: "outs", ty: ParamType::StrOrMap, required: false, semantic: true, doc: "output name -> path under out/ ({path, heavy} for blobs); a string means {out: PATH}" },
-    ParamSpec { name: "env", ty: ParamType::Map, required: false, semantic: true, doc: "extra environment variables (strings)" },
-    ParamSpec { name: "metrics", ty: ParamType::Str, required: false, semantic: false, doc: "name of a JSON output whose numbers are stored in the record" },
-    ParamSpec { name: "timeout", ty: ParamType::Number, required: false, semantic: false, doc: "seconds before the command is killed" },
+    ParamSpec {
+        name: "cmd",
+        ty: ParamType::Str,
+        required: true,
+        semantic: true,
+        doc: "bash command; runs with set -euo pipefail in the work directory",
+    },
+    ParamSpec {
+        name: "outs",
+        ty: ParamType::StrOrMap,
+        required: false,
+        semantic: true,
+        doc: "output name -> path under out/ ({path, heavy} for blobs); a string means {out: PATH}",
+    },
+    ParamSpec {
+        name: "env",
+        ty: ParamType::Map,
+        required: false,
+        semantic: true,
+        doc: "extra environment variables (strings)",
+    },
+    ParamSpec {
+        name: "metrics",
+        ty: ParamType::Str,
+        required: false,
+        semantic: false,
+        doc: "name of a JSON output whose numbers are stored in the record",
+    },
+    ParamSpec {
+        name: "timeout",
+        ty: ParamType::Number,
+        required: false,
+        semantic: false,
+        doc: "seconds before the command is killed",
+    },
 ];
 
 /// Bytes of stdout/stderr kept in the record.
@@ -67,7 +97,10 @@ impl Op for ShellOp {
         }
         if let Some(Value::String(m)) = params.get("metrics") {
             if !parse_outs(params)?.iter().any(|o| &o.name == m) {
-                return Err(("metrics".into(), format!("`metrics: {m}` names no declared output")));
+                return Err((
+                    "metrics".into(),
+                    format!("`metrics: {m}` names no declared output"),
+                ));
             }
         }
         if let Some(t) = params.get("timeout").and_then(Value::as_f64) {
@@ -83,7 +116,11 @@ impl Op for ShellOp {
     }
 
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
-        let cmd = ctx.params.get("cmd").and_then(Value::as_str).unwrap_or_default();
+        let cmd = ctx
+            .params
+            .get("cmd")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let stdout_path = ctx.work_dir.join(".stdout");
         let stderr_path = ctx.work_dir.join(".stderr");
         let mut command = Command::new("bash");
@@ -102,31 +139,50 @@ impl Op for ShellOp {
         }
         if let Some(Value::Object(env)) = ctx.params.get("env") {
             for (k, v) in env {
-                let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                let v = v
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
                 command.env(k, v);
             }
         }
-        let timeout = ctx.params.get("timeout").and_then(Value::as_f64).map(Duration::from_secs_f64);
+        let timeout = ctx
+            .params
+            .get("timeout")
+            .and_then(Value::as_f64)
+            .map(Duration::from_secs_f64);
         let (status, rss) = run_child(command, ctx, timeout)?;
         let stdout = read_tail(&stdout_path);
         let stderr = read_tail(&stderr_path);
         match status {
             ChildEnd::Exited(0) => {}
             ChildEnd::Exited(code) => {
-                return Err(OpError::Failed { message: format!("command exited with status {code}"), stderr });
+                return Err(OpError::Failed {
+                    message: format!("command exited with status {code}"),
+                    stderr,
+                });
             }
             ChildEnd::Signal(sig) => {
-                return Err(OpError::Failed { message: format!("command killed by signal {sig}"), stderr });
+                return Err(OpError::Failed {
+                    message: format!("command killed by signal {sig}"),
+                    stderr,
+                });
             }
             ChildEnd::TimedOut(t) => {
-                return Err(OpError::Failed { message: format!("command timed out after {:.1}s", t.as_secs_f64()), stderr });
+                return Err(OpError::Failed {
+                    message: format!("command timed out after {:.1}s", t.as_secs_f64()),
+                    stderr,
+                });
             }
         }
         let outs = parse_outs(ctx.params).unwrap_or_default();
         for o in &outs {
             if !ctx.work_dir.join("out").join(&o.path).exists() {
                 return Err(OpError::Failed {
-                    message: format!("declared output `{}` (out/{}) was not written", o.name, o.path),
+                    message: format!(
+                        "declared output `{}` (out/{}) was not written",
+                        o.name, o.path
+                    ),
                     stderr,
                 });
             }
@@ -137,12 +193,20 @@ impl Op for ShellOp {
                 let path = ctx.work_dir.join("out").join(&o.path);
                 let text = std::fs::read_to_string(&path)?;
                 let v: Value = serde_json::from_str(&text).map_err(|e| {
-                    OpError::msg(format!("metrics output `{m}` (out/{}) is not JSON: {e}", o.path))
+                    OpError::msg(format!(
+                        "metrics output `{m}` (out/{}) is not JSON: {e}",
+                        o.path
+                    ))
                 })?;
                 flatten_numbers("", &v, &mut metrics);
             }
         }
-        Ok(RunResult { stdout, stderr, metrics, peak_rss_kib: Some(rss) })
+        Ok(RunResult {
+            stdout,
+            stderr,
+            metrics,
+            peak_rss_kib: Some(rss),
+        })
     }
 }
 
@@ -150,11 +214,22 @@ impl Op for ShellOp {
 pub fn flatten_numbers(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
     match v {
         Value::Number(_) | Value::Bool(_) => {
-            out.insert(if prefix.is_empty() { "value".into() } else { prefix.to_string() }, v.clone());
+            out.insert(
+                if prefix.is_empty() {
+                    "value".into()
+                } else {
+                    prefix.to_string()
+                },
+                v.clone(),
+            );
         }
         Value::Object(m) => {
             for (k, x) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten_numbers(&p, x, out);
             }
         }
@@ -172,7 +247,11 @@ fn parse_outs(params: &Map<String, Value>) -> Result<Vec<OutputDecl>, (String, S
     let mut outs = Vec::new();
     match params.get("outs") {
         None => {}
-        Some(Value::String(p)) => outs.push(OutputDecl { name: "out".into(), path: p.clone(), heavy: false }),
+        Some(Value::String(p)) => outs.push(OutputDecl {
+            name: "out".into(),
+            path: p.clone(),
+            heavy: false,
+        }),
         Some(Value::Object(m)) => {
             for (name, v) in m {
                 if !crate::spec::refs::is_ident(name) {
@@ -183,20 +262,37 @@ fn parse_outs(params: &Map<String, Value>) -> Result<Vec<OutputDecl>, (String, S
                     Value::Object(o) => {
                         for k in o.keys() {
                             if k != "path" && k != "heavy" {
-                                return Err(bad(format!("outs.{name}: unknown key `{k}` (allowed: path, heavy)")));
+                                return Err(bad(format!(
+                                    "outs.{name}: unknown key `{k}` (allowed: path, heavy)"
+                                )));
                             }
                         }
-                        let p = o.get("path").and_then(Value::as_str).ok_or_else(|| bad(format!("outs.{name}.path must be a string")))?;
+                        let p = o
+                            .get("path")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| bad(format!("outs.{name}.path must be a string")))?;
                         let h = match o.get("heavy") {
                             None => false,
                             Some(Value::Bool(b)) => *b,
-                            Some(_) => return Err(bad(format!("outs.{name}.heavy must be true or false"))),
+                            Some(_) => {
+                                return Err(bad(format!(
+                                    "outs.{name}.heavy must be true or false"
+                                )));
+                            }
                         };
                         (p.to_string(), h)
                     }
-                    _ => return Err(bad(format!("outs.{name} must be a path or {{path, heavy}}"))),
+                    _ => {
+                        return Err(bad(format!(
+                            "outs.{name} must be a path or {{path, heavy}}"
+                        )));
+                    }
                 };
-                outs.push(OutputDecl { name: name.clone(), path, heavy });
+                outs.push(OutputDecl {
+                    name: name.clone(),
+                    path,
+                    heavy,
+                });
             }
         }
         Some(_) => return Err(bad("outs must be a path or a mapping".into())),
@@ -205,9 +301,13 @@ fn parse_outs(params: &Map<String, Value>) -> Result<Vec<OutputDecl>, (String, S
         let p = std::path::Path::new(&o.path);
         if o.path.is_empty()
             || p.is_absolute()
-            || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+            || p.components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
         {
-            return Err(bad(format!("outs.{}: `{}` must be a relative path under out/ without `..`", o.name, o.path)));
+            return Err(bad(format!(
+                "outs.{}: `{}` must be a relative path under out/ without `..`",
+                o.name, o.path
+            )));
         }
     }
     Ok(outs)
@@ -237,8 +337,14 @@ fn wait_child(pid: i32) -> std::io::Result<(i32, u64)> {
 }
 
 /// Runs a child in its own process group; kills the whole group on cancel or timeout.
-fn run_child(mut command: Command, ctx: &RunContext, timeout: Option<Duration>) -> Result<(ChildEnd, u64), OpError> {
-    let child = command.spawn().map_err(|e| OpError::msg(format!("cannot start bash: {e}")))?;
+fn run_child(
+    mut command: Command,
+    ctx: &RunContext,
+    timeout: Option<Duration>,
+) -> Result<(ChildEnd, u64), OpError> {
+    let child = command
+        .spawn()
+        .map_err(|e| OpError::msg(format!("cannot start bash: {e}")))?;
     let pid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -261,7 +367,9 @@ fn run_child(mut command: Command, ctx: &RunContext, timeout: Option<Duration>) 
                 };
                 return Ok((end, rss));
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(OpError::msg("lost track of the child process")),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(OpError::msg("lost track of the child process"));
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let timed_out = timeout.is_some_and(|t| start.elapsed() > t);
                 if ctx.cancel.is_cancelled() || timed_out {

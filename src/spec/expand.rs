@@ -18,7 +18,7 @@ use super::interp::{self, Scope, Var};
 use super::refs::{self, Ref};
 use super::source::Sources;
 use super::yaml::{Key, Kind, Yaml};
-use super::{NodeSpec, Pipeline, SpecError, Span};
+use super::{NodeSpec, Pipeline, Span, SpecError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -146,14 +146,30 @@ pub fn expand(p: &Pipeline) -> Result<Vec<Instance>, SpecError> {
                 format!("{}[{}]", node.id, coord_text(&coords))
             };
             if !seen.insert(id.clone()) {
-                return Err(src.error(node.span, &format!("nodes.{}", node.id), format!("two instances are both named `{id}`")));
+                return Err(src.error(
+                    node.span,
+                    &format!("nodes.{}", node.id),
+                    format!("two instances are both named `{id}`"),
+                ));
             }
             let mut scope = base.clone();
             for (k, c) in &coords {
-                scope.insert(k.clone(), Var { value: c.value.clone(), text: Some(c.text.clone()) });
+                scope.insert(
+                    k.clone(),
+                    Var {
+                        value: c.value.clone(),
+                        text: Some(c.text.clone()),
+                    },
+                );
             }
             if let Some(e) = &each {
-                scope.insert("each".into(), Var { value: Value::String(e.clone()), text: None });
+                scope.insert(
+                    "each".into(),
+                    Var {
+                        value: Value::String(e.clone()),
+                        text: None,
+                    },
+                );
             }
             instances.push(instance(src, node, ni, id, coords, &scope)?);
         }
@@ -174,7 +190,10 @@ fn instance(
     let mut params = serde_json::Map::new();
     let mut param_spans = BTreeMap::new();
     for (k, v) in &node.params {
-        params.insert(k.name.clone(), interp_yaml(src, v, scope, &format!("{at}.params.{}", k.name))?);
+        params.insert(
+            k.name.clone(),
+            interp_yaml(src, v, scope, &format!("{at}.params.{}", k.name))?,
+        );
         param_spans.insert(k.name.clone(), k.span);
     }
     let mut inputs = Vec::new();
@@ -198,20 +217,39 @@ fn instance(
         inputs.push((k.name.clone(), k.span, decl));
     }
     let resources = match &node.resources {
-        Some(r) => Some((interp_yaml(src, r, scope, &format!("{at}.resources"))?, r.span)),
+        Some(r) => Some((
+            interp_yaml(src, r, scope, &format!("{at}.resources"))?,
+            r.span,
+        )),
         None => None,
     };
     let tolerance = match &node.tolerance {
-        Some(r) => Some((interp_yaml(src, r, scope, &format!("{at}.tolerance"))?, r.span)),
+        Some(r) => Some((
+            interp_yaml(src, r, scope, &format!("{at}.tolerance"))?,
+            r.span,
+        )),
         None => None,
     };
-    Ok(Instance { id, node: ni, coords, params, param_spans, inputs, resources, tolerance })
+    Ok(Instance {
+        id,
+        node: ni,
+        coords,
+        params,
+        param_spans,
+        inputs,
+        resources,
+        tolerance,
+    })
 }
 
 fn ref_at(src: &Sources, v: &Yaml, scope: &Scope, key: &str) -> Result<RefAt, SpecError> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| src.error(v.span, key, format!("expected a reference string, found {}", v.type_name())))?;
+    let s = v.as_str().ok_or_else(|| {
+        src.error(
+            v.span,
+            key,
+            format!("expected a reference string, found {}", v.type_name()),
+        )
+    })?;
     let text = match interp::interpolate(s, scope) {
         Ok(Value::String(t)) => t,
         Ok(other) => other.to_string(),
@@ -224,7 +262,9 @@ fn ref_at(src: &Sources, v: &Yaml, scope: &Scope, key: &str) -> Result<RefAt, Sp
 /// Interpolates every string in a YAML value, producing JSON.
 pub fn interp_yaml(src: &Sources, v: &Yaml, scope: &Scope, key: &str) -> Result<Value, SpecError> {
     Ok(match &v.kind {
-        Kind::Str(s) => interp::interpolate(s, scope).map_err(|e| undefined(src, v.span, key, e, scope))?,
+        Kind::Str(s) => {
+            interp::interpolate(s, scope).map_err(|e| undefined(src, v.span, key, e, scope))?
+        }
         Kind::Seq(items) => Value::Array(
             items
                 .iter()
@@ -234,14 +274,25 @@ pub fn interp_yaml(src: &Sources, v: &Yaml, scope: &Scope, key: &str) -> Result<
         ),
         Kind::Map(m) => Value::Object(
             m.iter()
-                .map(|(k, it)| Ok((k.name.clone(), interp_yaml(src, it, scope, &format!("{key}.{}", k.name))?)))
+                .map(|(k, it)| {
+                    Ok((
+                        k.name.clone(),
+                        interp_yaml(src, it, scope, &format!("{key}.{}", k.name))?,
+                    ))
+                })
                 .collect::<Result<_, SpecError>>()?,
         ),
         _ => v.to_json(),
     })
 }
 
-fn undefined(src: &Sources, span: Span, key: &str, e: interp::InterpError, scope: &Scope) -> SpecError {
+fn undefined(
+    src: &Sources,
+    span: Span,
+    key: &str,
+    e: interp::InterpError,
+    scope: &Scope,
+) -> SpecError {
     let err = src.error(span, key, e.to_string());
     match e {
         interp::InterpError::Undefined(_) => {
@@ -259,13 +310,24 @@ fn undefined(src: &Sources, span: Span, key: &str, e: interp::InterpError, scope
 /// Orders nodes so that every `for_each` target comes before its user.
 fn for_each_order(p: &Pipeline) -> Result<Vec<usize>, SpecError> {
     let src = &p.sources;
-    let index: BTreeMap<&str, usize> = p.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = p
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
     let mut deps: Vec<Vec<usize>> = vec![Vec::new(); p.nodes.len()];
     for (i, n) in p.nodes.iter().enumerate() {
         if let Some(fe) = &n.for_each {
             for (r, span) in for_each_refs(src, n, fe)? {
                 let Some(&j) = index.get(r.node.as_str()) else {
-                    return Err(unknown_node(src, p, span, &format!("nodes.{}.for_each", n.id), &r.node));
+                    return Err(unknown_node(
+                        src,
+                        p,
+                        span,
+                        &format!("nodes.{}.for_each", n.id),
+                        &r.node,
+                    ));
                 };
                 deps[i].push(j);
             }
@@ -273,7 +335,13 @@ fn for_each_order(p: &Pipeline) -> Result<Vec<usize>, SpecError> {
     }
     let mut state = vec![0u8; p.nodes.len()];
     let mut order = Vec::new();
-    fn visit(i: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Vec<usize>, stack: &mut Vec<usize>) -> Result<(), Vec<usize>> {
+    fn visit(
+        i: usize,
+        deps: &[Vec<usize>],
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+        stack: &mut Vec<usize>,
+    ) -> Result<(), Vec<usize>> {
         if state[i] == 2 {
             return Ok(());
         }
@@ -298,7 +366,11 @@ fn for_each_order(p: &Pipeline) -> Result<Vec<usize>, SpecError> {
         if let Err(cyc) = visit(i, &deps, &mut state, &mut order, &mut stack) {
             let names: Vec<&str> = cyc.iter().map(|&c| p.nodes[c].id.as_str()).collect();
             let n = &p.nodes[cyc[0]];
-            return Err(src.error(n.span, &format!("nodes.{}.for_each", n.id), format!("for_each cycle: {}", names.join(" -> "))));
+            return Err(src.error(
+                n.span,
+                &format!("nodes.{}.for_each", n.id),
+                format!("for_each cycle: {}", names.join(" -> ")),
+            ));
         }
     }
     Ok(order)
@@ -307,19 +379,33 @@ fn for_each_order(p: &Pipeline) -> Result<Vec<usize>, SpecError> {
 /// An error for a reference to a node that does not exist.
 pub fn unknown_node(src: &Sources, p: &Pipeline, span: Span, key: &str, name: &str) -> SpecError {
     let ids: Vec<&str> = p.nodes.iter().map(|n| n.id.as_str()).collect();
-    let e = src.error(span, key, format!("reference to `{name}`, which is not a node of this pipeline"));
+    let e = src.error(
+        span,
+        key,
+        format!("reference to `{name}`, which is not a node of this pipeline"),
+    );
     match super::closest(name, &ids) {
         Some(c) => e.with_help(format!("did you mean `{c}`?")),
         None => e,
     }
 }
 
-fn for_each_refs(src: &Sources, n: &NodeSpec, fe: &Yaml) -> Result<Vec<(refs::NodeRef, Span)>, SpecError> {
+fn for_each_refs(
+    src: &Sources,
+    n: &NodeSpec,
+    fe: &Yaml,
+) -> Result<Vec<(refs::NodeRef, Span)>, SpecError> {
     let key = format!("nodes.{}.for_each", n.id);
     let items: Vec<&Yaml> = match &fe.kind {
         Kind::Str(_) => vec![fe],
         Kind::Seq(v) if !v.is_empty() => v.iter().collect(),
-        _ => return Err(src.error(fe.span, &key, "expected a node reference or a non-empty list of them")),
+        _ => {
+            return Err(src.error(
+                fe.span,
+                &key,
+                "expected a node reference or a non-empty list of them",
+            ));
+        }
     };
     items
         .into_iter()
@@ -330,15 +416,25 @@ fn for_each_refs(src: &Sources, n: &NodeSpec, fe: &Yaml) -> Result<Vec<(refs::No
             }
             match refs::parse(s).map_err(|m| src.error(it.span, &key, m))? {
                 Ref::Node(r) => Ok((r, it.span)),
-                Ref::File(_) => Err(src.error(it.span, &key, "`for_each` takes node references, not files")),
+                Ref::File(_) => {
+                    Err(src.error(it.span, &key, "`for_each` takes node references, not files"))
+                }
             }
         })
         .collect()
 }
 
+/// One `exclude:`/`include:` entry: key, value, where the key is written.
+type MatrixEntry = Vec<(String, Coord, Span)>;
+
 type Combos = (Vec<Vec<(String, Coord)>>, Vec<Option<String>>);
 
-fn for_each_combos(p: &Pipeline, per_node: &[Option<Vec<Instance>>], n: &NodeSpec, fe: &Yaml) -> Result<Combos, SpecError> {
+fn for_each_combos(
+    p: &Pipeline,
+    per_node: &[Option<Vec<Instance>>],
+    n: &NodeSpec,
+    fe: &Yaml,
+) -> Result<Combos, SpecError> {
     let src = &p.sources;
     let refs = for_each_refs(src, n, fe)?;
     let many = refs.len() > 1;
@@ -347,19 +443,43 @@ fn for_each_combos(p: &Pipeline, per_node: &[Option<Vec<Instance>>], n: &NodeSpe
     for (r, span) in refs {
         let ni = p.nodes.iter().position(|x| x.id == r.node).unwrap_or(0);
         let ups = per_node[ni].as_deref().unwrap_or(&[]);
-        let matched: Vec<&Instance> = ups.iter().filter(|u| matches(&u.coords, &r.filters)).collect();
+        let matched: Vec<&Instance> = ups
+            .iter()
+            .filter(|u| matches(&u.coords, &r.filters))
+            .collect();
         if matched.is_empty() {
-            return Err(src.error(span, &format!("nodes.{}.for_each", n.id), format!("`{}` selects no instance", r.node)));
+            return Err(src.error(
+                span,
+                &format!("nodes.{}.for_each", n.id),
+                format!("`{}` selects no instance", r.node),
+            ));
         }
         for u in matched {
             let mut coords = u.coords.clone();
             if many {
                 if coords.iter().any(|(k, _)| k == "from") {
-                    return Err(src.error(span, &format!("nodes.{}.for_each", n.id), "upstream already has a coordinate named `from`"));
+                    return Err(src.error(
+                        span,
+                        &format!("nodes.{}.for_each", n.id),
+                        "upstream already has a coordinate named `from`",
+                    ));
                 }
-                coords.insert(0, ("from".into(), Coord { text: r.node.clone(), value: Value::String(r.node.clone()) }));
+                coords.insert(
+                    0,
+                    (
+                        "from".into(),
+                        Coord {
+                            text: r.node.clone(),
+                            value: Value::String(r.node.clone()),
+                        },
+                    ),
+                );
             }
-            let each = if r.output == refs::DEFAULT_OUTPUT { u.id.clone() } else { format!("{}.{}", u.id, r.output) };
+            let each = if r.output == refs::DEFAULT_OUTPUT {
+                u.id.clone()
+            } else {
+                format!("{}.{}", u.id, r.output)
+            };
             combos.push(coords);
             eaches.push(Some(each));
         }
@@ -369,20 +489,32 @@ fn for_each_combos(p: &Pipeline, per_node: &[Option<Vec<Instance>>], n: &NodeSpe
 
 /// True when every `k=v` filter matches a coordinate.
 pub fn matches(coords: &[(String, Coord)], filters: &[(String, String)]) -> bool {
-    filters.iter().all(|(k, v)| coords.iter().any(|(ck, c)| ck == k && &c.text == v))
+    filters
+        .iter()
+        .all(|(k, v)| coords.iter().any(|(ck, c)| ck == k && &c.text == v))
 }
 
 fn coord_of(src: &Sources, v: &Yaml, key: &str) -> Result<Coord, SpecError> {
     let value = v.to_json();
     let text = match &v.kind {
-        Kind::Map(m) => match m.iter().find(|(k, _)| k.name == "name").and_then(|(_, n)| n.scalar_text()) {
+        Kind::Map(m) => match m
+            .iter()
+            .find(|(k, _)| k.name == "name")
+            .and_then(|(_, n)| n.scalar_text())
+        {
             Some(name) => name,
             None => {
                 let canon = crate::graph::key::canonical_json(&value);
                 blake3::hash(canon.as_bytes()).to_hex()[..8].to_string()
             }
         },
-        Kind::Seq(_) => return Err(src.error(v.span, key, "a matrix value is a scalar or a mapping, not a list")),
+        Kind::Seq(_) => {
+            return Err(src.error(
+                v.span,
+                key,
+                "a matrix value is a scalar or a mapping, not a list",
+            ));
+        }
         _ => v.scalar_text().unwrap_or_default(),
     };
     if !refs::is_coord_text(&text) {
@@ -393,7 +525,11 @@ fn coord_of(src: &Sources, v: &Yaml, key: &str) -> Result<Coord, SpecError> {
     Ok(Coord { text, value })
 }
 
-fn matrix_combos(src: &Sources, n: &NodeSpec, m: &Yaml) -> Result<Vec<Vec<(String, Coord)>>, SpecError> {
+fn matrix_combos(
+    src: &Sources,
+    n: &NodeSpec,
+    m: &Yaml,
+) -> Result<Vec<Vec<(String, Coord)>>, SpecError> {
     let at = format!("nodes.{}.matrix", n.id);
     let entries: &[(Key, Yaml)] = super::map(src, m, &at)?;
     let mut axes: Vec<(String, Vec<Coord>)> = Vec::new();
@@ -409,16 +545,28 @@ fn matrix_combos(src: &Sources, n: &NodeSpec, m: &Yaml) -> Result<Vec<Vec<(Strin
                     return Err(src.error(k.span, &key, format!("`{name}` cannot be a matrix key (identifiers only; `each` and `from` are reserved)")));
                 }
                 let Kind::Seq(items) = &v.kind else {
-                    return Err(src.error(v.span, &key, format!("expected a list of values, found {}", v.type_name())));
+                    return Err(src.error(
+                        v.span,
+                        &key,
+                        format!("expected a list of values, found {}", v.type_name()),
+                    ));
                 };
                 if items.is_empty() {
-                    return Err(src.error(v.span, &key, "empty list: the node would have no instances"));
+                    return Err(src.error(
+                        v.span,
+                        &key,
+                        "empty list: the node would have no instances",
+                    ));
                 }
                 let mut vals: Vec<Coord> = Vec::new();
                 for it in items {
                     let c = coord_of(src, it, &key)?;
                     if vals.iter().any(|x| x.text == c.text) {
-                        return Err(src.error(it.span, &key, format!("value `{}` is listed twice", c.text)));
+                        return Err(src.error(
+                            it.span,
+                            &key,
+                            format!("value `{}` is listed twice", c.text),
+                        ));
                     }
                     vals.push(c);
                 }
@@ -440,7 +588,7 @@ fn matrix_combos(src: &Sources, n: &NodeSpec, m: &Yaml) -> Result<Vec<Vec<(Strin
             combos = next;
         }
     }
-    let entries_of = |v: &Yaml, which: &str| -> Result<Vec<Vec<(String, Coord, Span)>>, SpecError> {
+    let entries_of = |v: &Yaml, which: &str| -> Result<Vec<MatrixEntry>, SpecError> {
         let key = format!("{at}.{which}");
         let Kind::Seq(items) = &v.kind else {
             return Err(src.error(v.span, &key, "expected a list of mappings"));
@@ -452,7 +600,15 @@ fn matrix_combos(src: &Sources, n: &NodeSpec, m: &Yaml) -> Result<Vec<Vec<(Strin
                 if m.is_empty() {
                     return Err(src.error(it.span, &key, "an empty entry matches everything"));
                 }
-                m.iter().map(|(k, v)| Ok((k.name.clone(), coord_of(src, v, &format!("{key}.{}", k.name))?, k.span))).collect()
+                m.iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.name.clone(),
+                            coord_of(src, v, &format!("{key}.{}", k.name))?,
+                            k.span,
+                        ))
+                    })
+                    .collect()
             })
             .collect()
     };
@@ -460,10 +616,17 @@ fn matrix_combos(src: &Sources, n: &NodeSpec, m: &Yaml) -> Result<Vec<Vec<(Strin
         for e in entries_of(ex, "exclude")? {
             for (k, _, span) in &e {
                 if !axes.iter().any(|(a, _)| a == k) {
-                    return Err(src.error(*span, &format!("{at}.exclude.{k}"), format!("`{k}` is not a matrix key")));
+                    return Err(src.error(
+                        *span,
+                        &format!("{at}.exclude.{k}"),
+                        format!("`{k}` is not a matrix key"),
+                    ));
                 }
             }
-            combos.retain(|c| !e.iter().all(|(k, v, _)| c.iter().any(|(ck, cv)| ck == k && cv.text == v.text)));
+            combos.retain(|c| {
+                !e.iter()
+                    .all(|(k, v, _)| c.iter().any(|(ck, cv)| ck == k && cv.text == v.text))
+            });
         }
     }
     if let Some(inc) = include {
@@ -473,7 +636,8 @@ fn matrix_combos(src: &Sources, n: &NodeSpec, m: &Yaml) -> Result<Vec<Vec<(Strin
             if !axes.is_empty() {
                 for c in combos.iter_mut() {
                     let fits = e.iter().all(|(k, v, _)| {
-                        !originals.contains(k) || c.iter().any(|(ck, cv)| ck == k && cv.text == v.text)
+                        !originals.contains(k)
+                            || c.iter().any(|(ck, cv)| ck == k && cv.text == v.text)
                     });
                     if fits {
                         for (k, v, _) in &e {

@@ -38,7 +38,10 @@ impl std::fmt::Display for InterpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             InterpError::Undefined(n) => write!(f, "undefined name `${{{n}}}`"),
-            InterpError::Unclosed => write!(f, "`${{` without a closing `}}` (write `$${{` for a literal `${{`)"),
+            InterpError::Unclosed => write!(
+                f,
+                "`${{` without a closing `}}` (write `$${{` for a literal `${{`)"
+            ),
             InterpError::NotText(n) => write!(
                 f,
                 "`${{{n}}}` is a list or mapping and cannot be placed inside a string"
@@ -127,9 +130,27 @@ mod tests {
 
     fn scope() -> Scope {
         let mut s = Scope::new();
-        s.insert("seed".into(), Var { value: json!(3), text: None });
-        s.insert("lr".into(), Var { value: json!(2e-5), text: Some("2e-5".into()) });
-        s.insert("cfg".into(), Var { value: json!({"bs": 8}), text: None });
+        s.insert(
+            "seed".into(),
+            Var {
+                value: json!(3),
+                text: None,
+            },
+        );
+        s.insert(
+            "lr".into(),
+            Var {
+                value: json!(2e-5),
+                text: Some("2e-5".into()),
+            },
+        );
+        s.insert(
+            "cfg".into(),
+            Var {
+                value: json!({"bs": 8}),
+                text: None,
+            },
+        );
         s
     }
 
@@ -147,8 +168,17 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(interpolate("${nope}", &scope()), Err(InterpError::Undefined(_))));
-        assert!(matches!(interpolate("a ${seed", &scope()), Err(InterpError::Unclosed)));
-        assert!(matches!(interpolate("a ${cfg}", &scope()), Err(InterpError::NotText(_))));
+        assert!(matches!(
+            interpolate("${nope}", &scope()),
+            Err(InterpError::Undefined(_))
+        ));
+        assert!(matches!(
+            interpolate("a ${seed", &scope()),
+            Err(InterpError::Unclosed)
+        ));
+        assert!(matches!(
+            interpolate("a ${cfg}", &scope()),
+            Err(InterpError::NotText(_))
+        ));
     }
 }

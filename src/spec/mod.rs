@@ -25,8 +25,8 @@ pub mod refs;
 pub mod source;
 pub mod yaml;
 
-pub use source::{SpecError, Span};
 use source::Sources;
+pub use source::{Span, SpecError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use yaml::{Key, Kind, Yaml};
@@ -103,7 +103,7 @@ pub fn load_str(path: &Path, text: String, overrides: &[String]) -> Result<Pipel
         sources: Sources::default(),
     };
     let mut chain = Vec::new();
-    load_file(&mut p, path, Some(text), true, &mut chain)?;
+    load_file(&mut p, path, text, true, &mut chain)?;
     apply_overrides(&mut p, overrides)?;
     Ok(p)
 }
@@ -111,15 +111,10 @@ pub fn load_str(path: &Path, text: String, overrides: &[String]) -> Result<Pipel
 fn load_file(
     p: &mut Pipeline,
     path: &Path,
-    text: Option<String>,
+    text: String,
     is_root: bool,
     chain: &mut Vec<PathBuf>,
 ) -> Result<(), SpecError> {
-    let text = match text {
-        Some(t) => t,
-        None => std::fs::read_to_string(path)
-            .map_err(|e| SpecError::whole_file(path, format!("cannot read included file: {e}")))?,
-    };
     let file = p.sources.add(path, text);
     let root = yaml::parse(&p.sources, file)?;
     let src = p.sources.clone();
@@ -130,7 +125,10 @@ fn load_file(
             return Err(src.error(
                 root.span,
                 "",
-                format!("a pipeline file is a mapping with `nodes:`; found {}", root.type_name()),
+                format!(
+                    "a pipeline file is a mapping with `nodes:`; found {}",
+                    root.type_name()
+                ),
             ));
         }
     };
@@ -140,15 +138,27 @@ fn load_file(
     match (get("pipeline"), is_root) {
         (Some((_, v)), true) => {
             let name = v.as_str().filter(|s| refs::is_ident(s)).ok_or_else(|| {
-                src.error(v.span, "pipeline", "the pipeline name must be an identifier (letters, digits, `_`, `-`)")
+                src.error(
+                    v.span,
+                    "pipeline",
+                    "the pipeline name must be an identifier (letters, digits, `_`, `-`)",
+                )
             })?;
             p.name = name.to_string();
         }
         (None, true) => {
-            return Err(src.error(root.span, "pipeline", "missing `pipeline:` (the pipeline's name)"));
+            return Err(src.error(
+                root.span,
+                "pipeline",
+                "missing `pipeline:` (the pipeline's name)",
+            ));
         }
         (Some((k, _)), false) => {
-            return Err(src.error(k.span, "pipeline", "`pipeline:` belongs in the root file only, not in an included file"));
+            return Err(src.error(
+                k.span,
+                "pipeline",
+                "`pipeline:` belongs in the root file only, not in an included file",
+            ));
         }
         (None, false) => {}
     }
@@ -160,7 +170,11 @@ fn load_file(
     if let Some((_, v)) = get("params") {
         for (k, val) in map(&src, v, "params")? {
             if !refs::is_ident(&k.name) {
-                return Err(src.error(k.span, &format!("params.{}", k.name), "param names are identifiers (letters, digits, `_`, `-`)"));
+                return Err(src.error(
+                    k.span,
+                    &format!("params.{}", k.name),
+                    "param names are identifiers (letters, digits, `_`, `-`)",
+                ));
             }
             // The root file's params win over included defaults.
             if is_root || !p.params.contains_key(&k.name) {
@@ -173,8 +187,15 @@ fn load_file(
             if let Some(prev) = p.nodes.iter().find(|n| n.id == k.name) {
                 let first = src.file(prev.span.file).path.display().to_string();
                 return Err(src
-                    .error(k.span, &format!("nodes.{}", k.name), format!("duplicate node id `{}`", k.name))
-                    .with_help(format!("first defined at {first}:{}:{}", prev.span.line, prev.span.col)));
+                    .error(
+                        k.span,
+                        &format!("nodes.{}", k.name),
+                        format!("duplicate node id `{}`", k.name),
+                    )
+                    .with_help(format!(
+                        "first defined at {first}:{}:{}",
+                        prev.span.line, prev.span.col
+                    )));
             }
             p.nodes.push(node_spec(&src, k, node)?);
         }
@@ -190,13 +211,40 @@ fn load_file(
             let rel = string(&src, &item, "include")?;
             let inc = path.parent().unwrap_or(Path::new(".")).join(rel);
             let canon = inc.canonicalize().unwrap_or(inc.clone());
-            if chain.iter().any(|c| c.canonicalize().unwrap_or(c.clone()) == canon) {
-                return Err(src.error(item.span, "include", format!("include cycle: `{rel}` includes itself")));
+            if chain
+                .iter()
+                .any(|c| c.canonicalize().unwrap_or(c.clone()) == canon)
+            {
+                return Err(src.error(
+                    item.span,
+                    "include",
+                    format!("include cycle: `{rel}` includes itself"),
+                ));
             }
             if !inc.exists() {
-                return Err(src.error(item.span, "include", format!("included file `{}` does not exist", inc.display())));
+                return Err(src.error(
+                    item.span,
+                    "include",
+                    format!("included file `{}` does not exist", inc.display()),
+                ));
             }
-            load_file(p, &inc, None, false, chain)?;
+            // Read here so that failures point at the `include:` entry; only
+            // regular files (a directory fails, a device may never end).
+            if !inc.is_file() {
+                return Err(src.error(
+                    item.span,
+                    "include",
+                    format!("included path `{}` is not a file", inc.display()),
+                ));
+            }
+            let text = std::fs::read_to_string(&inc).map_err(|e| {
+                src.error(
+                    item.span,
+                    "include",
+                    format!("cannot read included file `{}`: {e}", inc.display()),
+                )
+            })?;
+            load_file(p, &inc, text, false, chain)?;
         }
         chain.pop();
     }
@@ -207,15 +255,36 @@ fn node_spec(src: &Sources, key: &Key, node: &Yaml) -> Result<NodeSpec, SpecErro
     let id = &key.name;
     let at = format!("nodes.{id}");
     if !refs::is_ident(id) {
-        return Err(src.error(key.span, &at, "node ids are identifiers (letters, digits, `_`, `-`; not starting with a digit)"));
+        return Err(src.error(
+            key.span,
+            &at,
+            "node ids are identifiers (letters, digits, `_`, `-`; not starting with a digit)",
+        ));
     }
     let entries = match &node.kind {
         Kind::Map(m) => m,
-        _ => return Err(src.error(node.span, &at, format!("a node is a mapping with at least `op:`; found {}", node.type_name()))),
+        _ => {
+            return Err(src.error(
+                node.span,
+                &at,
+                format!(
+                    "a node is a mapping with at least `op:`; found {}",
+                    node.type_name()
+                ),
+            ));
+        }
     };
     check_keys(src, entries, NODE_KEYS, &at)?;
-    let get = |k: &str| entries.iter().find(|(key, _)| key.name == k).map(|(_, v)| v);
-    let op = get("op").ok_or_else(|| src.error(key.span, &at, "missing `op:`").with_help("`repro ops` lists the available ops"))?;
+    let get = |k: &str| {
+        entries
+            .iter()
+            .find(|(key, _)| key.name == k)
+            .map(|(_, v)| v)
+    };
+    let op = get("op").ok_or_else(|| {
+        src.error(key.span, &at, "missing `op:`")
+            .with_help("`repro ops` lists the available ops")
+    })?;
     let op_name = string(src, op, &format!("{at}.op"))?.to_string();
     let params = match get("params") {
         None => Vec::new(),
@@ -227,7 +296,11 @@ fn node_spec(src: &Sources, key: &Key, node: &Yaml) -> Result<NodeSpec, SpecErro
     };
     for (k, _) in &inputs {
         if !refs::is_ident(&k.name) {
-            return Err(src.error(k.span, &format!("{at}.inputs.{}", k.name), "input names are identifiers (they become `in/<name>`)"));
+            return Err(src.error(
+                k.span,
+                &format!("{at}.inputs.{}", k.name),
+                "input names are identifiers (they become `in/<name>`)",
+            ));
         }
     }
     let description = match get("description") {
@@ -249,13 +322,25 @@ fn node_spec(src: &Sources, key: &Key, node: &Yaml) -> Result<NodeSpec, SpecErro
 }
 
 /// Fails on a key not in `allowed`, suggesting the closest allowed key.
-pub fn check_keys(src: &Sources, entries: &[(Key, Yaml)], allowed: &[&str], at: &str) -> Result<(), SpecError> {
+pub fn check_keys(
+    src: &Sources,
+    entries: &[(Key, Yaml)],
+    allowed: &[&str],
+    at: &str,
+) -> Result<(), SpecError> {
     for (k, _) in entries {
         if !allowed.contains(&k.name.as_str()) {
-            let path = if at.is_empty() { k.name.clone() } else { format!("{at}.{}", k.name) };
+            let path = if at.is_empty() {
+                k.name.clone()
+            } else {
+                format!("{at}.{}", k.name)
+            };
             let mut e = src.error(k.span, &path, format!("unknown key `{}`", k.name));
             e = match closest(&k.name, allowed) {
-                Some(s) => e.with_help(format!("did you mean `{s}`? (allowed: {})", allowed.join(", "))),
+                Some(s) => e.with_help(format!(
+                    "did you mean `{s}`? (allowed: {})",
+                    allowed.join(", ")
+                )),
                 None => e.with_help(format!("allowed: {}", allowed.join(", "))),
             };
             return Err(e);
@@ -293,26 +378,39 @@ pub fn map<'a>(src: &Sources, v: &'a Yaml, at: &str) -> Result<&'a [(Key, Yaml)]
     match &v.kind {
         Kind::Map(m) => Ok(m),
         Kind::Null => Ok(&[]),
-        _ => Err(src.error(v.span, at, format!("expected a mapping, found {}", v.type_name()))),
+        _ => Err(src.error(
+            v.span,
+            at,
+            format!("expected a mapping, found {}", v.type_name()),
+        )),
     }
 }
 
 /// The value as a string, or a located error.
 pub fn string<'a>(src: &Sources, v: &'a Yaml, at: &str) -> Result<&'a str, SpecError> {
-    v.as_str()
-        .ok_or_else(|| src.error(v.span, at, format!("expected a string, found {}", v.type_name())))
+    v.as_str().ok_or_else(|| {
+        src.error(
+            v.span,
+            at,
+            format!("expected a string, found {}", v.type_name()),
+        )
+    })
 }
 
 fn apply_overrides(p: &mut Pipeline, overrides: &[String]) -> Result<(), SpecError> {
     for o in overrides {
         let label = PathBuf::from(format!("<-s {o}>"));
         let Some((k, v)) = o.split_once('=') else {
-            return Err(SpecError::whole_file(&label, format!("`-s {o}`: expected `name=value`")));
+            return Err(SpecError::whole_file(
+                &label,
+                format!("`-s {o}`: expected `name=value`"),
+            ));
         };
         let k = k.trim();
         if !p.params.contains_key(k) {
             let known: Vec<&str> = p.params.keys().map(String::as_str).collect();
-            let mut e = SpecError::whole_file(&label, format!("`-s {o}`: the pipeline has no param `{k}`"));
+            let mut e =
+                SpecError::whole_file(&label, format!("`-s {o}`: the pipeline has no param `{k}`"));
             e.key = format!("params.{k}");
             e = e.with_help(if known.is_empty() {
                 "the pipeline declares no params".to_string()

@@ -38,8 +38,7 @@ pub fn is_ident(s: &str) -> bool {
 /// True for text allowed as a coordinate value (it names directories and instances).
 pub fn is_coord_text(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
 }
 
@@ -115,20 +114,34 @@ mod tests {
 
     #[test]
     fn parses_forms() {
-        assert_eq!(parse("file:data/x.txt").unwrap(), Ref::File("data/x.txt".into()));
-        let Ref::Node(r) = parse("base[size=s, lr=2e-5].ckpt").unwrap() else { panic!() };
+        assert_eq!(
+            parse("file:data/x.txt").unwrap(),
+            Ref::File("data/x.txt".into())
+        );
+        let Ref::Node(r) = parse("base[size=s, lr=2e-5].ckpt").unwrap() else {
+            panic!()
+        };
         assert_eq!(r.node, "base");
-        assert_eq!(r.filters, vec![("size".into(), "s".into()), ("lr".into(), "2e-5".into())]);
+        assert_eq!(
+            r.filters,
+            vec![("size".into(), "s".into()), ("lr".into(), "2e-5".into())]
+        );
         assert_eq!(r.output, "ckpt");
-        let Ref::Node(r) = parse("nq[*]").unwrap() else { panic!() };
+        let Ref::Node(r) = parse("nq[*]").unwrap() else {
+            panic!()
+        };
         assert!(r.all && r.selector && r.output == "out");
-        let Ref::Node(r) = parse("words.count").unwrap() else { panic!() };
+        let Ref::Node(r) = parse("words.count").unwrap() else {
+            panic!()
+        };
         assert_eq!((r.node.as_str(), r.output.as_str()), ("words", "count"));
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "1abc", "a[", "a[k]", "a[=v]", "a].x", "a[k=v]x", "file:", "a.b.c"] {
+        for bad in [
+            "", "1abc", "a[", "a[k]", "a[=v]", "a].x", "a[k=v]x", "file:", "a.b.c",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

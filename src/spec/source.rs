@@ -107,7 +107,10 @@ impl Sources {
     /// Builds a located error.
     pub fn error(&self, span: Span, key: &str, message: impl Into<String>) -> SpecError {
         let f = self.file(span.file);
-        let len = span.len.max(1).min(f.text.len().saturating_sub(span.offset));
+        let len = span
+            .len
+            .max(1)
+            .min(f.text.len().saturating_sub(span.offset));
         SpecError {
             file: f.path.clone(),
             line: span.line,

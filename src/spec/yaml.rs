@@ -165,8 +165,13 @@ impl Builder<'_> {
         match self.stack.last_mut() {
             None => self.root = Some(v),
             Some(Frame::Seq(_, _, items)) => items.push(v),
-            Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
+            Some(Frame::Map(start, _, entries, pending)) => match pending.take() {
                 None => {
+                    // The parser marks a block mapping at its first `:`; a
+                    // mapping starts no later than its first key.
+                    if entries.is_empty() && v.span.offset < start.offset {
+                        *start = v.span;
+                    }
                     let name = match &v.kind {
                         Kind::Str(s) => s.clone(),
                         _ => match v.scalar_text() {
@@ -201,13 +206,19 @@ impl MarkedEventReceiver for Builder<'_> {
         if self.error.is_some() {
             return;
         }
-        let span = |len| self.sources.span_at(self.file, mark.line(), mark.col(), len);
+        let span = |len| {
+            self.sources
+                .span_at(self.file, mark.line(), mark.col(), len)
+        };
         match ev {
             Event::DocumentStart => {
                 self.docs += 1;
                 if self.docs > 1 {
                     let s = span(3);
-                    self.fail(s, "a pipeline file holds one YAML document; found a second `---`");
+                    self.fail(
+                        s,
+                        "a pipeline file holds one YAML document; found a second `---`",
+                    );
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
@@ -231,12 +242,24 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(s, anchor, items)) = self.stack.pop() {
-                    self.push_value(Yaml { kind: Kind::Seq(items), span: s }, anchor);
+                    self.push_value(
+                        Yaml {
+                            kind: Kind::Seq(items),
+                            span: s,
+                        },
+                        anchor,
+                    );
                 }
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map(s, anchor, entries, _)) = self.stack.pop() {
-                    self.push_value(Yaml { kind: Kind::Map(entries), span: s }, anchor);
+                    self.push_value(
+                        Yaml {
+                            kind: Kind::Map(entries),
+                            span: s,
+                        },
+                        anchor,
+                    );
                 }
             }
             Event::Alias(id) => {

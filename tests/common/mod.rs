@@ -1,0 +1,138 @@
+//! A temporary repro project and helpers to run the real binary in it.
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// A project in a temp directory.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("repro").expect("binary");
+        c.current_dir(self.dir.path())
+            .env_remove("REPRO_CACHE")
+            .env_remove("REPRO_BLOBS");
+        c
+    }
+
+    /// Runs repro with args; returns the output.
+    pub fn repro(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run repro")
+    }
+
+    /// Runs repro and asserts success; returns stdout + stderr.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.repro(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            o.status.success(),
+            "repro {args:?} failed ({:?}):\n{text}",
+            o.status.code()
+        );
+        text
+    }
+
+    /// Runs repro expecting exit code `code`; returns stdout + stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let o = self.repro(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(o.status.code(), Some(code), "repro {args:?}:\n{text}");
+        assert!(!text.contains("panicked"), "panic: {text}");
+        text
+    }
+
+    /// `repro run --dry-run --json` as JSON.
+    pub fn plan(&self, pipeline: &str) -> Value {
+        let o = self.repro(&["run", "-p", pipeline, "--dry-run", "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("plan json")
+    }
+
+    /// Node ids of a plan with the given status.
+    pub fn planned(&self, pipeline: &str, status: &str) -> Vec<String> {
+        let p = self.plan(pipeline);
+        let mut v: Vec<String> = p["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter(|n| n["status"] == status)
+            .map(|n| n["node"].as_str().unwrap_or_default().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Node ids that `repro run` reported as ran.
+    pub fn run_ran(&self, pipeline: &str) -> Vec<String> {
+        let text = self.ok(&["run", "-p", pipeline]);
+        let mut v: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("ran "))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let o = self.repro(args);
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stderr)))
+    }
+
+    /// All object files under cache/objects.
+    pub fn objects(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let root = self.dir.path().join("cache/objects");
+        for a in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for b in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
+                if !b.file_name().to_string_lossy().starts_with('.') {
+                    out.push(b.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Strings in a sorted Vec.
+pub fn names(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
