@@ -46,7 +46,8 @@
 //!
 //! Object keys sorted bytewise, no whitespace, strings with serde_json's
 //! escaping, integers as integers and floats in their shortest round-trip
-//! form (so `1e-5` and `0.00001` are the same value; `1` and `1.0` are not).
+//! form, as serde_json writes them (so `1e-5` and `0.00001` are the same
+//! value; `1` and `1.0` are not).
 
 use serde_json::{Map, Value, json};
 
@@ -138,7 +139,9 @@ mod tests {
     fn canonical_is_sorted_and_compact() {
         let v: Value =
             serde_json::from_str(r#"{"b": 1, "a": {"d": [1, 2], "c": 0.00001}}"#).unwrap();
-        assert_eq!(canonical_json(&v), r#"{"a":{"c":1e-5,"d":[1,2]},"b":1}"#);
+        let w: Value = serde_json::from_str(r#"{"a": {"c": 1e-5, "d": [1, 2]}, "b": 1}"#).unwrap();
+        assert_eq!(canonical_json(&v), r#"{"a":{"c":0.00001,"d":[1,2]},"b":1}"#);
+        assert_eq!(canonical_json(&v), canonical_json(&w), "1e-5 and 0.00001 are one value");
     }
 
     #[test]
