@@ -243,6 +243,12 @@ pub fn walk(root: &Path, dir: &Path, f: &mut Visit) -> std::io::Result<()> {
         let meta = std::fs::metadata(&abs)?;
         if meta.is_dir() {
             walk(root, &abs, f)?;
+        } else if !meta.is_file() {
+            // FIFOs, sockets and devices cannot be hashed (reading a FIFO blocks).
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file or directory",
+                abs.display()
+            )));
         } else {
             let rel = abs.strip_prefix(root).unwrap_or(&abs);
             let rel: Vec<String> = rel

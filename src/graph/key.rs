@@ -141,7 +141,11 @@ mod tests {
             serde_json::from_str(r#"{"b": 1, "a": {"d": [1, 2], "c": 0.00001}}"#).unwrap();
         let w: Value = serde_json::from_str(r#"{"a": {"c": 1e-5, "d": [1, 2]}, "b": 1}"#).unwrap();
         assert_eq!(canonical_json(&v), r#"{"a":{"c":0.00001,"d":[1,2]},"b":1}"#);
-        assert_eq!(canonical_json(&v), canonical_json(&w), "1e-5 and 0.00001 are one value");
+        assert_eq!(
+            canonical_json(&v),
+            canonical_json(&w),
+            "1e-5 and 0.00001 are one value"
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! when it extends none, is added as a combination of its own.
 //! A mapping as a matrix value is named by its `name:` field, or else by the
 //! first 8 hex digits of the blake3 of its canonical JSON.
+//!
+//! A pipeline expands to at most [`MAX_INSTANCES`] instances, so that a few
+//! lines of matrix cannot exhaust memory.
 
 use super::interp::{self, Scope, Var};
 use super::refs::{self, Ref};
@@ -21,6 +24,9 @@ use super::yaml::{Key, Kind, Yaml};
 use super::{NodeSpec, Pipeline, Span, SpecError};
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// Most instances a pipeline may expand to.
+pub const MAX_INSTANCES: usize = 100_000;
 
 /// One coordinate value of an instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +110,7 @@ pub fn expand(p: &Pipeline) -> Result<Vec<Instance>, SpecError> {
     }
     let order = for_each_order(p)?;
     let mut per_node: Vec<Option<Vec<Instance>>> = vec![None; p.nodes.len()];
+    let mut total = 0usize;
     for ni in order {
         let node = &p.nodes[ni];
         let mut combos: Vec<Vec<(String, Coord)>> = vec![Vec::new()];
@@ -115,6 +122,13 @@ pub fn expand(p: &Pipeline) -> Result<Vec<Instance>, SpecError> {
         }
         if let Some(m) = &node.matrix {
             let mat = matrix_combos(src, node, m)?;
+            if combos.len().saturating_mul(mat.len()) > MAX_INSTANCES {
+                return Err(src.error(
+                    m.span,
+                    &format!("nodes.{}.matrix", node.id),
+                    format!("`for_each` times `matrix` gives more than {MAX_INSTANCES} instances"),
+                ));
+            }
             let mut out = Vec::new();
             let mut out_each = Vec::new();
             for (c, e) in combos.iter().zip(&each_ids) {
@@ -136,6 +150,14 @@ pub fn expand(p: &Pipeline) -> Result<Vec<Instance>, SpecError> {
             }
             combos = out;
             each_ids = out_each;
+        }
+        total += combos.len();
+        if total > MAX_INSTANCES {
+            return Err(src.error(
+                node.span,
+                &format!("nodes.{}", node.id),
+                format!("the pipeline expands to more than {MAX_INSTANCES} instances"),
+            ));
         }
         let mut instances = Vec::with_capacity(combos.len());
         let mut seen = std::collections::HashSet::new();
@@ -574,6 +596,16 @@ fn matrix_combos(
             }
         }
     }
+    let product = axes
+        .iter()
+        .try_fold(1usize, |n, (_, vals)| n.checked_mul(vals.len()));
+    if product.is_none_or(|n| n > MAX_INSTANCES) {
+        return Err(src.error(
+            m.span,
+            &at,
+            format!("the matrix has more than {MAX_INSTANCES} combinations"),
+        ));
+    }
     let mut combos: Vec<Vec<(String, Coord)>> = vec![Vec::new()];
     if !axes.is_empty() {
         for (k, vals) in &axes {
@@ -602,6 +634,13 @@ fn matrix_combos(
                 }
                 m.iter()
                     .map(|(k, v)| {
+                        if !refs::is_ident(&k.name) || k.name == "each" || k.name == "from" {
+                            return Err(src.error(
+                                k.span,
+                                &format!("{key}.{}", k.name),
+                                format!("`{}` cannot be a matrix key (identifiers only; `each` and `from` are reserved)", k.name),
+                            ));
+                        }
                         Ok((
                             k.name.clone(),
                             coord_of(src, v, &format!("{key}.{}", k.name))?,

@@ -118,6 +118,7 @@ pub fn parse(sources: &Sources, file: FileId) -> Result<Yaml, SpecError> {
         file,
         stack: Vec::new(),
         anchors: Vec::new(),
+        aliased: 0,
         root: None,
         error: None,
         docs: 0,
@@ -142,6 +143,19 @@ pub fn parse(sources: &Sources, file: FileId) -> Result<Yaml, SpecError> {
     }))
 }
 
+/// Most values that aliases may copy into one file: a guard against
+/// exponential expansion ("billion laughs").
+const MAX_ALIASED: usize = 100_000;
+
+/// Number of values in `v`, counting itself.
+fn size(v: &Yaml) -> usize {
+    match &v.kind {
+        Kind::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Kind::Map(m) => 1 + m.iter().map(|(_, x)| 1 + size(x)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
 enum Frame {
     Seq(Span, usize, Vec<Yaml>),
     Map(Span, usize, Vec<(Key, Yaml)>, Option<Key>),
@@ -151,7 +165,10 @@ struct Builder<'a> {
     sources: &'a Sources,
     file: FileId,
     stack: Vec<Frame>,
-    anchors: Vec<(usize, Yaml)>,
+    /// Anchored values with their size in values.
+    anchors: Vec<(usize, Yaml, usize)>,
+    /// Values copied by aliases so far.
+    aliased: usize,
     root: Option<Yaml>,
     error: Option<SpecError>,
     docs: usize,
@@ -160,7 +177,7 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn push_value(&mut self, v: Yaml, anchor: usize) {
         if anchor > 0 {
-            self.anchors.push((anchor, v.clone()));
+            self.anchors.push((anchor, v.clone(), size(&v)));
         }
         match self.stack.last_mut() {
             None => self.root = Some(v),
@@ -263,9 +280,20 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::Alias(id) => {
-                let found = self.anchors.iter().rev().find(|(a, _)| *a == id).cloned();
-                match found {
-                    Some((_, v)) => self.push_value(v, 0),
+                let found = self.anchors.iter().rev().find(|(a, _, _)| *a == id);
+                match found.map(|(_, v, n)| (v, *n)) {
+                    Some((_, n)) if self.aliased + n > MAX_ALIASED => {
+                        let s = span(1);
+                        self.fail(
+                            s,
+                            &format!("aliases expand to more than {MAX_ALIASED} values"),
+                        );
+                    }
+                    Some((v, n)) => {
+                        let v = v.clone();
+                        self.aliased += n;
+                        self.push_value(v, 0);
+                    }
                     None => {
                         let s = span(1);
                         self.fail(s, "alias to an unknown anchor");
@@ -379,5 +407,25 @@ mod tests {
         let e = load("a: [1\n").unwrap_err();
         assert!(e.message.contains("YAML syntax error"), "{}", e.message);
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let ok = load("a: &a [1, 2]\nb: [*a, *a]\n").unwrap();
+        assert_eq!(
+            ok.as_map().unwrap()[1].1.to_json(),
+            serde_json::json!([[1, 2], [1, 2]])
+        );
+        let mut bomb = String::from("x0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            bomb.push_str(&format!("x{i}: &a{i} [{refs}]\n"));
+        }
+        let e = load(&bomb).unwrap_err();
+        assert!(
+            e.message.contains("aliases expand to more than"),
+            "{}",
+            e.message
+        );
     }
 }
