@@ -15,4 +15,5 @@ pub mod exec;
 pub mod graph;
 pub mod ops;
 pub mod project;
+pub mod report;
 pub mod spec;

@@ -46,6 +46,15 @@ pub struct PipelineArgs {
 pub enum Command {
     /// Run what is not cached (everything, or --only nodes and their upstream).
     Run(run::RunArgs),
+    /// Render the report nodes (tables, figures, pages) from the cache only;
+    /// never runs a compute node. Results that are not cached show as dashes.
+    Report {
+        /// Pipeline: a YAML path or a name in pipelines/.
+        #[arg(value_name = "PIPELINE")]
+        positional: Option<String>,
+        #[command(flatten)]
+        p: PipelineArgs,
+    },
     /// List every node as cached / stale / missing, with the reason.
     Status {
         #[command(flatten)]
@@ -175,6 +184,7 @@ fn dispatch(cli: Cli) -> Outcome {
     }
     match cli.command {
         Command::Run(a) => run::run(a),
+        Command::Report { positional, p } => run::report(&p, positional.as_deref()),
         Command::Status { p, json } => status::status(&p, json),
         Command::Explain { node, p, json } => status::explain(&p, &node, json),
         Command::Dag { p, format } => inspect::dag(&p, format),

@@ -162,6 +162,7 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
         cache: &l.cache,
         lock: &lock,
         check: Check::Quick,
+        missing_ok: false,
     };
     let evals = evaluate_all(&ev);
     let mut rows = Vec::new();
@@ -202,6 +203,32 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
             count("pending"),
             count("hit")
         );
+    }
+    Ok(())
+}
+
+/// Runs `repro report`: report nodes only, from what is cached.
+pub fn report(p: &PipelineArgs, positional: Option<&str>) -> Outcome {
+    let l = load(p, positional)?;
+    let opts = RunOptions {
+        jobs: 1,
+        report_only: true,
+        ..Default::default()
+    };
+    let token = cancel::CancelToken::default();
+    cancel::install(&token);
+    let s = exec::run(&l.dag, &l.cache, &l.lock_path, &opts, &token)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    eprintln!(
+        "repro report: {} rendered, {} cached nodes used, {} compute nodes not in the cache (their cells show as missing) in {:.2}s",
+        s.ran,
+        s.cached,
+        s.unavailable,
+        s.elapsed.as_secs_f64()
+    );
+    if !s.failed.is_empty() {
+        let names: Vec<&str> = s.failed.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Failure::Failed(format!("failed: {}", names.join(", "))));
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
             cache: &l.cache,
             lock: &lock,
             check: Check::Quick,
+            missing_ok: false,
         };
         evaluate_all(&ev)
     };
@@ -86,6 +87,7 @@ pub fn explain(p: &PipelineArgs, pattern: &str, json_out: bool) -> Outcome {
         cache: &l.cache,
         lock: &lock,
         check: Check::Quick,
+        missing_ok: false,
     };
     let mut out = Vec::new();
     for i in sel {
@@ -177,6 +179,7 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
             let mut oldp = old.preimage.clone();
             if let Some(o) = oldp.as_object_mut() {
                 o.insert("inputs".into(), json!({}));
+                o.remove("records");
             }
             key::diff(&oldp, &partial)
                 .iter()

@@ -44,6 +44,7 @@ pub fn verify(a: VerifyArgs) -> Outcome {
         cache: &l.cache,
         lock: &lock,
         check: Check::Exists,
+        missing_ok: false,
     };
     let evals = evaluate_all(&ev);
     let mut rows = Vec::new();
@@ -52,7 +53,8 @@ pub fn verify(a: VerifyArgs) -> Outcome {
         let problem = match &evals[i] {
             Eval::Miss { reason, .. } => Some(format!("not cached for its current key: {reason}")),
             Eval::Pending { reason } => Some(format!("not cached: {reason}")),
-            Eval::Hit { key, outputs } => check_hit(&l, key, outputs, lock.nodes.get(id)),
+            Eval::Hit { key, outputs } => check_hit(&l, key, outputs, lock.nodes.get(id))
+                .or_else(|| check_report(&l, &evals, i, key)),
         };
         rows.push(
             json!({"node": id, "key": evals[i].key(), "ok": problem.is_none(), "reason": problem}),
@@ -154,6 +156,7 @@ fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
         cache: &l.cache,
         lock: &lock,
         check: Check::Quick,
+        missing_ok: false,
     };
     let evals = evaluate_all(&ev);
     let token = CancelToken::default();
@@ -282,5 +285,53 @@ fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
         Ok(())
     } else {
         Err(Failure::Exit(1))
+    }
+}
+
+/// For report nodes: re-render from the cached inputs and compare bytes with
+/// the cached outputs, check the exported files, and fail on gated
+/// comparisons outside tolerance.
+fn check_report(l: &super::Loaded, evals: &[Eval], i: usize, key: &str) -> Option<String> {
+    let n = &l.dag.nodes[i];
+    if !n.op.is_report() {
+        return None;
+    }
+    let cached = match l.cache.read_record(key) {
+        Ok(Some(r)) => r,
+        _ => return Some("record vanished".into()),
+    };
+    let upstream_keys: BTreeMap<usize, String> = n
+        .upstream
+        .iter()
+        .filter_map(|u| evals[*u].key().map(|k| (*u, k.to_string())))
+        .collect();
+    let job = Job {
+        idx: i,
+        key,
+        preimage: &cached.preimage,
+        upstream_keys: &upstream_keys,
+        env: &[],
+        device: "cpu".into(),
+        threads: 1,
+    };
+    let fresh = match run_node(&l.cache, &l.dag, &job, &CancelToken::default(), false) {
+        Ok(r) => r,
+        Err(e) => return Some(format!("re-rendering failed: {e}")),
+    };
+    for (name, o) in &cached.outputs {
+        if fresh.outputs.get(name).map(|f| &f.digest) != Some(&o.digest) {
+            return Some(format!(
+                "output `{name}` no longer renders the same from its cached inputs (template or renderer changed without a version bump?)"
+            ));
+        }
+    }
+    if let Err(m) = crate::exec::export::check(&l.cache, &l.dag, i, key) {
+        return Some(m);
+    }
+    match cached.metrics.get("gates_failed").and_then(Value::as_u64) {
+        Some(f) if f > 0 => Some(format!(
+            "{f} published-vs-reproduced comparison(s) outside tolerance"
+        )),
+        _ => None,
     }
 }

@@ -47,6 +47,15 @@ impl Eval {
     }
 }
 
+/// What is known about an upstream node that is computed: its key and output digests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Known {
+    /// The node's key.
+    pub key: String,
+    /// Output name -> digest.
+    pub outputs: BTreeMap<String, String>,
+}
+
 /// How hard to check objects of hits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Check {
@@ -66,6 +75,9 @@ pub struct Evaluator<'a> {
     pub lock: &'a LockFile,
     /// Object checking level.
     pub check: Check,
+    /// `repro report` mode: report ops run with whatever upstream is cached,
+    /// and an upstream that is not is a "missing" input (rendered as a dash).
+    pub missing_ok: bool,
 }
 
 /// The input part of a preimage plus where each input came from.
@@ -80,15 +92,12 @@ impl Evaluator<'_> {
     /// Digests of a node's inputs, given the outputs of evaluated upstream nodes.
     /// `Err(upstream id)` when an upstream output is not known yet; file errors
     /// come back as `Err` with the message.
-    pub fn inputs(
-        &self,
-        i: usize,
-        outputs: &[Option<BTreeMap<String, String>>],
-    ) -> Result<Inputs, String> {
+    pub fn inputs(&self, i: usize, known: &[Option<Known>]) -> Result<Inputs, String> {
         let n = &self.dag.nodes[i];
+        let missing_ok = self.missing_ok && n.op.is_report();
         let mut digests = Map::new();
         let mut sources = BTreeMap::new();
-        let one = |s: &Source| -> Result<(String, Value), String> {
+        let one = |s: &Source| -> Result<(Value, Value), String> {
             match s {
                 Source::File { path, written } => {
                     let a = self
@@ -96,20 +105,22 @@ impl Evaluator<'_> {
                         .stat
                         .digest(path)
                         .map_err(|e| format!("file:{written}: {e}"))?;
-                    Ok((a.digest, json!(format!("file:{written}"))))
+                    Ok((json!(a.digest), json!(format!("file:{written}"))))
                 }
                 Source::Node { idx, output } => {
                     let up = self.dag.nodes[*idx].id();
-                    let d = outputs[*idx]
-                        .as_ref()
-                        .and_then(|o| o.get(output))
-                        .ok_or_else(|| format!("waits for upstream `{up}`"))?;
+                    let Some(d) = known[*idx].as_ref().and_then(|k| k.outputs.get(output)) else {
+                        if missing_ok {
+                            return Ok((Value::Null, json!({ "missing": up })));
+                        }
+                        return Err(format!("waits for upstream `{up}`"));
+                    };
                     let src = if output == "out" {
                         up.to_string()
                     } else {
                         format!("{up}.{output}")
                     };
-                    Ok((d.clone(), json!(src)))
+                    Ok((json!(d), json!(src)))
                 }
             }
         };
@@ -117,7 +128,7 @@ impl Evaluator<'_> {
             match input {
                 Input::One(s) => {
                     let (d, src) = one(s)?;
-                    digests.insert(name.clone(), json!(d));
+                    digests.insert(name.clone(), d);
                     sources.insert(name.clone(), src);
                 }
                 Input::List(entries) => {
@@ -125,7 +136,7 @@ impl Evaluator<'_> {
                     let mut sm = Map::new();
                     for (entry, s) in entries {
                         let (d, src) = one(s)?;
-                        dm.insert(entry.clone(), json!(d));
+                        dm.insert(entry.clone(), d);
                         sm.insert(entry.clone(), src);
                     }
                     digests.insert(name.clone(), Value::Object(dm));
@@ -137,9 +148,9 @@ impl Evaluator<'_> {
     }
 
     /// Evaluates node `i`.
-    pub fn eval(&self, i: usize, outputs: &[Option<BTreeMap<String, String>>]) -> Eval {
+    pub fn eval(&self, i: usize, known: &[Option<Known>]) -> Eval {
         let n = &self.dag.nodes[i];
-        let inputs = match self.inputs(i, outputs) {
+        let inputs = match self.inputs(i, known) {
             Ok(x) => x,
             Err(reason) => {
                 let own = self.own_changes(i);
@@ -151,7 +162,34 @@ impl Evaluator<'_> {
                 return Eval::Pending { reason };
             }
         };
-        let preimage = key::preimage(n.op.name(), n.op.version(), &n.key_params, inputs.digests);
+        let mut preimage =
+            key::preimage(n.op.name(), n.op.version(), &n.key_params, inputs.digests);
+        if n.op.is_report() {
+            // Reports show their inputs' coordinates, metrics and provenance:
+            // what they see is part of their key.
+            let views = match input_records(self.cache, self.dag, i, &|u| {
+                known[u].as_ref().map(|k| k.key.clone())
+            }) {
+                Ok(v) => v,
+                Err(reason) => return Eval::Pending { reason },
+            };
+            let digests: Map<String, Value> = views
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        json!(
+                            blake3::hash(key::canonical_json(v).as_bytes())
+                                .to_hex()
+                                .to_string()
+                        ),
+                    )
+                })
+                .collect();
+            if let Some(o) = preimage.as_object_mut() {
+                o.insert("records".into(), Value::Object(digests));
+            }
+        }
         let key = key::key_of(&preimage);
         let entry = self.lock.nodes.get(n.id());
         // Fast path: the lock file already names this key and its outputs.
@@ -220,6 +258,7 @@ impl Evaluator<'_> {
         let mut oldp = old.preimage;
         if let Some(o) = oldp.as_object_mut() {
             o.insert("inputs".into(), json!({}));
+            o.remove("records");
         }
         let now = key::preimage(n.op.name(), n.op.version(), &n.key_params, Map::new());
         key::diff(&oldp, &now)
@@ -320,12 +359,15 @@ pub fn describe_change(dag: &Dag, i: usize, c: &FieldChange) -> String {
 /// Evaluates every node in topological order, assuming nothing runs.
 pub fn evaluate_all(ev: &Evaluator) -> Vec<Eval> {
     let dag = ev.dag;
-    let mut outputs: Vec<Option<BTreeMap<String, String>>> = vec![None; dag.nodes.len()];
+    let mut known: Vec<Option<Known>> = vec![None; dag.nodes.len()];
     let mut evals: Vec<Option<Eval>> = vec![None; dag.nodes.len()];
     for &i in &dag.order {
-        let e = ev.eval(i, &outputs);
-        if let Eval::Hit { outputs: o, .. } = &e {
-            outputs[i] = Some(o.clone());
+        let e = ev.eval(i, &known);
+        if let Eval::Hit { key, outputs } = &e {
+            known[i] = Some(Known {
+                key: key.clone(),
+                outputs: outputs.clone(),
+            });
         }
         evals[i] = Some(e);
     }
@@ -337,4 +379,77 @@ pub fn evaluate_all(ev: &Evaluator) -> Vec<Eval> {
             })
         })
         .collect()
+}
+
+/// What a report op sees of each input: per input name, one view (or a list
+/// of views for list inputs) with the upstream node id, coordinates, metrics,
+/// key and provenance, or `missing: true` when the upstream is not cached.
+/// `key_of(node index)` gives the key of a computed upstream.
+pub fn input_records(
+    cache: &Cache,
+    dag: &Dag,
+    i: usize,
+    key_of: &dyn Fn(usize) -> Option<String>,
+) -> Result<Map<String, Value>, String> {
+    let n = &dag.nodes[i];
+    let view = |entry: Option<&str>, s: &Source| -> Result<Value, String> {
+        let mut v = Map::new();
+        if let Some(e) = entry {
+            v.insert("entry".into(), json!(e));
+        }
+        match s {
+            Source::File { written, .. } => {
+                v.insert("file".into(), json!(written));
+                v.insert("missing".into(), json!(false));
+            }
+            Source::Node { idx, output } => {
+                let up = &dag.nodes[*idx];
+                v.insert("node".into(), json!(up.id()));
+                v.insert("output".into(), json!(output));
+                let coords: Map<String, Value> = up
+                    .inst
+                    .coords
+                    .iter()
+                    .map(|(k, c)| (k.clone(), c.value.clone()))
+                    .collect();
+                v.insert("coords".into(), Value::Object(coords));
+                match key_of(*idx) {
+                    None => {
+                        v.insert("missing".into(), json!(true));
+                    }
+                    Some(k) => {
+                        let rec = cache
+                            .read_record(&k)
+                            .map_err(|e| e.to_string())?
+                            .ok_or_else(|| {
+                                format!("record {} of `{}` vanished", short(&k), up.id())
+                            })?;
+                        let p = &rec.provenance;
+                        v.insert("missing".into(), json!(false));
+                        v.insert("key".into(), json!(k));
+                        v.insert("metrics".into(), Value::Object(rec.metrics.clone()));
+                        v.insert(
+                            "provenance".into(),
+                            json!({"host": p.host, "started": p.started, "duration_s": p.duration_s, "git_rev": p.git_rev, "device": p.device, "executor": p.executor, "engine": p.engine}),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(Value::Object(v))
+    };
+    let mut out = Map::new();
+    for (name, input) in &n.inputs {
+        let v = match input {
+            Input::One(s) => view(None, s)?,
+            Input::List(entries) => Value::Array(
+                entries
+                    .iter()
+                    .map(|(e, s)| view(Some(e), s))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        out.insert(name.clone(), v);
+    }
+    Ok(out)
 }

@@ -15,6 +15,7 @@
 
 pub mod cancel;
 pub mod eval;
+pub mod export;
 pub mod node;
 pub mod progress;
 
@@ -24,7 +25,7 @@ use crate::cache::record::{ArtifactKind, Record, Storage};
 use crate::cache::{Cache, short};
 use crate::graph::Dag;
 use cancel::CancelToken;
-use eval::{Check, Eval, Evaluator};
+use eval::{Check, Eval, Evaluator, Known};
 use node::{Job, NodeError};
 use progress::Progress;
 use serde_json::Value;
@@ -52,6 +53,8 @@ pub struct RunOptions {
     pub verbose: bool,
     /// No progress output.
     pub quiet: bool,
+    /// `repro report`: compute nothing; report ops render from what is cached.
+    pub report_only: bool,
 }
 
 /// What a run did.
@@ -71,6 +74,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Whether the lock file changed.
     pub lock_changed: bool,
+    /// `repro report`: compute nodes that are not cached (reported as missing).
+    pub unavailable: usize,
 }
 
 /// A run that could not even start or finish bookkeeping.
@@ -111,6 +116,7 @@ pub fn run(
         cache,
         lock: &lock,
         check: Check::Quick,
+        missing_ok: opts.report_only,
     };
     let n = dag.nodes.len();
     let selected: Vec<bool> = match &opts.plan {
@@ -140,13 +146,11 @@ pub fn run(
         }
     }
     // Upstream outside the selection (a plan's cached nodes) are evaluated up front.
-    let mut outputs: Vec<Option<BTreeMap<String, String>>> = vec![None; n];
-    let mut keys: BTreeMap<usize, String> = BTreeMap::new();
+    let mut known: Vec<Option<Known>> = vec![None; n];
     for &i in dag.order.iter().filter(|_| opts.plan.is_some()) {
         if !selected[i] {
-            if let Eval::Hit { key, outputs: o } = ev.eval(i, &outputs) {
-                outputs[i] = Some(o);
-                keys.insert(i, key);
+            if let Eval::Hit { key, outputs } = ev.eval(i, &known) {
+                known[i] = Some(Known { key, outputs });
             }
         }
     }
@@ -179,7 +183,20 @@ pub fn run(
                     continue;
                 }
                 let id = dag.nodes[i].id();
-                let e = ev.eval(i, &outputs);
+                let e = ev.eval(i, &known);
+                if opts.report_only && !dag.nodes[i].op.is_report() {
+                    // `repro report` never computes: what is not cached is a missing input.
+                    match e {
+                        Eval::Hit { key, outputs } => {
+                            known[i] = Some(Known { key, outputs });
+                            summary.cached += 1;
+                            progress.hit(id);
+                        }
+                        _ => summary.unavailable += 1,
+                    }
+                    release(i, &downstream, &selected, &mut deps_left, &mut ready);
+                    continue;
+                }
                 if let (Some(plan), Some(k)) = (&opts.plan, e.key()) {
                     if let Some(Some(want)) = plan.get(id) {
                         if want != k {
@@ -193,9 +210,21 @@ pub fn run(
                 }
                 let forced = opts.force.get(i).copied().unwrap_or(false);
                 match e {
-                    Eval::Hit { key, outputs: o } if !forced => {
-                        outputs[i] = Some(o);
-                        keys.insert(i, key);
+                    Eval::Hit { key, outputs } if !forced => {
+                        if let Err(m) = export::export(cache, dag, i, &key) {
+                            fail(
+                                i,
+                                &m,
+                                dag,
+                                &mut summary,
+                                &mut progress,
+                                &downstream,
+                                &mut blocked,
+                            );
+                            stopping |= !opts.keep_going;
+                            continue;
+                        }
+                        known[i] = Some(Known { key, outputs });
                         summary.cached += 1;
                         progress.hit(id);
                         release(i, &downstream, &selected, &mut deps_left, &mut ready);
@@ -282,7 +311,7 @@ pub fn run(
                 let upstream_keys: BTreeMap<usize, String> = node
                     .upstream
                     .iter()
-                    .filter_map(|u| keys.get(u).map(|k| (*u, k.clone())))
+                    .filter_map(|u| known[*u].as_ref().map(|k| (*u, k.key.clone())))
                     .collect();
                 let cancel = cancel.clone();
                 let quiet = opts.quiet;
@@ -338,13 +367,21 @@ pub fn run(
             let id = dag.nodes[done.idx].id();
             match done.result {
                 Ok((rec, ran)) => {
-                    outputs[done.idx] = Some(
-                        rec.outputs
+                    if let Err(m) = export::export(cache, dag, done.idx, &rec.key) {
+                        summary.failed.push((id.to_string(), m.clone()));
+                        progress.finished(done.idx, id, "FAILED", done.secs, &m);
+                        block_downstream(done.idx, &downstream, &mut blocked);
+                        stopping |= !opts.keep_going;
+                        continue;
+                    }
+                    known[done.idx] = Some(Known {
+                        key: rec.key.clone(),
+                        outputs: rec
+                            .outputs
                             .iter()
                             .map(|(k, o)| (k.clone(), o.digest.clone()))
                             .collect(),
-                    );
-                    keys.insert(done.idx, rec.key.clone());
+                    });
                     if ran {
                         summary.ran += 1;
                         progress.finished(done.idx, id, "ran", done.secs, "");
@@ -404,7 +441,7 @@ pub fn run(
             selected[i] && blocked[i] && !summary.failed.iter().any(|(f, _)| f == dag.nodes[i].id())
         })
         .count();
-    summary.lock_changed = write_lock(dag, cache, lock_path, &keys, &outputs)?;
+    summary.lock_changed = write_lock(dag, cache, lock_path, &known)?;
     cache.stat.save().ok();
     summary.elapsed = t0.elapsed();
     Ok(summary)
@@ -561,8 +598,7 @@ fn write_lock(
     dag: &Dag,
     cache: &Cache,
     lock_path: &Path,
-    keys: &BTreeMap<usize, String>,
-    outputs: &[Option<BTreeMap<String, String>>],
+    known: &[Option<Known>],
 ) -> Result<bool, ExecError> {
     let lpath = cache.flock_path(&format!("lockfile-{}", dag.pipeline.name));
     let _g = flock::lock_wait(&lpath, Mode::Exclusive)
@@ -571,13 +607,13 @@ fn write_lock(
     lock.pipeline = dag.pipeline.name.clone();
     lock.repro_lock = crate::cache::lockfile::LOCK_FORMAT;
     lock.nodes.retain(|id, _| dag.by_id.contains_key(id));
-    for (&i, key) in keys {
-        if let Some(o) = &outputs[i] {
+    for (i, k) in known.iter().enumerate() {
+        if let Some(k) = k {
             lock.nodes.insert(
                 dag.nodes[i].id().to_string(),
                 LockEntry {
-                    key: key.clone(),
-                    outputs: o.clone(),
+                    key: k.key.clone(),
+                    outputs: k.outputs.clone(),
                 },
             );
         }

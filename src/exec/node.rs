@@ -79,6 +79,14 @@ pub fn run_node(
         work_dir: Some(work.clone()),
     };
 
+    let records = if n.op.is_report() {
+        crate::exec::eval::input_records(cache, dag, job.idx, &|u| {
+            job.upstream_keys.get(&u).cloned()
+        })
+        .map_err(|m| fail_keep(m, String::new()))?
+    } else {
+        serde_json::Map::new()
+    };
     let mut input_paths = BTreeMap::new();
     let mut sources = BTreeMap::new();
     let expected = job.preimage.get("inputs").cloned().unwrap_or(Value::Null);
@@ -119,6 +127,7 @@ pub fn run_node(
         cancel,
         env: job.env,
         threads: job.threads,
+        records: &records,
     };
     let result = match n.op.run(&ctx) {
         Ok(r) => r,
@@ -228,10 +237,14 @@ fn place(
         }
         Source::Node { idx, output } => {
             let up = &dag.nodes[*idx];
-            let key = job
-                .upstream_keys
-                .get(idx)
-                .ok_or_else(|| format!("upstream `{}` has no key", up.id()))?;
+            let Some(key) = job.upstream_keys.get(idx) else {
+                // Only report ops get here with an upstream that is not cached
+                // (`repro report`): the input is absent and marked missing.
+                if dag.nodes[job.idx].op.is_report() {
+                    return Ok(json!({ "missing": up.id() }));
+                }
+                return Err(format!("upstream `{}` has no key", up.id()));
+            };
             let rec = cache
                 .read_record(key)
                 .map_err(|e| e.to_string())?

@@ -10,6 +10,8 @@
 
 pub mod file;
 pub mod published;
+pub mod report_common;
+pub mod report_table;
 pub mod schema;
 pub mod shell;
 
@@ -20,7 +22,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Every op known to this build. Keep it sorted by name.
-pub static REGISTRY: &[&dyn Op] = &[&file::FileOp, &published::PublishedOp, &shell::ShellOp];
+pub static REGISTRY: &[&dyn Op] = &[
+    &file::FileOp,
+    &published::PublishedOp,
+    &report_table::ReportTableOp,
+    &shell::ShellOp,
+];
 
 /// Finds an op by name.
 pub fn find(name: &str) -> Option<&'static dyn Op> {
@@ -59,6 +66,9 @@ pub struct RunContext<'a> {
     pub env: &'a [(String, String)],
     /// CPU threads the scheduler granted.
     pub threads: usize,
+    /// For report ops: per input, what it came from (node, coordinates,
+    /// metrics, key, provenance, or `missing`); empty for other ops.
+    pub records: &'a Map<String, Value>,
 }
 
 /// What an op reports besides its output files.
@@ -127,6 +137,13 @@ pub trait Op: Send + Sync {
     /// Whether the op accepts inputs other than its implicit ones.
     fn takes_inputs(&self) -> bool {
         true
+    }
+    /// Report ops (tables, figures, pages) see their inputs' records (see
+    /// `RunContext::records`, which enter their key), may run with missing
+    /// inputs under `repro report`, are exported with `export:`, and are
+    /// re-rendered and compared by `repro verify`.
+    fn is_report(&self) -> bool {
+        false
     }
     /// Runs the op.
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError>;

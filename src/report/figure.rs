@@ -1,0 +1,1 @@
+//! Figure rendering (in progress).
