@@ -184,7 +184,8 @@ pub fn run(
                 }
                 let id = dag.nodes[i].id();
                 let e = ev.eval(i, &known);
-                if opts.report_only && !dag.nodes[i].op.is_report() {
+                if opts.report_only && !dag.nodes[i].op.is_report() && !dag.nodes[i].op.is_ingest()
+                {
                     // `repro report` never computes: what is not cached is a missing input.
                     match e {
                         Eval::Hit { key, outputs } => {

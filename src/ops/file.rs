@@ -46,6 +46,9 @@ impl Op for FileOp {
             None => Vec::new(),
         }
     }
+    fn is_ingest(&self) -> bool {
+        true
+    }
     fn takes_inputs(&self) -> bool {
         false
     }

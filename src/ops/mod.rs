@@ -145,6 +145,11 @@ pub trait Op: Send + Sync {
     fn is_report(&self) -> bool {
         false
     }
+    /// Ops that only read files of the repository and are cheap (`file`,
+    /// `ref.published`): `repro report` may run them, as it runs report ops.
+    fn is_ingest(&self) -> bool {
+        false
+    }
     /// Runs the op.
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError>;
 }

@@ -63,6 +63,9 @@ impl Op for PublishedOp {
         }
         Ok(())
     }
+    fn is_ingest(&self) -> bool {
+        true
+    }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
         vec![OutputDecl {
             name: "out".into(),

@@ -86,11 +86,22 @@ fn text(v: &Value) -> String {
 /// Builds the comparison rows.
 pub fn build(c: &Compare, inputs: &[(String, ReportInput)]) -> Result<Comparison, String> {
     let find = |name: &str| inputs.iter().find(|(n, _)| n == name).map(|(_, i)| i);
-    let Some(ReportInput::Published(doc)) = find(&c.published) else {
-        return Err(format!(
-            "compare.published: input `{}` is not a ref.published table",
-            c.published
-        ));
+    let doc = match find(&c.published) {
+        Some(ReportInput::Published(doc)) => doc,
+        Some(ReportInput::Results(v))
+            if v.iter().any(|r| r.get("missing") == Some(&json!(true))) =>
+        {
+            return Err(format!(
+                "compare.published: input `{}` is not in the cache",
+                c.published
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "compare.published: input `{}` is not a ref.published table",
+                c.published
+            ));
+        }
     };
     let results: Vec<Map<String, Value>> = match c.reproduced.as_deref().map(|r| (r, find(r))) {
         None => Vec::new(),
