@@ -23,23 +23,23 @@ fn project(with_results: bool) -> Project {
     let values = "{\"7B\": {\"none\": 0.158, \"ShareGPT-Mix\": 0.121, \"NQ-Synthetic\": 0.2}, \"13B\": {\"none\": 0.2, \"ShareGPT-Mix\": 0.09, \"NQ-Synthetic\": 0.283}}";
     p.write("data/values.json", values);
     let compare = "{published: published, reproduced: results, match: {block: block, data: data}, metric: em, scale: 100, tolerance: 3}";
-    let mut y = format!(
+    let mut y = String::from(
         r#"
 pipeline: t1
 nodes:
   published_table1:
     op: ref.published
-    inputs: {{data: file:pipelines/published/table1.yaml}}
-    params: {{citation: "Gudibande et al. 2023, Table 1"}}
+    inputs: {data: file:pipelines/published/table1.yaml}
+    params: {citation: "Gudibande et al. 2023, Table 1"}
   nq:
     op: shell
-    matrix: {{block: [7B, 13B], data: [none, ShareGPT-Mix, NQ-Synthetic]}}
-    inputs: {{values: file:data/values.json}}
+    matrix: {block: [7B, 13B], data: [none, ShareGPT-Mix, NQ-Synthetic]}
+    inputs: {values: file:data/values.json}
     params:
-      cmd: "python3 -c 'import json,sys; v=json.load(open(\"in/values\")); print(json.dumps({{\"em\": v[\"${{block}}\"][\"${{data}}\"]}}))' > out/m.json"
-      outs: {{out: m.json}}
+      cmd: "python3 -c 'import json,sys; v=json.load(open(\"in/values\")); print(json.dumps({\"em\": v[\"${block}\"][\"${data}\"]}))' > out/m.json"
+      outs: {out: m.json}
       metrics: out
-"#
+"#,
     );
     for (name, ext) in [("t_md", "md"), ("t_tex", "tex"), ("t_html", "html")] {
         y.push_str(&format!(
