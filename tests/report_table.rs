@@ -43,7 +43,7 @@ nodes:
     );
     for (name, ext) in [("t_md", "md"), ("t_tex", "tex"), ("t_html", "html")] {
         y.push_str(&format!(
-            "  {name}:\n    op: report.table\n    inputs: {{published: published_table1, results: \"nq[*]\"}}\n    params:\n      template: templates/table1.{ext}.j2\n      compare: {compare}\n      context: {{gated: true}}\n      export: paper/table1.{ext}\n"
+            "  {name}:\n    op: report.table\n    inputs: {{published: published_table1, results: \"nq[*]\"}}\n    params:\n      template: templates/table1.{ext}.j2\n      compare: {compare}\n      export: paper/table1.{ext}\n"
         ));
     }
     p.write("pipelines/t1.yaml", &y);

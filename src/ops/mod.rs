@@ -11,6 +11,8 @@
 pub mod file;
 pub mod published;
 pub mod report_common;
+pub mod report_figure;
+pub mod report_html;
 pub mod report_table;
 pub mod schema;
 pub mod shell;
@@ -25,6 +27,8 @@ use std::path::{Path, PathBuf};
 pub static REGISTRY: &[&dyn Op] = &[
     &file::FileOp,
     &published::PublishedOp,
+    &report_figure::ReportFigureOp,
+    &report_html::ReportHtmlOp,
     &report_table::ReportTableOp,
     &shell::ShellOp,
 ];

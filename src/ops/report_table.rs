@@ -6,7 +6,8 @@
 //! - `inputs.<name>`: a `ref.published` table (`citation`, `rows`, ...), or a
 //!   list of results (`node`, `coords`, `metrics`, `key`, `provenance`,
 //!   `missing`, and `data` when the output is JSON), or text;
-//! - `rows`, `missing`, `gates`: the published-vs-reproduced comparison when
+//! - `rows`, `missing`, `gates`, `gated` (a tolerance is declared): the
+//!   published-vs-reproduced comparison when
 //!   `compare:` is given (see `report::compare`): per published row its
 //!   fields plus `published`, `reproduced`, `delta`, `pass`, `missing_node`;
 //! - `context`: the `context:` param, free values for the template;
@@ -128,6 +129,7 @@ impl Op for ReportTableOp {
             "rows": cmp.rows,
             "missing": cmp.missing,
             "gates": {"passed": cmp.passed, "failed": cmp.failed},
+            "gated": cmp.gated,
             "context": ctx.params.get("context").cloned().unwrap_or(json!({})),
             "node": ctx.node,
         });

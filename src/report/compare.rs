@@ -64,6 +64,8 @@ pub struct Comparison {
     pub passed: usize,
     /// Gated comparisons outside tolerance.
     pub failed: usize,
+    /// Whether a tolerance is declared (tables then show pass/fail marks).
+    pub gated: bool,
 }
 
 /// Parses `compare:` from params (None when absent).
@@ -112,7 +114,10 @@ pub fn build(c: &Compare, inputs: &[(String, ReportInput)]) -> Result<Comparison
             ));
         }
     };
-    let mut out = Comparison::default();
+    let mut out = Comparison {
+        gated: c.tolerance.is_some(),
+        ..Default::default()
+    };
     for row in doc
         .get("rows")
         .and_then(Value::as_array)

@@ -1,0 +1,228 @@
+//! `report.figure`: a declarative figure rendered with plotters to SVG
+//! (output `out`) and PNG (output `png`), byte-identical across machines.
+//!
+//! Params are the figure spec of `report::figure::FigureSpec` (`title`,
+//! `width`, `height`, `columns`, `panels`, `caption`) plus `labels` and
+//! `export`. Rows come from the inputs:
+//! - a `ref.published` table: its rows, with `source: published`;
+//! - a list of results: per cached instance its coordinates and metrics (and
+//!   `node`), with `source: reproduced`; instances not in the cache are
+//!   skipped (never drawn as a value) and counted in the `missing` metric;
+//! - every row gets `input: <input name>`, and `labels: {<input>: {field:
+//!   value}}` adds constant fields (e.g. a series name for reproduced rows).
+//!
+//! A row whose x field is null is a reference level: it becomes a dashed
+//! horizontal line labelled by its series (e.g. "ChatGPT"), so reference
+//! lines come from data, not from the spec. A new value of a panel's
+//! `series` field becomes a new series with no spec change.
+
+use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::report::figure::{self, FigureSpec, RefLine, Row};
+use crate::report::inputs::{self, ReportInput};
+use serde_json::{Map, Value, json};
+
+/// The `report.figure` op.
+pub struct ReportFigureOp;
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "title",
+        ty: ParamType::Str,
+        required: false,
+        semantic: true,
+        doc: "figure title",
+    },
+    ParamSpec {
+        name: "width",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "pixels (default 1500)",
+    },
+    ParamSpec {
+        name: "height",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "pixels (default 450)",
+    },
+    ParamSpec {
+        name: "columns",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "panels per row",
+    },
+    ParamSpec {
+        name: "panels",
+        ty: ParamType::List,
+        required: true,
+        semantic: true,
+        doc: "panels: kind, x, y, series, filter, band, ref_lines, legend, styles",
+    },
+    ParamSpec {
+        name: "caption",
+        ty: ParamType::Str,
+        required: false,
+        semantic: true,
+        doc: "caption (shown by report.html)",
+    },
+    ParamSpec {
+        name: "labels",
+        ty: ParamType::Map,
+        required: false,
+        semantic: true,
+        doc: "input name -> constant fields added to its rows",
+    },
+    ParamSpec {
+        name: "export",
+        ty: ParamType::StrOrMap,
+        required: false,
+        semantic: false,
+        doc: "copy outputs out, e.g. {out: paper/figure1.svg, png: paper/figure1.png}",
+    },
+];
+
+fn spec_of(params: &Map<String, Value>) -> Result<FigureSpec, String> {
+    let mut m = params.clone();
+    m.remove("labels");
+    m.remove("export");
+    serde_json::from_value(Value::Object(m)).map_err(|e| format!("figure spec: {e}"))
+}
+
+impl Op for ReportFigureOp {
+    fn name(&self) -> &'static str {
+        "report.figure"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "A declarative figure (panels of line, point, bar or stacked bar; series, bands, reference levels) rendered to SVG and PNG."
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+    fn is_report(&self) -> bool {
+        true
+    }
+    fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        spec_of(params).map_err(|m| ("panels".to_string(), m))?;
+        super::report_common::check_export(params, &self.outputs(params))
+    }
+    fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
+        vec![
+            OutputDecl {
+                name: "out".into(),
+                path: "figure.svg".into(),
+                heavy: false,
+            },
+            OutputDecl {
+                name: "png".into(),
+                path: "figure.png".into(),
+                heavy: false,
+            },
+        ]
+    }
+    fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
+        let mut spec = spec_of(ctx.params).map_err(OpError::msg)?;
+        let labels = ctx
+            .params
+            .get("labels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut missing = 0usize;
+        for (name, input) in inputs::read_all(ctx).map_err(OpError::msg)? {
+            let extra = labels
+                .get(&name)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let mut push = |mut row: Row, source: &str| {
+                row.insert("source".into(), json!(source));
+                row.insert("input".into(), json!(name));
+                for (k, v) in &extra {
+                    row.insert(k.clone(), v.clone());
+                }
+                rows.push(row);
+            };
+            match input {
+                ReportInput::Published(doc) => {
+                    for r in doc
+                        .get("rows")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        push(r.as_object().cloned().unwrap_or_default(), "published");
+                    }
+                }
+                ReportInput::Results(views) => {
+                    for v in views {
+                        if v.get("missing") == Some(&json!(true)) {
+                            missing += 1;
+                        } else {
+                            push(inputs::result_row(&v), "reproduced");
+                        }
+                    }
+                }
+                ReportInput::Text(_) => {}
+            }
+        }
+        // Rows with a null x are reference levels of the panels they match.
+        for panel in &mut spec.panels {
+            for r in &rows {
+                let matches = panel
+                    .filter
+                    .iter()
+                    .all(|(k, v)| r.get(k).is_some_and(|x| same_value(x, v)));
+                let x_null = matches!(r.get(&panel.x.field), None | Some(Value::Null));
+                if let (true, true, Some(y)) = (
+                    matches,
+                    x_null,
+                    r.get(&panel.y.field).and_then(Value::as_f64),
+                ) {
+                    let label = panel
+                        .series
+                        .as_ref()
+                        .and_then(|s| r.get(s))
+                        .and_then(Value::as_str)
+                        .unwrap_or("reference")
+                        .to_string();
+                    panel.ref_lines.push(RefLine {
+                        y,
+                        label,
+                        color: None,
+                        dashed: true,
+                    });
+                }
+            }
+        }
+        rows.retain(|r| {
+            spec.panels
+                .iter()
+                .all(|p| !matches!(r.get(&p.x.field), Some(Value::Null)))
+        });
+        let svg = figure::render_svg(&spec, &rows).map_err(|e| OpError::msg(e.to_string()))?;
+        let png = figure::render_png(&spec, &rows).map_err(|e| OpError::msg(e.to_string()))?;
+        std::fs::write(ctx.work_dir.join("out/figure.svg"), svg)?;
+        std::fs::write(ctx.work_dir.join("out/figure.png"), png)?;
+        let mut metrics = Map::new();
+        metrics.insert("missing".into(), json!(missing));
+        metrics.insert("rows".into(), json!(rows.len()));
+        Ok(RunResult {
+            metrics,
+            ..Default::default()
+        })
+    }
+}
+
+/// Filter equality as the renderer applies it: numbers by value (`1` = `1.0`).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
