@@ -353,6 +353,32 @@ impl Cache {
         }
     }
 
+    /// The fast check of a no-op `status` or `run`: the light object with this
+    /// digest exists and its content (re-hashed only if its stat changed)
+    /// matches; for a directory manifest, every entry passes the same check.
+    /// `false` means "look closer" (read the record), not "corrupt": heavy
+    /// blobs, for instance, are not light objects.
+    pub fn quick_light_ok(&self, digest: &str) -> bool {
+        let p = self.object_path(digest, Storage::Light);
+        match self.stat.file_digest(&p) {
+            Ok((d, bytes)) if d == digest => {
+                // A manifest ends with its format tag (canonical JSON, sorted keys).
+                if bytes > 64 && bytes < (1 << 24) && ends_with(&p, b"\"format\":\"repro-tree-1\"}")
+                {
+                    return match self.read_manifest(digest) {
+                        Ok(m) => m.entries.iter().all(|e| {
+                            let ep = self.object_path(&e.digest, Storage::Light);
+                            self.stat.file_digest(&ep).is_ok_and(|(d, _)| d == e.digest)
+                        }),
+                        Err(_) => false,
+                    };
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Moves a corrupt object aside so the next run recomputes it.
     pub fn quarantine(&self, digest: &str, storage: Storage) -> std::io::Result<()> {
         let p = self.object_path(digest, storage);
@@ -379,4 +405,16 @@ fn copy_writable(src: &Path, dest: &Path) -> Result<(), CacheError> {
 /// First 12 hex digits of a digest or key, for display.
 pub fn short(d: &str) -> &str {
     &d[..d.len().min(12)]
+}
+
+fn ends_with(p: &Path, tail: &[u8]) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(p) else {
+        return false;
+    };
+    if f.seek(SeekFrom::End(-(tail.len() as i64))).is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; tail.len()];
+    f.read_exact(&mut buf).is_ok() && buf == tail
 }

@@ -184,6 +184,12 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         ops_of.push(op);
         outputs_of.push(op.outputs(&inst.params));
     }
+    let node_index: HashMap<&str, usize> = p
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
     let mut nodes = Vec::with_capacity(instances.len());
     for (i, inst) in instances.iter().enumerate() {
         let spec = &p.nodes[inst.node];
@@ -209,16 +215,35 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         for (name, _, decl) in &inst.inputs {
             let key = format!("{at}.inputs.{name}");
             let input = match decl {
-                InputDecl::Single(r) => {
-                    resolve(root, &p, &instances, &by_node, &outputs_of, r, &key, false)?
-                }
+                InputDecl::Single(r) => resolve(
+                    root,
+                    &p,
+                    &instances,
+                    &by_node,
+                    &outputs_of,
+                    &node_index,
+                    r,
+                    &key,
+                    false,
+                )?,
                 InputDecl::List(items) => {
                     let mut entries: Vec<(String, Source)> = Vec::new();
+                    let mut names = std::collections::HashSet::new();
                     for r in items {
-                        match resolve(root, &p, &instances, &by_node, &outputs_of, r, &key, true)? {
+                        match resolve(
+                            root,
+                            &p,
+                            &instances,
+                            &by_node,
+                            &outputs_of,
+                            &node_index,
+                            r,
+                            &key,
+                            true,
+                        )? {
                             Input::List(more) => {
                                 for (n, s) in more {
-                                    if entries.iter().any(|(e, _)| *e == n) {
+                                    if !names.insert(n.clone()) {
                                         return Err(src.error(
                                             r.span,
                                             &key,
@@ -372,6 +397,7 @@ fn resolve(
     instances: &[Instance],
     by_node: &[Vec<usize>],
     outputs_of: &[Vec<OutputDecl>],
+    node_index: &HashMap<&str, usize>,
     r: &RefAt,
     key: &str,
     in_list: bool,
@@ -389,7 +415,7 @@ fn resolve(
         }
         Ref::Node(nr) => nr,
     };
-    let Some(ni) = p.nodes.iter().position(|n| n.id == nr.node) else {
+    let Some(&ni) = node_index.get(nr.node.as_str()) else {
         return Err(expand::unknown_node(src, p, r.span, key, &nr.node));
     };
     let matched: Vec<usize> = by_node[ni]

@@ -463,7 +463,9 @@ fn for_each_combos(
     let mut combos = Vec::new();
     let mut eaches = Vec::new();
     for (r, span) in refs {
-        let ni = p.nodes.iter().position(|x| x.id == r.node).unwrap_or(0);
+        let Some(ni) = p.nodes.iter().position(|x| x.id == r.node) else {
+            continue;
+        };
         let ups = per_node[ni].as_deref().unwrap_or(&[]);
         let matched: Vec<&Instance> = ups
             .iter()
@@ -580,10 +582,11 @@ fn matrix_combos(
                         "empty list: the node would have no instances",
                     ));
                 }
+                let mut seen_vals = std::collections::HashSet::new();
                 let mut vals: Vec<Coord> = Vec::new();
                 for it in items {
                     let c = coord_of(src, it, &key)?;
-                    if vals.iter().any(|x| x.text == c.text) {
+                    if !seen_vals.insert(c.text.clone()) {
                         return Err(src.error(
                             it.span,
                             &key,

@@ -118,16 +118,18 @@ fn load_file(
     let file = p.sources.add(path, text);
     let root = yaml::parse(&p.sources, file)?;
     let src = p.sources.clone();
-    let entries = match &root.kind {
-        Kind::Map(m) => m.clone(),
+    let root_span = root.span;
+    let root_type = root.type_name();
+    let entries = match root.kind {
+        Kind::Map(m) => m,
         Kind::Null => Vec::new(),
         _ => {
             return Err(src.error(
-                root.span,
+                root_span,
                 "",
                 format!(
                     "a pipeline file is a mapping with `nodes:`; found {}",
-                    root.type_name()
+                    root_type
                 ),
             ));
         }
@@ -183,8 +185,14 @@ fn load_file(
         }
     }
     if let Some((_, v)) = get("nodes") {
+        let mut ids: std::collections::HashMap<String, usize> = p
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
         for (k, node) in map(&src, v, "nodes")? {
-            if let Some(prev) = p.nodes.iter().find(|n| n.id == k.name) {
+            if let Some(prev) = ids.get(&k.name).map(|&i| &p.nodes[i]) {
                 let first = src.file(prev.span.file).path.display().to_string();
                 return Err(src
                     .error(
@@ -197,6 +205,7 @@ fn load_file(
                         prev.span.line, prev.span.col
                     )));
             }
+            ids.insert(k.name.clone(), p.nodes.len());
             p.nodes.push(node_spec(&src, k, node)?);
         }
     }

@@ -35,6 +35,8 @@ pub struct SourceFile {
     /// Full text.
     pub text: Arc<String>,
     line_starts: Vec<usize>,
+    /// All bytes ASCII: columns are byte offsets (no per-span scan).
+    ascii: bool,
 }
 
 /// All source files that make up one pipeline (the root file and its includes).
@@ -59,6 +61,7 @@ impl Sources {
             .unwrap_or_else(|| path.to_path_buf());
         self.files.push(SourceFile {
             path: shown,
+            ascii: text.is_ascii(),
             text: Arc::new(text),
             line_starts,
         });
@@ -80,6 +83,22 @@ impl Sources {
         let f = self.file(file);
         let line_idx = line.saturating_sub(1).min(f.line_starts.len() - 1);
         let start = f.line_starts[line_idx];
+        if f.ascii {
+            let line_end = f
+                .line_starts
+                .get(line_idx + 1)
+                .copied()
+                .unwrap_or(f.text.len());
+            let offset = (start + col0).min(line_end.max(start));
+            let end = (offset + len_chars).min(f.text.len()).max(offset);
+            return Span {
+                file,
+                offset,
+                len: end - offset,
+                line: line_idx + 1,
+                col: col0 + 1,
+            };
+        }
         let rest = &f.text[start..];
         let mut offset = start + rest.len();
         let mut end = offset;

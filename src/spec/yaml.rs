@@ -158,7 +158,15 @@ fn size(v: &Yaml) -> usize {
 
 enum Frame {
     Seq(Span, usize, Vec<Yaml>),
-    Map(Span, usize, Vec<(Key, Yaml)>, Option<Key>),
+    /// Start, anchor, entries, the key waiting for its value, and the key
+    /// names seen (for the duplicate check without a quadratic scan).
+    Map(
+        Span,
+        usize,
+        Vec<(Key, Yaml)>,
+        Option<Key>,
+        std::collections::HashSet<String>,
+    ),
 }
 
 struct Builder<'a> {
@@ -182,7 +190,7 @@ impl Builder<'_> {
         match self.stack.last_mut() {
             None => self.root = Some(v),
             Some(Frame::Seq(_, _, items)) => items.push(v),
-            Some(Frame::Map(start, _, entries, pending)) => match pending.take() {
+            Some(Frame::Map(start, _, entries, pending, seen)) => match pending.take() {
                 None => {
                     // The parser marks a block mapping at its first `:`; a
                     // mapping starts no later than its first key.
@@ -199,7 +207,7 @@ impl Builder<'_> {
                             }
                         },
                     };
-                    if entries.iter().any(|(k, _)| k.name == name) {
+                    if !seen.insert(name.clone()) {
                         let span = v.span;
                         self.fail(span, &format!("duplicate key `{name}`"));
                         return;
@@ -255,7 +263,8 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::MappingStart(anchor, _) => {
                 let s = span(1);
-                self.stack.push(Frame::Map(s, anchor, Vec::new(), None));
+                self.stack
+                    .push(Frame::Map(s, anchor, Vec::new(), None, Default::default()));
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(s, anchor, items)) = self.stack.pop() {
@@ -269,7 +278,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(s, anchor, entries, _)) = self.stack.pop() {
+                if let Some(Frame::Map(s, anchor, entries, _, _)) = self.stack.pop() {
                     self.push_value(
                         Yaml {
                             kind: Kind::Map(entries),
