@@ -181,21 +181,7 @@ fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
                 .cache
                 .read_record(key)?
                 .ok_or_else(|| Failure::Failed(format!("record {key} vanished")))?;
-            let upstream_keys: BTreeMap<usize, String> = n
-                .upstream
-                .iter()
-                .filter_map(|u| evals[*u].key().map(|k| (*u, k.to_string())))
-                .collect();
-            let job = Job {
-                idx: i,
-                key,
-                preimage: &cached.preimage,
-                upstream_keys: &upstream_keys,
-                env: &[],
-                device: "cpu".into(),
-                threads: 1,
-            };
-            let fresh = run_node(&l.cache, &l.dag, &job, &token, false)
+            let fresh = rerun_uncached(l, evals.as_slice(), i, key, &cached.preimage, &token)
                 .map_err(|e| Failure::Failed(format!("re-running `{}` failed: {e}", n.id())))?;
             let mut checks = Vec::new();
             let names: std::collections::BTreeSet<&String> =
@@ -300,21 +286,7 @@ fn check_report(l: &super::Loaded, evals: &[Eval], i: usize, key: &str) -> Optio
         Ok(Some(r)) => r,
         _ => return Some("record vanished".into()),
     };
-    let upstream_keys: BTreeMap<usize, String> = n
-        .upstream
-        .iter()
-        .filter_map(|u| evals[*u].key().map(|k| (*u, k.to_string())))
-        .collect();
-    let job = Job {
-        idx: i,
-        key,
-        preimage: &cached.preimage,
-        upstream_keys: &upstream_keys,
-        env: &[],
-        device: "cpu".into(),
-        threads: 1,
-    };
-    let fresh = match run_node(&l.cache, &l.dag, &job, &CancelToken::default(), false) {
+    let fresh = match rerun_uncached(l, evals, i, key, &cached.preimage, &CancelToken::default()) {
         Ok(r) => r,
         Err(e) => return Some(format!("re-rendering failed: {e}")),
     };
@@ -334,4 +306,31 @@ fn check_report(l: &super::Loaded, evals: &[Eval], i: usize, key: &str) -> Optio
         )),
         _ => None,
     }
+}
+
+/// Re-executes a cached node from its cached inputs without touching the
+/// cache (outputs are hashed, not stored) and returns the fresh record.
+fn rerun_uncached(
+    l: &super::Loaded,
+    evals: &[Eval],
+    i: usize,
+    key: &str,
+    preimage: &Value,
+    token: &CancelToken,
+) -> Result<crate::cache::record::Record, crate::exec::node::NodeError> {
+    let upstream_keys: BTreeMap<usize, String> = l.dag.nodes[i]
+        .upstream
+        .iter()
+        .filter_map(|u| evals[*u].key().map(|k| (*u, k.to_string())))
+        .collect();
+    let job = Job {
+        idx: i,
+        key,
+        preimage,
+        upstream_keys: &upstream_keys,
+        env: &[],
+        device: "cpu".into(),
+        threads: 1,
+    };
+    run_node(&l.cache, &l.dag, &job, token, false)
 }
