@@ -220,6 +220,39 @@ pub struct Loaded {
     pub lock_path: PathBuf,
 }
 
+impl Loaded {
+    /// The lock file as last written.
+    pub fn lock(&self) -> Result<crate::cache::lockfile::LockFile, Failure> {
+        crate::cache::lockfile::LockFile::read(&self.lock_path).map_err(Failure::Failed)
+    }
+
+    /// An evaluator over this pipeline (outside `repro report` mode).
+    pub fn evaluator<'a>(
+        &'a self,
+        lock: &'a crate::cache::lockfile::LockFile,
+        check: crate::exec::eval::Check,
+    ) -> crate::exec::eval::Evaluator<'a> {
+        crate::exec::eval::Evaluator {
+            dag: &self.dag,
+            cache: &self.cache,
+            lock,
+            check,
+            missing_ok: false,
+        }
+    }
+
+    /// Evaluates every node (keys, hit/miss/pending and why) and saves the stat memo.
+    pub fn evaluate_all(
+        &self,
+        lock: &crate::cache::lockfile::LockFile,
+        check: crate::exec::eval::Check,
+    ) -> Vec<crate::exec::eval::Eval> {
+        let evals = crate::exec::eval::evaluate_all(&self.evaluator(lock, check));
+        self.cache.stat.save().ok();
+        evals
+    }
+}
+
 /// Loads, compiles and opens the cache for a pipeline argument.
 pub fn load(p: &PipelineArgs, positional: Option<&str>) -> Result<Loaded, Failure> {
     let root = root()?;

@@ -1,7 +1,7 @@
 //! `repro run`: execute, dry-run (`--dry-run [--json]`), or follow a plan (`--plan`).
 
 use super::{Failure, Outcome, PipelineArgs, load};
-use crate::exec::eval::{Check, Eval, Evaluator, evaluate_all};
+use crate::exec::eval::{Check, Eval};
 use crate::exec::{self, RunOptions, cancel};
 use clap::Args;
 use serde_json::json;
@@ -156,15 +156,8 @@ fn read_plan(path: &PathBuf, pipeline: &str) -> Result<BTreeMap<String, Option<S
 }
 
 fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
-    let lock = crate::cache::lockfile::LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
-    let ev = Evaluator {
-        dag: &l.dag,
-        cache: &l.cache,
-        lock: &lock,
-        check: Check::Quick,
-        missing_ok: false,
-    };
-    let evals = evaluate_all(&ev);
+    let lock = l.lock()?;
+    let evals = l.evaluate_all(&lock, Check::Quick);
     let mut rows = Vec::new();
     for &i in &l.dag.order {
         if opts.selected.as_ref().is_some_and(|s| !s[i]) {

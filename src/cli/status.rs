@@ -3,7 +3,7 @@
 use super::{Failure, Loaded, Outcome, PipelineArgs, load};
 use crate::cache::lockfile::LockFile;
 use crate::cache::short;
-use crate::exec::eval::{self, Check, Eval, Evaluator, evaluate_all};
+use crate::exec::eval::{self, Check, Eval, Evaluator};
 use crate::graph::key;
 use crate::graph::{Input, Source};
 use serde_json::{Value, json};
@@ -19,18 +19,8 @@ fn classify(e: &Eval, in_lock: bool) -> (&'static str, String) {
 }
 
 fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
-    let lock = LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
-    let evals = {
-        let ev = Evaluator {
-            dag: &l.dag,
-            cache: &l.cache,
-            lock: &lock,
-            check: Check::Quick,
-            missing_ok: false,
-        };
-        evaluate_all(&ev)
-    };
-    l.cache.stat.save().ok();
+    let lock = l.lock()?;
+    let evals = l.evaluate_all(&lock, Check::Quick);
     Ok((lock, evals))
 }
 
@@ -82,13 +72,7 @@ pub fn explain(p: &PipelineArgs, pattern: &str, json_out: bool) -> Outcome {
         )));
     }
     let (lock, evals) = evaluate(&l)?;
-    let ev = Evaluator {
-        dag: &l.dag,
-        cache: &l.cache,
-        lock: &lock,
-        check: Check::Quick,
-        missing_ok: false,
-    };
+    let ev = l.evaluator(&lock, Check::Quick);
     let mut out = Vec::new();
     for i in sel {
         out.push(explain_one(&l, &ev, &evals, i));

@@ -6,10 +6,9 @@
 //! compares their metrics with the cached ones within declared tolerances.
 
 use super::{Failure, Outcome, PipelineArgs, load};
-use crate::cache::lockfile::LockFile;
 use crate::cache::short;
 use crate::exec::cancel::CancelToken;
-use crate::exec::eval::{Check, Eval, Evaluator, evaluate_all};
+use crate::exec::eval::{Check, Eval};
 use crate::exec::node::{Job, run_node};
 use crate::graph::Tolerance;
 use crate::graph::key;
@@ -38,15 +37,8 @@ pub fn verify(a: VerifyArgs) -> Outcome {
     }
     let _lock_guard = crate::exec::shared_cache_lock(&l.cache, true)
         .map_err(|e| Failure::Failed(e.to_string()))?;
-    let lock = LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
-    let ev = Evaluator {
-        dag: &l.dag,
-        cache: &l.cache,
-        lock: &lock,
-        check: Check::Exists,
-        missing_ok: false,
-    };
-    let evals = evaluate_all(&ev);
+    let lock = l.lock()?;
+    let evals = l.evaluate_all(&lock, Check::Exists);
     let mut rows = Vec::new();
     for &i in &l.dag.order {
         let id = l.dag.nodes[i].id();
@@ -150,15 +142,8 @@ fn check_hit(
 }
 
 fn rerun(l: &super::Loaded, names: &[String], json_out: bool) -> Outcome {
-    let lock = LockFile::read(&l.lock_path).map_err(Failure::Failed)?;
-    let ev = Evaluator {
-        dag: &l.dag,
-        cache: &l.cache,
-        lock: &lock,
-        check: Check::Quick,
-        missing_ok: false,
-    };
-    let evals = evaluate_all(&ev);
+    let lock = l.lock()?;
+    let evals = l.evaluate_all(&lock, Check::Quick);
     let token = CancelToken::default();
     crate::exec::cancel::install(&token);
     let mut all_ok = true;

@@ -231,7 +231,7 @@ pub fn run(
                         release(i, &downstream, &selected, &mut deps_left, &mut ready);
                     }
                     Eval::Hit { key, .. } => {
-                        let (pre, _) = record_preimage(cache, &key);
+                        let pre = record_preimage(cache, &key);
                         runq.push_back((i, key, pre, "forced".into()));
                     }
                     Eval::Miss {
@@ -551,16 +551,14 @@ fn fail(
     block_downstream(i, downstream, blocked);
 }
 
-fn record_preimage(cache: &Cache, key: &str) -> (Value, ()) {
-    (
-        cache
-            .read_record(key)
-            .ok()
-            .flatten()
-            .map(|r| r.preimage)
-            .unwrap_or(Value::Null),
-        (),
-    )
+/// The preimage stored in a key's record (a forced re-run keeps its key).
+fn record_preimage(cache: &Cache, key: &str) -> Value {
+    cache
+        .read_record(key)
+        .ok()
+        .flatten()
+        .map(|r| r.preimage)
+        .unwrap_or(Value::Null)
 }
 
 /// Moves every corrupt object of a key's record aside so the re-run stores fresh copies.

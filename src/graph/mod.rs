@@ -184,12 +184,19 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         ops_of.push(op);
         outputs_of.push(op.outputs(&inst.params));
     }
-    let node_index: HashMap<&str, usize> = p
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.id.as_str(), i))
-        .collect();
+    let cx = Resolver {
+        root,
+        p: &p,
+        instances: &instances,
+        by_node: &by_node,
+        outputs_of: &outputs_of,
+        node_index: p
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.as_str(), i))
+            .collect(),
+    };
     let mut nodes = Vec::with_capacity(instances.len());
     for (i, inst) in instances.iter().enumerate() {
         let spec = &p.nodes[inst.node];
@@ -215,32 +222,12 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         for (name, _, decl) in &inst.inputs {
             let key = format!("{at}.inputs.{name}");
             let input = match decl {
-                InputDecl::Single(r) => resolve(
-                    root,
-                    &p,
-                    &instances,
-                    &by_node,
-                    &outputs_of,
-                    &node_index,
-                    r,
-                    &key,
-                    false,
-                )?,
+                InputDecl::Single(r) => resolve(&cx, r, &key, false)?,
                 InputDecl::List(items) => {
                     let mut entries: Vec<(String, Source)> = Vec::new();
                     let mut names = std::collections::HashSet::new();
                     for r in items {
-                        match resolve(
-                            root,
-                            &p,
-                            &instances,
-                            &by_node,
-                            &outputs_of,
-                            &node_index,
-                            r,
-                            &key,
-                            true,
-                        )? {
+                        match resolve(&cx, r, &key, true)? {
                             Input::List(more) => {
                                 for (n, s) in more {
                                     if !names.insert(n.clone()) {
@@ -390,18 +377,30 @@ fn resolve_file(root: &Path, p: &Pipeline, r: &RefAt, key: &str) -> Result<Sourc
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn resolve(
-    root: &Path,
-    p: &Pipeline,
-    instances: &[Instance],
-    by_node: &[Vec<usize>],
-    outputs_of: &[Vec<OutputDecl>],
-    node_index: &HashMap<&str, usize>,
-    r: &RefAt,
-    key: &str,
-    in_list: bool,
-) -> Result<Input, SpecError> {
+/// What reference resolution looks things up in.
+struct Resolver<'a> {
+    root: &'a Path,
+    p: &'a Pipeline,
+    instances: &'a [Instance],
+    /// Node index -> its instance indices.
+    by_node: &'a [Vec<usize>],
+    /// Instance index -> declared outputs.
+    outputs_of: &'a [Vec<OutputDecl>],
+    /// Node id -> node index.
+    node_index: HashMap<&'a str, usize>,
+}
+
+/// Resolves one reference (`in_list`: it is an item of a YAML list input).
+fn resolve(cx: &Resolver, r: &RefAt, key: &str, in_list: bool) -> Result<Input, SpecError> {
+    let Resolver {
+        root,
+        p,
+        instances,
+        by_node,
+        outputs_of,
+        node_index,
+    } = cx;
+    let (root, p, instances, by_node, outputs_of) = (*root, *p, *instances, *by_node, *outputs_of);
     let src = &p.sources;
     let nr = match &r.r {
         Ref::File(_) => {
