@@ -11,9 +11,13 @@
 
 pub mod cache;
 pub mod cli;
+pub mod eval;
 pub mod exec;
 pub mod graph;
+pub mod mini;
+pub mod model;
 pub mod ops;
 pub mod project;
 pub mod report;
+pub mod rng;
 pub mod spec;

@@ -4,16 +4,40 @@
 //! that holds `pipelines/` or a `repro.toml`; `cache/`, `.repro/` and lock
 //! files live there. `PIPELINE` is a path to a YAML file or a name in
 //! `pipelines/` (`example` means `pipelines/example.yaml`). Without one, the
-//! default pipeline is used: `pipelines/<DEFAULT_PIPELINE>.yaml` if the project
-//! has it, else the copy embedded in this binary.
+//! default pipeline is used: `pipelines/<DEFAULT_PIPELINE>.yaml`. The binary
+//! embeds the default pipeline's files ([`EMBEDDED_FILES`]); `repro init`
+//! writes them into a directory that lacks them.
 
 use std::path::{Path, PathBuf};
 
 /// Name of the default pipeline.
-pub const DEFAULT_PIPELINE: &str = "example";
+pub const DEFAULT_PIPELINE: &str = "mini";
 
-/// The default pipeline's text, embedded at build time.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../pipelines/example.yaml");
+/// The default pipeline (the miniature), its tiny variant, the shell-only
+/// example and the templates they use, embedded at build time: (path
+/// relative to the project root, content).
+pub const EMBEDDED_FILES: &[(&str, &str)] = &[
+    (
+        "pipelines/mini.yaml",
+        include_str!("../pipelines/mini.yaml"),
+    ),
+    (
+        "pipelines/tiny.yaml",
+        include_str!("../pipelines/tiny.yaml"),
+    ),
+    (
+        "pipelines/mini/experiment.yaml",
+        include_str!("../pipelines/mini/experiment.yaml"),
+    ),
+    (
+        "pipelines/example.yaml",
+        include_str!("../pipelines/example.yaml"),
+    ),
+    (
+        "templates/mini_table1.md.j2",
+        include_str!("../templates/mini_table1.md.j2"),
+    ),
+];
 
 /// A pipeline file to load.
 #[derive(Debug, Clone)]
@@ -48,10 +72,10 @@ pub fn resolve(root: &Path, arg: Option<&str>) -> Result<PipelineFile, String> {
                 embedded: None,
             });
         }
-        return Ok(PipelineFile {
-            path: p,
-            embedded: Some(EMBEDDED_DEFAULT),
-        });
+        return Err(format!(
+            "{} has no default pipeline pipelines/{DEFAULT_PIPELINE}.yaml; `repro init` writes it (and the files it needs) there",
+            root.display()
+        ));
     };
     let direct = PathBuf::from(arg);
     if direct.is_file() {
@@ -95,4 +119,22 @@ pub fn list(root: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Writes the embedded files that `dir` lacks; returns the paths written.
+/// Existing files are never overwritten.
+pub fn init(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (rel, text) in EMBEDDED_FILES {
+        let p = dir.join(rel);
+        if p.exists() {
+            continue;
+        }
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        crate::cache::atomic::write(&p, text.as_bytes())?;
+        written.push(p);
+    }
+    Ok(written)
 }

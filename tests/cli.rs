@@ -170,19 +170,19 @@ fn outside_a_project_is_a_clear_error() {
 }
 
 #[test]
-fn the_default_pipeline_is_embedded_and_runs() {
+fn the_embedded_example_is_written_by_init_and_runs() {
     let p = Project::new();
-    // A project without pipelines/example.yaml still has the embedded default; it
-    // needs the example corpus.
+    // `repro init` writes the embedded pipelines; the example needs its corpus.
+    p.ok(&["init"]);
     p.write(
         "data/example/corpus.txt",
         "one two three four five six seven\n",
     );
-    let text = p.ok(&["run"]);
+    let text = p.ok(&["run", "-p", "example"]);
     assert!(text.contains("6 ran"), "{text}");
     assert!(p.path().join("pipelines/example.lock").is_file());
-    assert!(p.ok(&["run"]).contains("nothing to do"));
-    p.ok(&["verify"]);
+    assert!(p.ok(&["run", "-p", "example"]).contains("nothing to do"));
+    p.ok(&["verify", "-p", "example"]);
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn the_shipped_example_runs_from_the_repository() {
         "data/example/corpus.txt",
         &std::fs::read_to_string(root.join("data/example/corpus.txt")).expect("corpus"),
     );
-    p.ok(&["run", "-j", "2"]);
+    p.ok(&["run", "-j", "2", "-p", "example"]);
     let lock: serde_json::Value =
         serde_json::from_str(&p.read("pipelines/example.lock")).expect("lock");
     assert_eq!(lock["nodes"].as_object().expect("nodes").len(), 6);

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 a node or a check failed; 2 bad input (YAML,
 //! arguments, a stale plan). Errors never panic.
 
+mod bench;
 mod inspect;
 mod run;
 mod status;
@@ -98,6 +99,11 @@ pub enum Command {
         #[command(subcommand)]
         what: CacheCommand,
     },
+    /// Write the default pipeline (the miniature), its tiny variant and
+    /// their templates into the current directory (never overwrites).
+    Init,
+    /// Training tokens/s of one model config on random tokens (see bench/train_speed.sh).
+    BenchTrain(bench::BenchTrainArgs),
     /// List the ops, their versions and params.
     Ops {
         /// Machine-readable output.
@@ -194,7 +200,27 @@ fn dispatch(cli: Cli) -> Outcome {
             what: CacheCommand::Show { key, p },
         } => inspect::cache_show(&p, &key),
         Command::Ops { json } => inspect::ops(json),
+        Command::BenchTrain(a) => bench::bench_train(a),
+        Command::Init => init(),
     }
+}
+
+fn init() -> Outcome {
+    let dir = std::env::current_dir().map_err(|e| Failure::Input(e.to_string()))?;
+    let written = project::init(&dir).map_err(|e| Failure::Failed(format!("init: {e}")))?;
+    if written.is_empty() {
+        eprintln!("repro init: every file of the default pipeline is already here");
+    }
+    for p in written {
+        eprintln!(
+            "  wrote    {}",
+            p.strip_prefix(&dir).unwrap_or(&p).display()
+        );
+    }
+    eprintln!(
+        "next: `repro run` (the miniature, a few minutes on two cores) or `repro run -p tiny` (seconds)"
+    );
+    Ok(())
 }
 
 /// The project root, or an input error.

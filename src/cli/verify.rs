@@ -316,6 +316,7 @@ fn rerun_uncached(
         env: &[],
         device: "cpu".into(),
         threads: 1,
+        status: &|_| {},
     };
     run_node(&l.cache, &l.dag, &job, token, false)
 }

@@ -307,7 +307,7 @@ pub fn run(
                 cpu_free -= cpus;
                 let gpus: Vec<String> = gpu_free.drain(..r.gpus).collect();
                 running += 1;
-                progress.started(i, node.id(), &why);
+                let op_status = progress.started(i, node.id(), &why);
                 let tx = tx.clone();
                 let upstream_keys: BTreeMap<usize, String> = node
                     .upstream
@@ -331,7 +331,9 @@ pub fn run(
                             .collect::<Vec<_>>()
                             .join(",")
                     };
+                    let status = |m: &str| op_status.set(m);
                     let job = Job {
+                        status: &status,
                         idx: i,
                         key: &key,
                         preimage: &preimage,

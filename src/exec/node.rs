@@ -49,6 +49,8 @@ pub struct Job<'a> {
     pub device: String,
     /// CPU slots granted.
     pub threads: usize,
+    /// Shows a running op's own progress (e.g. `step 40/200 loss 2.31`).
+    pub status: &'a (dyn Fn(&str) + Sync),
 }
 
 /// Runs a node and records it. With `record = false` (verify --rerun) the
@@ -128,6 +130,7 @@ pub fn run_node(
         env: job.env,
         threads: job.threads,
         records: &records,
+        status: job.status,
     };
     let result = match n.op.run(&ctx) {
         Ok(r) => r,

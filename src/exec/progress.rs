@@ -68,8 +68,14 @@ impl Progress {
         }
     }
 
-    /// A node started running.
-    pub fn started(&mut self, idx: usize, id: &str, why: &str) {
+    /// A node started running; returns the reporter of its own progress.
+    pub fn started(&mut self, idx: usize, id: &str, why: &str) -> OpStatus {
+        let status = OpStatus {
+            id: id.to_string(),
+            spinner: None,
+            plain: !self.quiet && self.multi.is_none(),
+            last: std::sync::Mutex::new(None),
+        };
         match &self.multi {
             Some(m) => {
                 let s = m.add(ProgressBar::new_spinner());
@@ -79,10 +85,17 @@ impl Progress {
                 );
                 s.set_message(id.to_string());
                 s.enable_steady_tick(Duration::from_millis(120));
-                self.spinners.insert(idx, s);
+                self.spinners.insert(idx, s.clone());
+                OpStatus {
+                    spinner: Some(s),
+                    ..status
+                }
             }
-            None if self.verbose => self.line(format!("  running  {id}  ({why})")),
-            None => {}
+            None if self.verbose => {
+                self.line(format!("  running  {id}  ({why})"));
+                status
+            }
+            None => status,
         }
     }
 
@@ -114,6 +127,33 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
+        }
+    }
+}
+
+/// Shows one running node's own progress: on a terminal in its spinner line,
+/// otherwise as a plain line at most every 15 seconds.
+pub struct OpStatus {
+    id: String,
+    spinner: Option<ProgressBar>,
+    plain: bool,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl OpStatus {
+    /// Sets the node's progress message.
+    pub fn set(&self, msg: &str) {
+        if let Some(s) = &self.spinner {
+            s.set_message(format!("{}  {msg}", self.id));
+        } else if self.plain {
+            let Ok(mut last) = self.last.lock() else {
+                return;
+            };
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(15));
+            if due {
+                *last = Some(std::time::Instant::now());
+                eprintln!("  ...      {}  {msg}", self.id);
+            }
         }
     }
 }

@@ -8,14 +8,25 @@
 //! `out/<path>`. The executor then hashes and stores the outputs. An op never
 //! touches the cache itself, so a failing or cancelled op cannot half-write it.
 
+pub mod eval_qa;
+pub mod eval_style;
 pub mod file;
+pub mod lm_common;
+pub mod lm_finetune;
+pub mod lm_generate;
+pub mod lm_pretrain;
+pub mod mini_teacher;
+pub mod mini_world;
+pub mod prompts_qa;
 pub mod published;
+pub mod rate_pairwise;
 pub mod report_common;
 pub mod report_figure;
 pub mod report_html;
 pub mod report_table;
 pub mod schema;
 pub mod shell;
+pub mod tokenizer_train;
 
 use crate::exec::cancel::CancelToken;
 pub use schema::{ParamSpec, ParamType};
@@ -25,12 +36,22 @@ use std::path::{Path, PathBuf};
 
 /// Every op known to this build. Keep it sorted by name.
 pub static REGISTRY: &[&dyn Op] = &[
+    &eval_qa::EvalQaOp,
+    &eval_style::EvalStyleOp,
     &file::FileOp,
+    &lm_finetune::LmFinetuneOp,
+    &lm_generate::LmGenerateOp,
+    &lm_pretrain::LmPretrainOp,
+    &mini_teacher::MiniTeacherOp,
+    &mini_world::MiniWorldOp,
+    &prompts_qa::PromptsQaOp,
+    &rate_pairwise::RatePairwiseOp,
     &published::PublishedOp,
     &report_figure::ReportFigureOp,
     &report_html::ReportHtmlOp,
     &report_table::ReportTableOp,
     &shell::ShellOp,
+    &tokenizer_train::TokenizerTrainOp,
 ];
 
 /// Finds an op by name.
@@ -73,6 +94,9 @@ pub struct RunContext<'a> {
     /// For report ops: per input, what it came from (node, coordinates,
     /// metrics, key, provenance, or `missing`); empty for other ops.
     pub records: &'a Map<String, Value>,
+    /// Reports the op's own progress (shown beside the node while it runs;
+    /// throttled to a line every 15 s without a terminal).
+    pub status: &'a (dyn Fn(&str) + Sync),
 }
 
 /// What an op reports besides its output files.

@@ -90,6 +90,9 @@ pub fn interpolate(s: &str, scope: &Scope) -> Result<Value, InterpError> {
 }
 
 fn lookup(name: &str, scope: &Scope) -> Result<Var, InterpError> {
+    if name.contains('[') {
+        return lookup(&resolve_brackets(name, scope)?, scope);
+    }
     let mut parts = name.split('.');
     let head = parts.next().unwrap_or_default();
     let mut var = scope
@@ -108,6 +111,33 @@ fn lookup(name: &str, scope: &Scope) -> Result<Var, InterpError> {
         };
     }
     Ok(var)
+}
+
+/// Rewrites `a[k].b` as `a.<text of k>.b`.
+fn resolve_brackets(name: &str, scope: &Scope) -> Result<String, InterpError> {
+    let mut out = String::new();
+    let mut rest = name;
+    while let Some(open) = rest.find('[') {
+        let close = rest[open..]
+            .find(']')
+            .map(|c| open + c)
+            .ok_or_else(|| InterpError::Undefined(name.to_string()))?;
+        let key = rest[open + 1..close].trim();
+        if key.is_empty() || key.contains('[') {
+            return Err(InterpError::Undefined(name.to_string()));
+        }
+        let var = lookup(key, scope)?;
+        let text = text_of(key, &var)?;
+        if text.contains('.') || text.contains('[') {
+            return Err(InterpError::Undefined(name.to_string()));
+        }
+        out.push_str(&rest[..open]);
+        out.push('.');
+        out.push_str(&text);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn text_of(name: &str, var: &Var) -> Result<String, InterpError> {
@@ -158,6 +188,25 @@ mod tests {
     fn whole_string_keeps_type() {
         assert_eq!(interpolate("${seed}", &scope()).unwrap(), json!(3));
         assert_eq!(interpolate("${cfg.bs}", &scope()).unwrap(), json!(8));
+    }
+
+    #[test]
+    fn bracket_lookup_uses_another_name_as_the_key() {
+        let mut s = scope();
+        s.insert(
+            "which".into(),
+            Var {
+                value: json!("bs"),
+                text: None,
+            },
+        );
+        assert_eq!(interpolate("${cfg[which]}", &s).unwrap(), json!(8));
+        assert_eq!(interpolate("n=${cfg[which]}", &s).unwrap(), json!("n=8"));
+        assert!(matches!(
+            interpolate("${cfg[nope]}", &s),
+            Err(InterpError::Undefined(_))
+        ));
+        assert!(interpolate("${cfg[which}", &s).is_err());
     }
 
     #[test]

@@ -1,0 +1,138 @@
+//! Model directories in the Hugging Face layout: `config.json`,
+//! `model.safetensors` (or shards listed in `model.safetensors.index.json`),
+//! `tokenizer.json` and `tokenizer_config.json`.
+
+use super::config::LlamaConfig;
+use super::llama::Llama;
+use super::params::ParamStore;
+use super::tokenizer::TextTokenizer;
+use candle_core::{DType, Device, Tensor, Var};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Why a checkpoint could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file is missing or unreadable.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The weights do not fit the config.
+    #[error("{0}")]
+    Model(String),
+}
+
+fn ferr(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Reads `config.json`.
+pub fn read_config(dir: &Path) -> Result<LlamaConfig, CheckpointError> {
+    let p = dir.join("config.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| ferr(&p, e))?;
+    let cfg: LlamaConfig = serde_json::from_str(&text).map_err(|e| ferr(&p, e))?;
+    cfg.validate().map_err(|e| ferr(&p, e))?;
+    Ok(cfg)
+}
+
+/// Reads every tensor of the directory (single file or shards).
+pub fn read_tensors(
+    dir: &Path,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, CheckpointError> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return candle_core::safetensors::load(&single, device).map_err(|e| ferr(&single, e));
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index)
+        .map_err(|_| ferr(dir, "no model.safetensors or model.safetensors.index.json"))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ferr(&index, e))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ferr(&index, "no `weight_map` object"))?;
+    let mut files: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
+    files.sort();
+    files.dedup();
+    let mut all = HashMap::new();
+    for f in files {
+        if f.contains('/') || f.contains("..") {
+            return Err(ferr(
+                &index,
+                format!("shard name `{f}` must be a plain file name"),
+            ));
+        }
+        let p = dir.join(f);
+        all.extend(candle_core::safetensors::load(&p, device).map_err(|e| ferr(&p, e))?);
+    }
+    Ok(all)
+}
+
+/// A loaded model with its tokenizer and, when trainable, its weights.
+pub struct Loaded {
+    /// The model.
+    pub model: Llama,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// Named trainable weights (empty when loaded for inference).
+    pub vars: Vec<(String, Var)>,
+}
+
+/// Loads a model directory; `trainable` wraps the weights in variables.
+pub fn load(dir: &Path, trainable: bool, device: &Device) -> Result<Loaded, CheckpointError> {
+    let cfg = read_config(dir)?;
+    let tensors = read_tensors(dir, device)?;
+    let tokenizer =
+        TextTokenizer::load_dir(dir).map_err(|e| CheckpointError::Model(e.to_string()))?;
+    let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
+    let model = Llama::new(&cfg, &mut store, device)
+        .map_err(|e| CheckpointError::Model(format!("{}: {e}", dir.display())))?;
+    let unused: Vec<String> = store
+        .unused()
+        .into_iter()
+        .filter(|n| {
+            !(n.ends_with("rotary_emb.inv_freq")
+                || (cfg.tie_word_embeddings && n == "lm_head.weight"))
+        })
+        .collect();
+    if !unused.is_empty() {
+        return Err(CheckpointError::Model(format!(
+            "{}: weights the config does not use: {}",
+            dir.display(),
+            unused.join(", ")
+        )));
+    }
+    Ok(Loaded {
+        model,
+        tokenizer,
+        vars: store.into_vars(),
+    })
+}
+
+/// Writes a model directory: config, weights (sorted by name, so the bytes
+/// are the same for the same weights) and tokenizer.
+pub fn save(
+    dir: &Path,
+    cfg: &LlamaConfig,
+    weights: &[(String, Tensor)],
+    tokenizer: &TextTokenizer,
+) -> Result<(), CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
+    let cfg_text = serde_json::to_string_pretty(cfg).map_err(|e| ferr(dir, e))?;
+    let p = dir.join("config.json");
+    std::fs::write(&p, cfg_text + "\n").map_err(|e| ferr(&p, e))?;
+    let sorted: BTreeMap<&str, &Tensor> = weights.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let p = dir.join("model.safetensors");
+    safetensors::tensor::serialize_to_file(sorted, None, &p).map_err(|e| ferr(&p, e))?;
+    tokenizer
+        .save_dir(dir)
+        .map_err(|e| CheckpointError::Model(e.to_string()))
+}

@@ -1,0 +1,32 @@
+//! The model layer on candle: a LLaMA-family decoder with Hugging Face weight
+//! names ([`llama`]), where weights come from ([`params`]), an in-place AdamW
+//! ([`adamw`]), the training loop ([`train`]), batched decoding
+//! ([`generate`]), tokenizers and chat templates ([`tokenizer`]), model
+//! directories ([`checkpoint`]) and CPU tuning ([`cpu`]).
+
+pub mod adamw;
+pub mod checkpoint;
+pub mod config;
+pub mod cpu;
+pub mod generate;
+pub mod kernels;
+pub mod llama;
+pub mod params;
+pub mod tokenizer;
+pub mod train;
+
+pub use config::LlamaConfig;
+pub use llama::{KvCache, Llama};
+
+/// A freshly initialised model (N(0, 0.02) matrices, unit norms) and its
+/// named trainable weights, the same for the same seed on every machine.
+pub fn init(
+    cfg: &LlamaConfig,
+    seed: u64,
+    device: &candle_core::Device,
+    dtype: candle_core::DType,
+) -> candle_core::Result<(Llama, Vec<(String, candle_core::Var)>)> {
+    let mut store = params::ParamStore::fresh(seed, 0.02, device, dtype);
+    let model = Llama::new(cfg, &mut store, device)?;
+    Ok((model, store.into_vars()))
+}

@@ -1,0 +1,201 @@
+//! The training loop: causal language-model loss on the tokens an example
+//! marks as learnable, AdamW with linear warm-up and cosine decay, global
+//! gradient-norm clipping, deterministic for a seed.
+//!
+//! Examples are packed end to end into one token stream (as the paper chunks
+//! conversations into 2048-token blocks) and cut into windows of
+//! `seq_len + 1` tokens; a window's targets are its tokens shifted by one,
+//! and only targets whose learn flag is set enter the loss (all of them for
+//! pretraining, assistant turns for supervised fine-tuning). Each epoch
+//! visits the windows in a seeded order.
+
+use super::adamw::{AdamW, AdamWConfig};
+use super::llama::Llama;
+use crate::rng::Rng;
+use candle_core::{Result, Tensor, Var};
+use std::time::Instant;
+
+/// One training example: token ids and, per token, whether it is learned.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Learn flag per token (same length).
+    pub learn: Vec<bool>,
+}
+
+/// Hyper-parameters of a run.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Tokens per window (model inputs).
+    pub seq_len: usize,
+    /// Windows per step.
+    pub batch_size: usize,
+    /// Passes over the data (fractional allowed).
+    pub epochs: f64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// Share of the steps spent warming up linearly.
+    pub warmup: f64,
+    /// AdamW settings (weight decay, clipping).
+    pub adamw: AdamWConfig,
+    /// Seed of the window order.
+    pub seed: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct TrainReport {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Loss per step.
+    pub losses: Vec<f64>,
+    /// Learned (loss-bearing) tokens processed.
+    pub learned_tokens: usize,
+    /// All tokens processed (inputs).
+    pub tokens: usize,
+    /// Wall time of the loop, seconds.
+    pub seconds: f64,
+    /// Windows in one epoch.
+    pub windows: usize,
+}
+
+/// A packed window of `seq_len + 1` tokens.
+#[derive(Debug, Clone)]
+pub struct Window {
+    ids: Vec<u32>,
+    learn: Vec<bool>,
+}
+
+/// Packs examples into windows of `seq_len + 1` tokens (consecutive windows
+/// share one boundary token). Windows without any learned target are dropped.
+pub fn pack(examples: &[Example], seq_len: usize) -> Vec<Window> {
+    let mut ids = Vec::new();
+    let mut learn = Vec::new();
+    for e in examples {
+        ids.extend_from_slice(&e.ids);
+        learn.extend_from_slice(&e.learn);
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start + 1 < ids.len() {
+        let end = (start + seq_len + 1).min(ids.len());
+        let w = Window {
+            ids: ids[start..end].to_vec(),
+            learn: learn[start..end].to_vec(),
+        };
+        if w.learn[1..].iter().any(|&l| l) {
+            out.push(w);
+        }
+        start += seq_len;
+    }
+    out
+}
+
+/// Learning rate at `step` of `total`: linear warm-up, then cosine decay to
+/// `min_lr_ratio * lr`.
+pub fn lr_at(cfg: &TrainConfig, step: usize, total: usize) -> f64 {
+    let warm = ((cfg.warmup * total as f64).round() as usize).max(1);
+    if step < warm {
+        return cfg.lr * (step + 1) as f64 / warm as f64;
+    }
+    let span = (total.saturating_sub(warm)).max(1) as f64;
+    let p = ((step - warm) as f64 / span).min(1.0);
+    let min = cfg.lr * cfg.min_lr_ratio;
+    min + (cfg.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+}
+
+/// Masked next-token cross-entropy of a batch of windows (padded to the
+/// longest with learn = false). Returns the loss and the learned count.
+pub fn batch_loss(model: &Llama, batch: &[&Window], fast: bool) -> Result<Option<(Tensor, usize)>> {
+    let dev = model.device();
+    let t = batch.iter().map(|w| w.ids.len() - 1).max().unwrap_or(0);
+    if t == 0 {
+        return Ok(None);
+    }
+    let b = batch.len();
+    let mut inp = Vec::with_capacity(b * t);
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (i, w) in batch.iter().enumerate() {
+        let n = w.ids.len() - 1;
+        for j in 0..t {
+            inp.push(if j < n { w.ids[j] } else { 0 });
+            if j < n && w.learn[j + 1] {
+                rows.push((i * t + j) as u32);
+                targets.push(w.ids[j + 1]);
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let n = rows.len();
+    let ids = Tensor::from_vec(inp, (b, t), dev)?;
+    let h = model.hidden(&ids, None, None, fast)?;
+    let d = h.dim(2)?;
+    let rows = Tensor::from_vec(rows, n, dev)?;
+    let h = h.reshape((b * t, d))?.index_select(&rows, 0)?;
+    let logits = model.logits(&h)?;
+    let targets = Tensor::from_vec(targets, n, dev)?;
+    let loss = super::kernels::cross_entropy(&logits, &targets)?;
+    Ok(Some((loss, n)))
+}
+
+/// Trains `model` (whose weights are `vars`) on `windows`. `on_step` sees
+/// (step, total steps, loss) and may stop the run by returning `false`.
+pub fn train(
+    model: &Llama,
+    vars: &[Var],
+    windows: &[Window],
+    cfg: &TrainConfig,
+    mut on_step: impl FnMut(usize, usize, f64) -> bool,
+) -> Result<TrainReport> {
+    let mut report = TrainReport {
+        windows: windows.len(),
+        ..Default::default()
+    };
+    if windows.is_empty() || cfg.batch_size == 0 {
+        return Ok(report);
+    }
+    let per_epoch = windows.len().div_ceil(cfg.batch_size);
+    let total = ((cfg.epochs * per_epoch as f64).ceil() as usize).max(1);
+    let mut opt = AdamW::new(vars, cfg.adamw);
+    let mut rng = Rng::derive(cfg.seed, "window-order");
+    let mut order: Vec<usize> = Vec::new();
+    let mut cursor = 0;
+    let t0 = Instant::now();
+    for step in 0..total {
+        let mut batch = Vec::with_capacity(cfg.batch_size);
+        while batch.len() < cfg.batch_size {
+            if cursor >= order.len() {
+                order = (0..windows.len()).collect();
+                rng.shuffle(&mut order);
+                cursor = 0;
+            }
+            batch.push(&windows[order[cursor]]);
+            cursor += 1;
+        }
+        let Some((loss, learned)) = batch_loss(model, &batch, false)? else {
+            continue;
+        };
+        let grads = loss.backward()?;
+        let lr = lr_at(cfg, step, total);
+        opt.step(&grads, lr)?;
+        let l = loss.to_scalar::<f32>()? as f64;
+        report.losses.push(l);
+        report.learned_tokens += learned;
+        report.tokens += batch.iter().map(|w| w.ids.len() - 1).sum::<usize>();
+        report.steps += 1;
+        if !l.is_finite() {
+            candle_core::bail!("loss became {l} at step {step}; lower the learning rate");
+        }
+        if !on_step(step, total, l) {
+            break;
+        }
+    }
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}

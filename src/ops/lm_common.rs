@@ -1,0 +1,320 @@
+//! Shared pieces of the model ops (`tokenizer.train`, `lm.pretrain`,
+//! `lm.finetune`, `lm.generate`): reading their inputs, the training params
+//! every training op takes, and running model work on the threads the
+//! scheduler granted.
+
+use super::{OpError, ParamSpec, ParamType, RunContext};
+use crate::model::adamw::AdamWConfig;
+use crate::model::tokenizer::Message;
+use crate::model::train::TrainConfig;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Params shared by the training ops (all semantic).
+pub const TRAIN_PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "seq_len",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "tokens per training window (default 128)",
+    },
+    ParamSpec {
+        name: "batch_size",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "windows per step (default 16)",
+    },
+    ParamSpec {
+        name: "epochs",
+        ty: ParamType::Number,
+        required: false,
+        semantic: true,
+        doc: "passes over the data, fractional allowed (default 1)",
+    },
+    ParamSpec {
+        name: "lr",
+        ty: ParamType::Number,
+        required: false,
+        semantic: true,
+        doc: "peak learning rate (default 1e-3)",
+    },
+    ParamSpec {
+        name: "min_lr_ratio",
+        ty: ParamType::Number,
+        required: false,
+        semantic: true,
+        doc: "final learning rate as a fraction of the peak (default 0.1)",
+    },
+    ParamSpec {
+        name: "warmup",
+        ty: ParamType::Number,
+        required: false,
+        semantic: true,
+        doc: "share of steps warming up linearly (default 0.05)",
+    },
+    ParamSpec {
+        name: "weight_decay",
+        ty: ParamType::Number,
+        required: false,
+        semantic: true,
+        doc: "AdamW decoupled weight decay on matrices (default 0.1)",
+    },
+    ParamSpec {
+        name: "clip",
+        ty: ParamType::Number,
+        required: false,
+        semantic: true,
+        doc: "global gradient-norm clip, 0 = off (default 1.0)",
+    },
+    ParamSpec {
+        name: "seed",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "seed of initialisation and data order (default 0)",
+    },
+];
+
+fn num(params: &Map<String, Value>, k: &str, default: f64) -> f64 {
+    params.get(k).and_then(Value::as_f64).unwrap_or(default)
+}
+
+/// An integer param, or its default.
+pub fn int(params: &Map<String, Value>, k: &str, default: u64) -> u64 {
+    params.get(k).and_then(Value::as_u64).unwrap_or(default)
+}
+
+/// Checks the ranges of [`TRAIN_PARAMS`]; `Err((param, message))`.
+pub fn check_train(params: &Map<String, Value>) -> Result<(), (String, String)> {
+    let positive = ["seq_len", "batch_size", "epochs", "lr"];
+    for k in positive {
+        if let Some(v) = params.get(k).and_then(Value::as_f64)
+            && v <= 0.0
+        {
+            return Err((k.into(), format!("`{k}` must be positive, found {v}")));
+        }
+    }
+    for k in ["min_lr_ratio", "warmup"] {
+        if let Some(v) = params.get(k).and_then(Value::as_f64)
+            && !(0.0..=1.0).contains(&v)
+        {
+            return Err((k.into(), format!("`{k}` must be in [0, 1], found {v}")));
+        }
+    }
+    for k in ["weight_decay", "clip"] {
+        if let Some(v) = params.get(k).and_then(Value::as_f64)
+            && v < 0.0
+        {
+            return Err((k.into(), format!("`{k}` must not be negative, found {v}")));
+        }
+    }
+    Ok(())
+}
+
+/// The training config from params.
+pub fn train_config(params: &Map<String, Value>) -> TrainConfig {
+    TrainConfig {
+        seq_len: int(params, "seq_len", 128) as usize,
+        batch_size: int(params, "batch_size", 16) as usize,
+        epochs: num(params, "epochs", 1.0),
+        lr: num(params, "lr", 1e-3),
+        min_lr_ratio: num(params, "min_lr_ratio", 0.1),
+        warmup: num(params, "warmup", 0.05),
+        adamw: AdamWConfig {
+            weight_decay: num(params, "weight_decay", 0.1),
+            clip: num(params, "clip", 1.0),
+            ..AdamWConfig::default()
+        },
+        seed: int(params, "seed", 0),
+    }
+}
+
+/// The path of input `name`, or a clear error.
+pub fn input<'a>(ctx: &'a RunContext, name: &str) -> Result<&'a PathBuf, OpError> {
+    ctx.inputs
+        .get(name)
+        .ok_or_else(|| OpError::msg(format!("missing input `{name}`")))
+}
+
+/// Parses a JSON-lines input; errors name the input and line.
+pub fn read_jsonl(path: &Path, input: &str) -> Result<Vec<Value>, OpError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| OpError::msg(format!("input `{input}`: {e}")))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| OpError::msg(format!("input `{input}` line {}: {e}", i + 1)))?;
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// The `messages` of a chat record, checked.
+pub fn messages(v: &Value, input: &str, line: usize) -> Result<Vec<Message>, OpError> {
+    let msgs = v
+        .get("messages")
+        .cloned()
+        .ok_or_else(|| OpError::msg(format!("input `{input}` record {line}: no `messages`")))?;
+    serde_json::from_value(msgs).map_err(|e| {
+        OpError::msg(format!(
+            "input `{input}` record {line}: `messages` must be a list of {{role, content}}: {e}"
+        ))
+    })
+}
+
+/// Runs `f` on a thread pool of the granted size, with malloc tuned.
+pub fn on_threads<T: Send>(
+    ctx: &RunContext,
+    f: impl FnOnce() -> Result<T, OpError> + Send,
+) -> Result<T, OpError> {
+    crate::model::cpu::tune_malloc();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(ctx.threads.max(1))
+        .build()
+        .map_err(|e| OpError::msg(format!("thread pool: {e}")))?;
+    pool.install(f)
+}
+
+/// Wraps a model-layer error.
+pub fn model_err(e: impl std::fmt::Display) -> OpError {
+    OpError::msg(e.to_string())
+}
+
+/// Writes `value` as pretty JSON plus newline.
+pub fn write_json(path: &Path, value: &Value) -> Result<(), OpError> {
+    let text = serde_json::to_string_pretty(value).map_err(model_err)?;
+    std::fs::write(path, text + "\n")?;
+    Ok(())
+}
+
+/// Flattens the numbers of a JSON object into record metrics.
+pub fn metrics_of(value: &Value) -> Map<String, Value> {
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.is_number())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Trains `model` on `examples`, writes the checkpoint to `out/model` and
+/// the log to `out/train.json`, and returns the record metrics.
+///
+/// The log holds the loss every `max(1, steps / 100)` steps; the metrics
+/// `final_loss` (mean of the last tenth of the steps), `steps`, `tokens`,
+/// `learned_tokens`, `seconds`, `tokens_per_s`, `params` and `windows`.
+pub fn train_and_save(
+    ctx: &RunContext,
+    loaded: crate::model::checkpoint::Loaded,
+    examples: &[crate::model::train::Example],
+    cfg: &TrainConfig,
+    mut extra: Map<String, Value>,
+) -> Result<Map<String, Value>, OpError> {
+    use crate::model::{checkpoint, train};
+    let windows = train::pack(examples, cfg.seq_len);
+    if windows.is_empty() {
+        return Err(OpError::msg(
+            "no training window has a token to learn (empty data?)",
+        ));
+    }
+    let vars: Vec<_> = loaded.vars.iter().map(|(_, v)| v.clone()).collect();
+    let cancel = ctx.cancel;
+    let started = std::time::Instant::now();
+    let report = train::train(&loaded.model, &vars, &windows, cfg, |step, total, loss| {
+        if step % 5 == 0 || step + 1 == total {
+            let secs = started.elapsed().as_secs_f64();
+            let eta = secs / (step + 1) as f64 * (total - step - 1) as f64;
+            (ctx.status)(&format!(
+                "step {}/{total}  loss {loss:.3}  eta {eta:.0}s",
+                step + 1
+            ));
+        }
+        !cancel.is_cancelled()
+    })
+    .map_err(model_err)?;
+    if cancel.is_cancelled() {
+        return Err(OpError::Cancelled);
+    }
+    let weights: Vec<_> = loaded
+        .vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let cfg_model = loaded.model.config().clone();
+    checkpoint::save(
+        &ctx.work_dir.join("out").join("model"),
+        &cfg_model,
+        &weights,
+        &loaded.tokenizer,
+    )
+    .map_err(model_err)?;
+    let n = report.losses.len();
+    let tail = (n / 10).max(1).min(n.max(1));
+    let final_loss = if n == 0 {
+        f64::NAN
+    } else {
+        report.losses[n - tail..].iter().sum::<f64>() / tail as f64
+    };
+    let every = (n / 100).max(1);
+    let curve: Vec<Value> = report
+        .losses
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == 0 || *i + 1 == n)
+        .map(|(i, l)| json!([i, (l * 1e4).round() / 1e4]))
+        .collect();
+    let secs = report.seconds.max(1e-9);
+    for (k, v) in [
+        ("final_loss", json!((final_loss * 1e4).round() / 1e4)),
+        (
+            "first_loss",
+            json!(report.losses.first().map(|l| (l * 1e4).round() / 1e4)),
+        ),
+        ("steps", json!(report.steps)),
+        ("windows", json!(report.windows)),
+        ("tokens", json!(report.tokens)),
+        ("learned_tokens", json!(report.learned_tokens)),
+        ("seconds", json!((report.seconds * 100.0).round() / 100.0)),
+        ("tokens_per_s", json!((report.tokens as f64 / secs).round())),
+        ("params", json!(cfg_model.param_count())),
+    ] {
+        extra.insert(k.into(), v);
+    }
+    let mut log = extra.clone();
+    log.insert("loss_curve".into(), Value::Array(curve));
+    log.insert(
+        "config".into(),
+        serde_json::to_value(&cfg_model).map_err(model_err)?,
+    );
+    write_json(
+        &ctx.work_dir.join("out").join("train.json"),
+        &Value::Object(log),
+    )?;
+    Ok(metrics_of(&Value::Object(extra)))
+}
+
+/// Outputs of the training ops: the model directory (heavy) and the log.
+pub fn train_outputs() -> Vec<super::OutputDecl> {
+    vec![
+        super::OutputDecl {
+            name: "out".into(),
+            path: "model".into(),
+            heavy: true,
+        },
+        super::OutputDecl {
+            name: "log".into(),
+            path: "train.json".into(),
+            heavy: false,
+        },
+    ]
+}
+
+use serde_json::json;

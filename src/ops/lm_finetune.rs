@@ -1,0 +1,86 @@
+//! `lm.finetune`: supervised fine-tuning of a model on chat data (the
+//! paper's imitation step).
+//!
+//! Inputs: `base` (a model directory) and `data` (JSON lines, each with
+//! `messages: [{role, content}]`). Each conversation is rendered with the
+//! model's chat template and only the assistant turns are learned (the
+//! paper: "standard LM losses on only the model outputs"). Param `tokens`
+//! caps the imitation data: the leading conversations, in file order, whose
+//! rendered tokens add up to at most `tokens`, so smaller budgets are
+//! prefixes of larger ones (nested subsets, as a scaling sweep needs).
+//! Outputs: `out` the model directory (heavy) and `log` (`train.json`).
+
+use super::lm_common::{self, TRAIN_PARAMS, input, model_err, read_jsonl};
+use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::model::checkpoint;
+use crate::model::train::Example;
+use serde_json::{Map, Value, json};
+use std::sync::LazyLock;
+
+/// The `lm.finetune` op.
+pub struct LmFinetuneOp;
+
+static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| {
+    let mut v = vec![ParamSpec {
+        name: "tokens",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "imitation-data budget in tokens: the leading conversations that fit (default: all)",
+    }];
+    v.extend_from_slice(TRAIN_PARAMS);
+    v
+});
+
+impl Op for LmFinetuneOp {
+    fn name(&self) -> &'static str {
+        "lm.finetune"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data); outputs `out` (model, heavy) and `log`."
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        &PARAMS
+    }
+    fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        lm_common::check_train(params)
+    }
+    fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
+        lm_common::train_outputs()
+    }
+    fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
+        let base = input(ctx, "base")?.clone();
+        let records = read_jsonl(input(ctx, "data")?, "data")?;
+        let budget = ctx.params.get("tokens").and_then(Value::as_u64);
+        let tcfg = lm_common::train_config(ctx.params);
+        let metrics = lm_common::on_threads(ctx, || {
+            let device = crate::model::cpu::device();
+            let loaded = checkpoint::load(&base, true, &device).map_err(model_err)?;
+            let mut examples = Vec::new();
+            let mut used_tokens = 0usize;
+            for (i, r) in records.iter().enumerate() {
+                let msgs = lm_common::messages(r, "data", i + 1)?;
+                let (ids, learn) = loaded.tokenizer.encode_chat(&msgs).map_err(model_err)?;
+                if let Some(b) = budget
+                    && used_tokens + ids.len() > b as usize
+                {
+                    break;
+                }
+                used_tokens += ids.len();
+                examples.push(Example { ids, learn });
+            }
+            let mut extra = Map::new();
+            extra.insert("examples".into(), json!(examples.len()));
+            extra.insert("data_tokens".into(), json!(used_tokens));
+            extra.insert("available_examples".into(), json!(records.len()));
+            lm_common::train_and_save(ctx, loaded, &examples, &tcfg, extra)
+        })?;
+        Ok(RunResult {
+            metrics,
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! `lm.generate`: a model's answers to a set of prompts.
+//!
+//! Inputs: `model` (a model directory) and `prompts` (JSON lines, each with
+//! an `id` and one of `messages` (rendered with the model's chat template
+//! and its generation prompt), `prompt` (one user message, rendered the
+//! same way) or `text` (used as is, e.g. a few-shot prompt)). Decoding is batched with a KV cache: greedy when `temperature`
+//! is 0, else sampled from `seed`; it stops at the model's end-of-turn or
+//! end-of-document token, at any `stop` string (cut off, not included), or
+//! after `max_new_tokens`. Output `out` (`predictions.jsonl`):
+//! `{"id", "prediction", "tokens", "finish"}` per prompt, in input order.
+
+use super::lm_common::{self, input, model_err, read_jsonl};
+use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::model::checkpoint;
+use crate::model::generate::{Finish, GenConfig, generate};
+use serde_json::{Map, Value, json};
+
+/// The `lm.generate` op.
+pub struct LmGenerateOp;
+
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "max_new_tokens",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "most new tokens per prompt (default 48)",
+    },
+    ParamSpec {
+        name: "temperature",
+        ty: ParamType::Number,
+        required: false,
+        semantic: true,
+        doc: "0 = greedy (default), else sampling temperature",
+    },
+    ParamSpec {
+        name: "seed",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "sampling seed (default 0)",
+    },
+    ParamSpec {
+        name: "stop",
+        ty: ParamType::List,
+        required: false,
+        semantic: true,
+        doc: "stop strings (default [\"\\n\"])",
+    },
+    ParamSpec {
+        name: "batch_size",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "prompts decoded together (default 32; padding can change float rounding, so it is in the key)",
+    },
+];
+
+impl Op for LmGenerateOp {
+    fn name(&self) -> &'static str {
+        "lm.generate"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Generates answers (inputs `model` directory, `prompts` JSON lines with `id` and `messages` or `text`); output `out` predictions.jsonl {id, prediction, tokens, finish}."
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+    fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        if let Some(Value::Array(stops)) = params.get("stop")
+            && stops
+                .iter()
+                .any(|s| !s.is_string() || s.as_str() == Some(""))
+        {
+            return Err((
+                "stop".into(),
+                "`stop` must be a list of non-empty strings".into(),
+            ));
+        }
+        if let Some(t) = params.get("temperature").and_then(Value::as_f64)
+            && t < 0.0
+        {
+            return Err((
+                "temperature".into(),
+                "`temperature` must not be negative".into(),
+            ));
+        }
+        if lm_common::int(params, "batch_size", 32) == 0 {
+            return Err(("batch_size".into(), "`batch_size` must be positive".into()));
+        }
+        Ok(())
+    }
+    fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
+        vec![OutputDecl {
+            name: "out".into(),
+            path: "predictions.jsonl".into(),
+            heavy: false,
+        }]
+    }
+    fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
+        let dir = input(ctx, "model")?.clone();
+        let records = read_jsonl(input(ctx, "prompts")?, "prompts")?;
+        let stops: Vec<String> = match ctx.params.get("stop") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect(),
+            _ => vec!["\n".into()],
+        };
+        let cfg = GenConfig {
+            max_new_tokens: lm_common::int(ctx.params, "max_new_tokens", 48) as usize,
+            temperature: ctx
+                .params
+                .get("temperature")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            batch_size: lm_common::int(ctx.params, "batch_size", 32) as usize,
+            seed: lm_common::int(ctx.params, "seed", 0),
+        };
+        let (lines, metrics) = lm_common::on_threads(ctx, || {
+            let device = crate::model::cpu::device();
+            let loaded = checkpoint::load(&dir, false, &device).map_err(model_err)?;
+            let tok = &loaded.tokenizer;
+            let mut ids = Vec::with_capacity(records.len());
+            let mut prompts = Vec::with_capacity(records.len());
+            for (i, r) in records.iter().enumerate() {
+                let id = r.get("id").cloned().ok_or_else(|| {
+                    OpError::msg(format!("input `prompts` record {}: no `id`", i + 1))
+                })?;
+                let text = match (
+                    r.get("text").and_then(Value::as_str),
+                    r.get("prompt").and_then(Value::as_str),
+                ) {
+                    (Some(t), _) => t.to_string(),
+                    (None, Some(p)) => {
+                        let msgs = [crate::model::tokenizer::Message {
+                            role: "user".into(),
+                            content: p.into(),
+                        }];
+                        tok.render_chat(&msgs, true).map_err(model_err)?
+                    }
+                    (None, None) => {
+                        let msgs = lm_common::messages(r, "prompts", i + 1)?;
+                        tok.render_chat(&msgs, true).map_err(model_err)?
+                    }
+                };
+                ids.push(id);
+                prompts.push(tok.encode(&text).map_err(model_err)?);
+            }
+            // Longest first, so batches hold similar lengths; results are
+            // written back in input order.
+            let mut order: Vec<usize> = (0..prompts.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+            let sorted: Vec<Vec<u32>> = order.iter().map(|&i| prompts[i].clone()).collect();
+            let start = std::time::Instant::now();
+            let cancel = ctx.cancel;
+            let mut cancelled = false;
+            let gens = generate(&loaded.model, &sorted, &tok.stop_ids(), &cfg, |row| {
+                if cancel.is_cancelled() {
+                    cancelled = true;
+                    return true;
+                }
+                let text = tok.decode(row).unwrap_or_default();
+                stops.iter().any(|s| text.contains(s.as_str()))
+            })
+            .map_err(model_err)?;
+            if cancelled || cancel.is_cancelled() {
+                return Err(OpError::Cancelled);
+            }
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            let mut out = vec![String::new(); prompts.len()];
+            let mut new_tokens = 0usize;
+            let mut by_finish = [0usize; 3];
+            for (g, &i) in gens.iter().zip(&order) {
+                let mut text = tok.decode(&g.ids).map_err(model_err)?;
+                for s in &stops {
+                    if let Some(p) = text.find(s.as_str()) {
+                        text.truncate(p);
+                    }
+                }
+                let finish = match g.finish {
+                    Finish::StopToken => "stop_token",
+                    Finish::StopString => "stop_string",
+                    Finish::Length => "length",
+                };
+                by_finish[g.finish as usize] += 1;
+                new_tokens += g.ids.len();
+                let line = json!({"id": ids[i], "prediction": text.trim(), "tokens": g.ids.len(), "finish": finish});
+                out[i] = line.to_string();
+            }
+            let m = json!({
+                "prompts": prompts.len(),
+                "new_tokens": new_tokens,
+                "tokens_per_s": (new_tokens as f64 / secs).round(),
+                "finish_length": by_finish[Finish::Length as usize],
+            });
+            Ok((out, lm_common::metrics_of(&m)))
+        })?;
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        std::fs::write(ctx.work_dir.join("out").join("predictions.jsonl"), text)?;
+        Ok(RunResult {
+            metrics,
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! `lm.pretrain`: trains a LLaMA-family model from scratch on a corpus.
+//!
+//! Inputs: `corpus` (text, one document per line) and `tokenizer` (a
+//! directory from `tokenizer.train`). Param `model` is the architecture in
+//! Hugging Face `config.json` names (`hidden_size`, `intermediate_size`,
+//! `num_hidden_layers`, `num_attention_heads`, optional
+//! `num_key_value_heads`, `max_position_embeddings`, `rope_theta`,
+//! `rms_norm_eps`, `tie_word_embeddings` (default true)); `vocab_size` comes
+//! from the tokenizer. Every document is followed by `<|endoftext|>` and
+//! every token is learned. Weights start N(0, 0.02) from `seed`. Outputs:
+//! `out` the model directory (heavy, HF layout) and `log` (`train.json`: the
+//! loss curve and the numbers that also go into the record).
+
+use super::lm_common::{self, TRAIN_PARAMS, input, model_err};
+use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::model::checkpoint::Loaded;
+use crate::model::tokenizer::TextTokenizer;
+use crate::model::train::Example;
+use crate::model::{LlamaConfig, init};
+use candle_core::DType;
+use serde_json::{Map, Value, json};
+use std::sync::LazyLock;
+
+/// The `lm.pretrain` op.
+pub struct LmPretrainOp;
+
+static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| {
+    let mut v = vec![ParamSpec {
+        name: "model",
+        ty: ParamType::Map,
+        required: true,
+        semantic: true,
+        doc: "architecture in HF config.json names (vocab_size comes from the tokenizer)",
+    }];
+    v.extend_from_slice(TRAIN_PARAMS);
+    v
+});
+
+/// The model config from the `model` param and a vocabulary size.
+pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<LlamaConfig, String> {
+    let mut m = params
+        .get("model")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if m.contains_key("vocab_size") {
+        return Err("`model.vocab_size` comes from the tokenizer; remove it".into());
+    }
+    m.insert("vocab_size".into(), json!(vocab));
+    m.entry("tie_word_embeddings").or_insert(json!(true));
+    let seq = lm_common::int(params, "seq_len", 128);
+    m.entry("max_position_embeddings")
+        .or_insert(json!(seq.max(256)));
+    let cfg: LlamaConfig =
+        serde_json::from_value(Value::Object(m)).map_err(|e| format!("`model`: {e}"))?;
+    cfg.validate().map_err(|e| format!("`model`: {e}"))?;
+    Ok(cfg)
+}
+
+impl Op for LmPretrainOp {
+    fn name(&self) -> &'static str {
+        "lm.pretrain"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Pretrains a LLaMA-family model from scratch (inputs `corpus`, `tokenizer`; param `model` in HF config names); outputs `out` (model directory, heavy) and `log` (train.json)."
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        &PARAMS
+    }
+    fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        model_config(params, 1024).map_err(|m| ("model".to_string(), m))?;
+        lm_common::check_train(params)
+    }
+    fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
+        lm_common::train_outputs()
+    }
+    fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
+        let corpus = std::fs::read_to_string(input(ctx, "corpus")?)
+            .map_err(|e| OpError::msg(format!("input `corpus`: {e}")))?;
+        let tokenizer = TextTokenizer::load_dir(input(ctx, "tokenizer")?).map_err(model_err)?;
+        let cfg = model_config(ctx.params, tokenizer.vocab_size()).map_err(OpError::msg)?;
+        let tcfg = lm_common::train_config(ctx.params);
+        let metrics = lm_common::on_threads(ctx, || {
+            let mut examples = Vec::new();
+            for doc in corpus.lines().filter(|l| !l.trim().is_empty()) {
+                let mut ids = tokenizer.encode(doc).map_err(model_err)?;
+                ids.push(tokenizer.eos_id());
+                let learn = vec![true; ids.len()];
+                examples.push(Example { ids, learn });
+            }
+            let device = crate::model::cpu::device();
+            let (model, vars) = init(&cfg, tcfg.seed, &device, DType::F32).map_err(model_err)?;
+            let mut extra = Map::new();
+            extra.insert("documents".into(), json!(examples.len()));
+            lm_common::train_and_save(
+                ctx,
+                Loaded {
+                    model,
+                    tokenizer,
+                    vars,
+                },
+                &examples,
+                &tcfg,
+                extra,
+            )
+        })?;
+        Ok(RunResult {
+            metrics,
+            ..Default::default()
+        })
+    }
+}

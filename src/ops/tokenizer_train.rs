@@ -1,0 +1,87 @@
+//! `tokenizer.train`: a byte-level BPE tokenizer trained on a corpus.
+//!
+//! Input `corpus`: a text file, one document per line. The tokenizer has
+//! `vocab_size` tokens including the miniature's special tokens
+//! (`<|endoftext|>`, `<|system|>`, `<|user|>`, `<|assistant|>`, `<|end|>`) and
+//! its chat template. Output `tokenizer`: a directory with `tokenizer.json`
+//! and `tokenizer_config.json` (Hugging Face layout). Training is
+//! deterministic for the same corpus.
+
+use super::lm_common::{input, int, metrics_of, model_err};
+use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::model::tokenizer::{MINI_SPECIALS, TextTokenizer, train_bpe};
+use serde_json::{Map, Value, json};
+
+/// The `tokenizer.train` op.
+pub struct TokenizerTrainOp;
+
+const PARAMS: &[ParamSpec] = &[ParamSpec {
+    name: "vocab_size",
+    ty: ParamType::Int,
+    required: false,
+    semantic: true,
+    doc: "tokens in the vocabulary, special tokens included (default 1024)",
+}];
+
+impl Op for TokenizerTrainOp {
+    fn name(&self) -> &'static str {
+        "tokenizer.train"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Trains a byte-level BPE tokenizer (input `corpus`, one document per line) with the miniature's chat template; output `tokenizer` (tokenizer.json + tokenizer_config.json)."
+    }
+    fn params(&self) -> &'static [ParamSpec] {
+        PARAMS
+    }
+    fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        let v = int(params, "vocab_size", 1024);
+        if !(300..=65536).contains(&v) {
+            return Err((
+                "vocab_size".into(),
+                format!(
+                    "`vocab_size` must be in 300..=65536 (256 bytes + specials + merges), found {v}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+    fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
+        vec![OutputDecl {
+            name: "out".into(),
+            path: "tokenizer".into(),
+            heavy: false,
+        }]
+    }
+    fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
+        let path = input(ctx, "corpus")?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| OpError::msg(format!("input `corpus`: {e}")))?;
+        let vocab = int(ctx.params, "vocab_size", 1024) as usize;
+        let docs: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if docs.is_empty() {
+            return Err(OpError::msg("input `corpus` has no documents"));
+        }
+        let tk = train_bpe(docs.iter().copied(), vocab, &MINI_SPECIALS).map_err(model_err)?;
+        let tok = TextTokenizer::new(tk, TextTokenizer::mini_chat()).map_err(model_err)?;
+        let dir = ctx.work_dir.join("out").join("tokenizer");
+        std::fs::create_dir_all(&dir)?;
+        tok.save_dir(&dir).map_err(model_err)?;
+        let tokens: usize = docs
+            .iter()
+            .map(|d| tok.encode(d).map(|v| v.len()))
+            .sum::<Result<usize, _>>()
+            .map_err(model_err)?;
+        let m = json!({
+            "vocab_size": tok.vocab_size(),
+            "documents": docs.len(),
+            "corpus_tokens": tokens,
+        });
+        Ok(RunResult {
+            metrics: metrics_of(&m),
+            ..Default::default()
+        })
+    }
+}
