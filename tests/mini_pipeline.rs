@@ -46,6 +46,12 @@ fn init_then_tiny_runs_end_to_end_and_is_cached_after() {
     assert_eq!(status["missing"], 0, "{status}");
     let blobs = p.path().join(".repro/blobs");
     assert!(blobs.is_dir(), "checkpoints go to the blob store");
+
+    // A reviewer's clone has no heavy blobs: reports still re-render and
+    // verify passes (no report may read a checkpoint).
+    std::fs::remove_dir_all(&blobs).expect("rm blobs");
+    p.ok(&["verify", "-p", "tiny"]);
+    assert!(p.ok(&["run", "-p", "tiny"]).contains("nothing to do"));
 }
 
 #[test]
