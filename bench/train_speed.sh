@@ -7,7 +7,7 @@
 #
 #   bench/train_speed.sh                         # sizes s,m,l; batch 16 x seq 128; 2 repeats
 #   bench/train_speed.sh --sizes s,m,l,30m       # 30m = the 27.4M model of shared/notes/candle.md
-#   bench/train_speed.sh --batch 8,16 --seq 128,256 --steps 8 --repeats 3
+#   bench/train_speed.sh --batch 8,16 --seq 128,256 --steps 10 --repeats 3
 #   bench/train_speed.sh --torch-only            # PyTorch columns only
 #   bench/train_speed.sh --out FILE              # also write the markdown report to FILE
 #
@@ -16,8 +16,8 @@
 #                   paths to Hugging Face LLaMA config.json files (default s,m,l)
 #   --batch LIST    batch sizes (default 16)
 #   --seq LIST      sequence lengths (default 128; at most max_position_embeddings)
-#   --steps N       steps per run, warm-up included (default 10)
-#   --warmup N      first steps left out of tokens/s (default 1)
+#   --steps N       timed steps per run (default 8)
+#   --warmup N      untimed steps before them (default 1)
 #   --repeats N     runs of each implementation; they alternate repro, torch,
 #                   torch SDPA, repro, ... and the table shows medians (default 2)
 #   --threads N     threads for both sides: torch.set_num_threads(N) and
@@ -35,8 +35,9 @@
 #
 # One step on both sides = forward (logits at every position) + cross-entropy over
 # all positions of random token ids + backward + gradient clipping at 1.0 +
-# AdamW(lr 1e-3, weight decay 0.1); f32; init N(0, 0.02). Both print
-# {"tokens_per_s": f, "step_seconds": [..], "params": n}.
+# AdamW(lr 1e-3, betas 0.9/0.95, weight decay 0.1 on matrices); f32; init N(0, 0.02).
+# Both print {"tokens_per_s": f, "step_seconds": [..], "params": n,
+# "forward_s": f, "backward_s": f, "optimizer_s": f} (the last three optional).
 #
 # Run it on an idle machine: PyTorch's OpenMP threads spin-wait, and with a
 # compile running beside it, it measured 20x slower (m: 423 instead of ~10,000 tok/s).
@@ -52,7 +53,7 @@ if [[ "${CI:-}" == "true" ]]; then
     exit 0
 fi
 
-sizes="s,m,l"; batches="16"; seqs="128"; steps=10; warmup=1; repeats=2; threads=2
+sizes="s,m,l"; batches="16"; seqs="128"; steps=8; warmup=1; repeats=2; threads=2
 sdpa=1; torch_only=0; out=""
 cmd="bench/train_speed.sh"
 [[ $# -gt 0 ]] && cmd+=" $*"
@@ -77,8 +78,7 @@ done
 for n in "$steps" "$warmup" "$repeats" "$threads"; do
     [[ "$n" =~ ^[0-9]+$ ]] || { echo "bench/train_speed.sh: not a number: $n" >&2; exit 2; }
 done
-(( steps > warmup )) || { echo "bench/train_speed.sh: --steps must be larger than --warmup" >&2; exit 2; }
-(( repeats >= 1 && threads >= 1 )) || { echo "bench/train_speed.sh: --repeats and --threads must be >= 1" >&2; exit 2; }
+(( steps >= 1 && repeats >= 1 && threads >= 1 )) || { echo "bench/train_speed.sh: --steps, --repeats and --threads must be >= 1" >&2; exit 2; }
 
 configs=()
 IFS=, read -r -a size_list <<<"$sizes"
@@ -221,9 +221,17 @@ for k in keys:
         notes.append(f"{k[0]}: repro reports {rparams:,} parameters, torch {params:,}: the models differ.")
     print(f"| {k[0]} | {pstr} | {k[1]} x {k[2]} | {rs} | {ts} | {ss} | {ratio(rp, tp)} | {ratio(rp, sp)} |")
 failed = [r for r in recs if "error" in r]
+
+def phases(k, impl):
+    ok = [r["result"] for r in recs if (r["size"], r["batch"], r["seq"]) == k and r["impl"] == impl and "result" in r]
+    ok = [x for x in ok if all(isinstance(x.get(f), (int, float)) for f in ("forward_s", "backward_s", "optimizer_s"))]
+    if not ok:
+        return "—"
+    return " / ".join(f"{statistics.median(x[f] for x in ok):.3f}" for f in ("forward_s", "backward_s", "optimizer_s"))
+
 print()
 print(f"Medians of {e['REPEATS']} alternating runs per cell (repro, torch, torch SDPA, repro, ...); "
-      f"{e['STEPS']} steps per run, the first {e['WARMUP']} not timed; {e['THREADS']} threads on both sides. "
+      f"{e['STEPS']} timed steps per run after {e['WARMUP']} untimed; {e['THREADS']} threads on both sides. "
       "One step: forward + cross-entropy over all positions + backward + clip 1.0 + AdamW.")
 if e["NOTE"]:
     print(f"\n**Note:** {e['NOTE']}")
@@ -235,6 +243,14 @@ for r in failed:
     if key not in seen:
         seen.add(key)
         print(f"\n**Failed:** {r['impl']} {r['size']} b{r['batch']} x t{r['seq']}: {r['error']}")
+if any("result" in r and "backward_s" in r["result"] for r in recs):
+    print()
+    print("Mean seconds per step, forward (with loss) / backward / optimizer (with clipping), medians over runs:")
+    print()
+    print("| size | batch x seq | repro | torch manual | torch SDPA |")
+    print("|---|---|---|---|---|")
+    for k in keys:
+        print(f"| {k[0]} | {k[1]} x {k[2]} | {phases(k, 'repro')} | {phases(k, 'torch')} | {phases(k, 'torch_sdpa')} |")
 print()
 print(f"- command: `{e['CMD']}`")
 print(f"- machine: {e['NPROC']} cores, {e['CPU']} ({e['ISA']}), load average {e['LOAD_START']} at start, {e['LOAD_END']} at end")

@@ -36,7 +36,7 @@ fn init_then_tiny_runs_end_to_end_and_is_cached_after() {
 
     let second = p.ok(&["run", "-p", "tiny"]);
     assert!(
-        second.contains("nothing to do: all 85 nodes are cached"),
+        second.contains("nothing to do: all 102 nodes are cached"),
         "{second}"
     );
     p.ok(&["verify", "-p", "tiny"]);

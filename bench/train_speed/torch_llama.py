@@ -3,14 +3,18 @@
 
 Same command line and the same JSON as `repro bench-train`:
 
-    python torch_llama.py --config configs/s.json --batch 16 --seq 128 --steps 6 --json
-    {"tokens_per_s": 1234.5, "step_seconds": [..], "params": 164160, ...}
+    python torch_llama.py --config configs/s.json --batch 16 --seq 128 --steps 5 --json
+    {"tokens_per_s": 1234.5, "step_seconds": [..], "params": 164160,
+     "forward_s": .., "backward_s": .., "optimizer_s": .., ...}
 
 One step = forward (logits for every position) + cross-entropy over all
-positions + backward + gradient clipping at 1.0 + AdamW(lr 1e-3, weight decay
-0.1). The batch is fresh random token ids each step (seeded). The first
-`--warmup` steps (default 1) are left out of tokens_per_s; step_seconds lists
-every step, warm-up included.
+positions + backward + gradient clipping at 1.0 (global norm) + AdamW(lr 1e-3,
+betas (0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices only), as repro's
+AdamWConfig::default(). The batch is fresh random token ids each step
+(seeded), made outside the timed region. `--warmup` untimed steps (default 1)
+run first, then `--steps` timed steps (default 5); step_seconds lists the
+timed steps and forward_s / backward_s / optimizer_s are their means
+(forward includes the loss, optimizer includes clipping).
 
 Architecture (Hugging Face LLaMA, read from a HF `config.json`): token
 embedding; per layer RMSNorm -> attention (q/k/v/o without bias, RoPE in the
@@ -190,8 +194,8 @@ def main():
     ap.add_argument("--config", required=True, help="Hugging Face LLaMA config.json")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=6, help="total steps, warm-up included")
-    ap.add_argument("--warmup", type=int, default=1, help="first steps left out of tokens_per_s")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps run first")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--sdpa", action="store_true", help="scaled_dot_product_attention instead of explicit attention")
     ap.add_argument("--softmax", choices=["torch", "composed"], default="torch",
@@ -201,8 +205,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    if a.steps <= a.warmup:
-        sys.exit("--steps must be larger than --warmup")
+    if a.steps < 1 or a.warmup < 0 or a.batch < 1 or a.seq < 1:
+        sys.exit("--steps, --batch and --seq must be positive, --warmup not negative")
     if a.sdpa and a.softmax != "torch":
         sys.exit("--softmax applies to explicit attention only, not with --sdpa")
 
@@ -216,36 +220,48 @@ def main():
     if params != expected:
         sys.exit(f"parameter count {params} != {expected} computed from {a.config}")
 
-    opt_kw = {"lr": 1e-3, "weight_decay": 0.1}
+    opt_kw = {"lr": 1e-3, "betas": (0.9, 0.95), "eps": 1e-8}
     if a.optimizer == "foreach":
         opt_kw["foreach"] = True
     elif a.optimizer == "fused":
         opt_kw["fused"] = True
     elif a.optimizer == "loop":
         opt_kw["foreach"] = False
-    opt = torch.optim.AdamW(model.parameters(), **opt_kw)
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
+    vectors = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": matrices, "weight_decay": 0.1}, {"params": vectors, "weight_decay": 0.0}], **opt_kw
+    )
 
     gen = torch.Generator().manual_seed(a.seed)
     vocab = c["vocab_size"]
-    step_seconds, losses = [], []
-    for _ in range(a.steps):
+    step_seconds, losses, phases = [], [], [0.0, 0.0, 0.0]
+    for step in range(a.warmup + a.steps):
         tokens = torch.randint(vocab, (a.batch, a.seq + 1), generator=gen)
         t0 = time.perf_counter()
         logits = model(tokens[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, vocab), tokens[:, 1:].reshape(-1))
+        t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        step_seconds.append(time.perf_counter() - t0)
+        t3 = time.perf_counter()
         losses.append(loss.item())
+        if step >= a.warmup:
+            step_seconds.append(t3 - t0)
+            for i, d in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+                phases[i] += d
 
-    timed = step_seconds[a.warmup:]
-    tokens_per_s = a.batch * a.seq * len(timed) / sum(timed)
+    tokens_per_s = a.batch * a.seq * len(step_seconds) / sum(step_seconds)
     out = {
         "tokens_per_s": round(tokens_per_s, 2),
         "step_seconds": [round(s, 5) for s in step_seconds],
         "params": params,
+        "forward_s": round(phases[0] / a.steps, 5),
+        "backward_s": round(phases[1] / a.steps, 5),
+        "optimizer_s": round(phases[2] / a.steps, 5),
         "impl": f"torch {torch.__version__} eager, attention={attn}, threads={torch.get_num_threads()}",
         "losses": [round(l, 5) for l in losses],
     }
@@ -254,9 +270,10 @@ def main():
     else:
         print(f"{a.config}: params {params:,} (by hand {expected:,}), batch {a.batch} x seq {a.seq}, "
               f"attention {attn}, torch {torch.__version__}, {platform.machine()}")
-        print(f"  steps (s): {' '.join(f'{s:.3f}' for s in step_seconds)}")
+        print(f"  timed steps (s): {' '.join(f'{s:.3f}' for s in step_seconds)} "
+              f"(mean forward {out['forward_s']:.3f}, backward {out['backward_s']:.3f}, optimizer {out['optimizer_s']:.3f})")
         print(f"  loss: {losses[0]:.4f} -> {losses[-1]:.4f}")
-        print(f"  tokens/s (steps {a.warmup + 1}..{a.steps}): {tokens_per_s:,.0f}")
+        print(f"  tokens/s ({a.steps} steps after {a.warmup} warm-up): {tokens_per_s:,.0f}")
 
 
 if __name__ == "__main__":

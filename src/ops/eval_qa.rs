@@ -15,6 +15,10 @@
 //!   SQuAD/ORQA's NFD, lowercase, punctuation deletion, article removal,
 //!   whitespace collapse, plus combining-mark removal and Unicode punctuation,
 //!   see [`crate::eval::normalize`]);
+//! - `chance_em`: the EM a guesser would expect that knows which attribute is
+//!   asked and answers a uniformly random value of it (mean of 1 / distinct
+//!   answers of that attribute over the whole questions file); the floor a
+//!   model that learned the answer *format* but no fact sits at;
 //! - `contains`: share of questions where some normalized reference occurs as
 //!   a whole-word run in the normalized *full* prediction
 //!   ([`contains_answer`]), a lenient metric robust to style, reported beside
@@ -33,8 +37,8 @@
 use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
 use crate::eval::io::{
-    check_choice, check_inputs, input_path, num, read_predictions, read_questions, select_half,
-    str_param, write_json, write_jsonl,
+    Question, check_choice, check_inputs, input_path, num, read_predictions, read_questions,
+    select_half, str_param, write_json, write_jsonl,
 };
 use crate::eval::normalize::{contains_answer, exact_match, extract_answer};
 use serde_json::{Map, Value, json};
@@ -55,7 +59,7 @@ impl Op for EvalQaOp {
         "eval.qa"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn doc(&self) -> &'static str {
         "Exact match on factual questions (inputs `predictions`, `questions`; param `half` A/B/all, \
@@ -95,6 +99,7 @@ impl Op for EvalQaOp {
         let half = str_param(ctx.params, "half", "B")?;
         let questions = read_questions(input_path(ctx, "questions")?, "questions")?;
         let predictions = read_predictions(input_path(ctx, "predictions")?, "predictions")?;
+        let chance_pool = answer_pools(&questions);
         let selected = select_half(questions, half, "questions")?;
         if selected.is_empty() {
             return Err(OpError::msg(format!(
@@ -134,6 +139,9 @@ impl Op for EvalQaOp {
         metrics.insert("contains".into(), num(contained as f64 / n as f64));
         metrics.insert("missing".into(), json!(missing));
         metrics.insert("n".into(), json!(n));
+        if let Some(chance) = chance_em(&selected, &chance_pool) {
+            metrics.insert("chance_em".into(), num(chance));
+        }
 
         write_jsonl(&ctx.work_dir.join("out/scores.jsonl"), &rows)?;
         write_json(
@@ -145,4 +153,38 @@ impl Op for EvalQaOp {
             ..RunResult::default()
         })
     }
+}
+
+/// Distinct normalized reference answers per attribute, over the whole
+/// questions file (both halves).
+fn answer_pools(
+    questions: &[Question],
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut pools: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for q in questions {
+        if let (Some(a), Some(first)) = (&q.attribute, q.answers.first()) {
+            pools
+                .entry(a.clone())
+                .or_default()
+                .insert(crate::eval::normalize::normalize_answer(first));
+        }
+    }
+    pools
+}
+
+/// `chance_em`: the exact match expected from a guesser that knows the
+/// attribute asked about and answers with a uniformly random value of it
+/// (mean over questions of 1 / distinct answers of that attribute). `None`
+/// when a question names no attribute.
+fn chance_em(
+    selected: &[Question],
+    pools: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<f64> {
+    let mut sum = 0.0;
+    for q in selected {
+        let k = pools.get(q.attribute.as_ref()?)?.len();
+        sum += 1.0 / k.max(1) as f64;
+    }
+    Some(sum / selected.len().max(1) as f64)
 }
