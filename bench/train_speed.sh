@@ -227,7 +227,7 @@ def phases(k, impl):
     ok = [x for x in ok if all(isinstance(x.get(f), (int, float)) for f in ("forward_s", "backward_s", "optimizer_s"))]
     if not ok:
         return "—"
-    return " / ".join(f"{statistics.median(x[f] for x in ok):.3f}" for f in ("forward_s", "backward_s", "optimizer_s"))
+    return " / ".join(f"{1000 * statistics.median(x[f] for x in ok):.1f}" for f in ("forward_s", "backward_s", "optimizer_s"))
 
 print()
 print(f"Medians of {e['REPEATS']} alternating runs per cell (repro, torch, torch SDPA, repro, ...); "
@@ -245,7 +245,7 @@ for r in failed:
         print(f"\n**Failed:** {r['impl']} {r['size']} b{r['batch']} x t{r['seq']}: {r['error']}")
 if any("result" in r and "backward_s" in r["result"] for r in recs):
     print()
-    print("Mean seconds per step, forward (with loss) / backward / optimizer (with clipping), medians over runs:")
+    print("Milliseconds per step, forward (with loss) / backward / optimizer (with clipping), medians over runs:")
     print()
     print("| size | batch x seq | repro | torch manual | torch SDPA |")
     print("|---|---|---|---|---|")

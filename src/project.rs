@@ -37,6 +37,10 @@ pub const EMBEDDED_FILES: &[(&str, &str)] = &[
         "templates/mini_table1.md.j2",
         include_str!("../templates/mini_table1.md.j2"),
     ),
+    (
+        "templates/mini_predictions.md.j2",
+        include_str!("../templates/mini_predictions.md.j2"),
+    ),
 ];
 
 /// A pipeline file to load.

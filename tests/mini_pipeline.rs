@@ -31,12 +31,18 @@ fn init_then_tiny_runs_end_to_end_and_is_cached_after() {
         let bytes = std::fs::read(p.path().join(f)).expect(f);
         assert!(bytes.len() > 1000, "{f} is {} bytes", bytes.len());
     }
+    let predictions = p.read("paper/tiny/predictions.md");
+    assert_eq!(
+        predictions.matches("| holds |").count() + predictions.matches("| not shown |").count(),
+        5,
+        "{predictions}"
+    );
     // Every evaluation row of the table is a number: nothing is missing.
     assert!(!table.contains("not in the cache"), "{table}");
 
     let second = p.ok(&["run", "-p", "tiny"]);
     assert!(
-        second.contains("nothing to do: all 102 nodes are cached"),
+        second.contains("nothing to do: all 103 nodes are cached"),
         "{second}"
     );
     p.ok(&["verify", "-p", "tiny"]);
