@@ -3,7 +3,7 @@
 # model in PyTorch eager (bench/train_speed/torch_llama.py), tokens/s on CPU,
 # side by side. Manual only: CI never runs it (it installs PyTorch, ~5 GB with
 # the CUDA runtime wheels the PyPI torch wheel pulls in, into a throw-away venv;
-# the default run takes ~5-10 minutes on the 2-core machine).
+# the default run takes 2-3 minutes on an idle 2-core machine, plus the build).
 #
 #   bench/train_speed.sh                         # sizes s,m,l; batch 16 x seq 128; 2 repeats
 #   bench/train_speed.sh --sizes s,m,l,30m       # 30m = the 27.4M model of shared/notes/candle.md
@@ -40,7 +40,8 @@
 # "forward_s": f, "backward_s": f, "optimizer_s": f} (the last three optional).
 #
 # Run it on an idle machine: PyTorch's OpenMP threads spin-wait, and with a
-# compile running beside it, it measured 20x slower (m: 423 instead of ~10,000 tok/s).
+# compile running beside it, it measured up to 40x slower (m: 423 instead of ~19,800 tok/s),
+# while candle slowed ~3x. The script warns when the load average is high.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

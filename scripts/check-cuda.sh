@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Proves that `cargo check --features cuda` compiles, on a machine without a GPU
 # and without a system CUDA toolkit. Manual only: CI never runs it (it downloads
-# ~150 MB of NVIDIA wheels and compiles candle-kernels' CUDA sources, about
-# 10-20 minutes on the 2-core machine the first time).
+# ~150 MB of NVIDIA wheels (366 MB unpacked) and compiles candle-kernels' CUDA
+# sources: 23 minutes the first time on the 2-core machine with other builds
+# running, 12 of them in candle-kernels' build script; seconds after that).
 #
 #   scripts/check-cuda.sh                  # cargo check --features cuda
 #   scripts/check-cuda.sh --all-targets    # extra arguments go to cargo check
