@@ -9,8 +9,10 @@
 // path, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod api;
 pub mod cache;
 pub mod cli;
+pub mod data;
 pub mod eval;
 pub mod exec;
 pub mod graph;

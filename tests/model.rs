@@ -309,3 +309,37 @@ fn checkpoint_round_trip_gives_identical_logits() {
         .expect("must fail");
     assert!(err.to_string().contains("shape"), "{err}");
 }
+
+#[test]
+fn hf_llama_directory_matches_transformers() {
+    // tests/data/llama_hf: a tiny random `LlamaForCausalLM` (GQA 4/2, untied
+    // head) saved by transformers, with its logits (scripts/gpt2_reference.py).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/llama_hf");
+    let loaded = repro::model::load::load(&dir, false, &Device::Cpu).unwrap();
+    assert_eq!(loaded.model.arch(), "llama");
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids: Vec<Vec<u32>> = serde_json::from_value(r["ids"].clone()).unwrap();
+    let (b, t) = (ids.len(), ids[0].len());
+    let ids = Tensor::from_vec(ids.concat(), (b, t), &Device::Cpu).unwrap();
+    let want: Vec<Vec<Vec<f32>>> = serde_json::from_value(r["logits"].clone()).unwrap();
+    let v = want[0][0].len();
+    let want = Tensor::from_vec(want.concat().concat(), (b, t, v), &Device::Cpu).unwrap();
+    for fast in [true, false] {
+        let got = loaded.model.forward(&ids, None, None, fast).unwrap();
+        let diff = (&got - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            diff < 1e-4,
+            "fast={fast}: max diff {diff} from transformers"
+        );
+    }
+    // The HF tokenizer (no chat template) gets the plain one and its eos.
+    assert_eq!(loaded.tokenizer.stop_ids(), vec![0]);
+}

@@ -121,13 +121,19 @@ pub fn run_node(
 
     let started = now_rfc3339();
     let t0 = Instant::now();
+    // API ops keep every request and response in `<cache>/api` (see `crate::api`).
+    let mut env = job.env.to_vec();
+    if std::env::var_os(crate::api::STORE_ENV).is_none() {
+        let store = cache.dir.join("api").to_string_lossy().into_owned();
+        env.push((crate::api::STORE_ENV.into(), store));
+    }
     let ctx = RunContext {
         node: n.id(),
         work_dir: &work,
         params: &n.inst.params,
         inputs: &input_paths,
         cancel,
-        env: job.env,
+        env: &env,
         threads: job.threads,
         records: &records,
         status: job.status,

@@ -4,6 +4,7 @@
 
 use super::config::LlamaConfig;
 use super::llama::Llama;
+use super::lm::CausalLm;
 use super::params::ParamStore;
 use super::tokenizer::TextTokenizer;
 use candle_core::{DType, Device, Tensor, Var};
@@ -78,20 +79,31 @@ pub fn read_tensors(
 
 /// A loaded model with its tokenizer and, when trainable, its weights.
 pub struct Loaded {
-    /// The model.
-    pub model: Llama,
+    /// The model (any architecture).
+    pub model: Box<dyn CausalLm>,
     /// Its tokenizer.
     pub tokenizer: TextTokenizer,
     /// Named trainable weights (empty when loaded for inference).
     pub vars: Vec<(String, Var)>,
 }
 
-/// Loads a model directory; `trainable` wraps the weights in variables.
+/// Loads a model (a Hugging Face directory of any supported architecture,
+/// see [`super::load`]); `trainable` wraps the weights in variables.
 pub fn load(dir: &Path, trainable: bool, device: &Device) -> Result<Loaded, CheckpointError> {
-    let cfg = read_config(dir)?;
-    let tensors = read_tensors(dir, device)?;
-    let tokenizer =
-        TextTokenizer::load_dir(dir).map_err(|e| CheckpointError::Model(e.to_string()))?;
+    super::load::load(dir, trainable, device)
+}
+
+/// Builds a LLaMA from a validated config, the directory's tensors and a
+/// tokenizer; checkpoint tensors the model does not use are an error.
+pub fn load_llama(
+    dir: &Path,
+    cfg: &LlamaConfig,
+    tensors: HashMap<String, Tensor>,
+    tokenizer: TextTokenizer,
+    trainable: bool,
+    device: &Device,
+) -> Result<Loaded, CheckpointError> {
+    let cfg = cfg.clone();
     let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
     let model = Llama::new(&cfg, &mut store, device)
         .map_err(|e| CheckpointError::Model(format!("{}: {e}", dir.display())))?;
@@ -111,22 +123,35 @@ pub fn load(dir: &Path, trainable: bool, device: &Device) -> Result<Loaded, Chec
         )));
     }
     Ok(Loaded {
-        model,
+        model: Box::new(model),
         tokenizer,
         vars: store.into_vars(),
     })
 }
 
 /// Writes a model directory: config, weights (sorted by name, so the bytes
-/// are the same for the same weights) and tokenizer.
+/// are the same for the same weights) and tokenizer. `cfg` is any
+/// architecture's config struct (its fields become `config.json`).
 pub fn save(
     dir: &Path,
-    cfg: &LlamaConfig,
+    cfg: &impl serde::Serialize,
+    weights: &[(String, Tensor)],
+    tokenizer: &TextTokenizer,
+) -> Result<(), CheckpointError> {
+    let cfg_text = serde_json::to_string_pretty(cfg).map_err(|e| ferr(dir, e))?;
+    save_text(dir, &cfg_text, weights, tokenizer)
+}
+
+/// [`save`] with the `config.json` text given (e.g. from
+/// [`CausalLm::config_json`]).
+pub fn save_text(
+    dir: &Path,
+    cfg_text: &str,
     weights: &[(String, Tensor)],
     tokenizer: &TextTokenizer,
 ) -> Result<(), CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
-    let cfg_text = serde_json::to_string_pretty(cfg).map_err(|e| ferr(dir, e))?;
+    let cfg_text = cfg_text.to_string();
     let p = dir.join("config.json");
     std::fs::write(&p, cfg_text + "\n").map_err(|e| ferr(&p, e))?;
     let sorted: BTreeMap<&str, &Tensor> = weights.iter().map(|(n, t)| (n.as_str(), t)).collect();

@@ -1,7 +1,12 @@
-//! The model configuration, in Hugging Face's `config.json` field names so a
-//! checkpoint directory written here loads in `transformers` and back.
+//! The model configurations (LLaMA, GPT-2), in Hugging Face's `config.json`
+//! field names so a checkpoint directory written here loads in
+//! `transformers` and back.
 
+use super::checkpoint::CheckpointError;
+use super::load::ConfigReader;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::Path;
 
 /// A LLaMA-family configuration (the subset of `LlamaConfig` this model uses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,5 +122,146 @@ impl LlamaConfig {
             self.vocab_size * d
         };
         self.vocab_size * d + self.num_hidden_layers * per_layer + d + head
+    }
+}
+
+/// A GPT-2 configuration in Hugging Face `GPT2Config` field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gpt2Config {
+    /// Vocabulary size (rows of `wte`).
+    pub vocab_size: usize,
+    /// Learned positions (rows of `wpe`): the longest sequence.
+    pub n_positions: usize,
+    /// Width of the residual stream.
+    pub n_embd: usize,
+    /// Number of blocks.
+    pub n_layer: usize,
+    /// Attention heads.
+    pub n_head: usize,
+    /// Inner width of the MLP (`None`: 4 x `n_embd`).
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    /// LayerNorm epsilon.
+    pub layer_norm_epsilon: f64,
+    /// `gelu_new` (tanh approximation, GPT-2's), `gelu_pytorch_tanh`,
+    /// `gelu_fast`, `gelu` (exact), `relu` or `silu`.
+    pub activation_function: String,
+    /// Whether the head shares the token embedding (GPT-2: true).
+    pub tie_word_embeddings: bool,
+    /// Whether attention scores are divided by `sqrt(head_dim)` (GPT-2: true).
+    pub scale_attn_weights: bool,
+    /// `["GPT2LMHeadModel"]`.
+    pub architectures: Vec<String>,
+    /// `"gpt2"`.
+    pub model_type: String,
+}
+
+/// The activations GPT-2 configs may name.
+const ACTIVATIONS: &[&str] = &[
+    "gelu_new",
+    "gelu_pytorch_tanh",
+    "gelu_fast",
+    "gelu",
+    "relu",
+    "silu",
+];
+
+impl Gpt2Config {
+    /// Reads and checks a `config.json` object; errors name `path` and the key.
+    pub fn from_json(
+        path: &Path,
+        obj: &Map<String, Value>,
+    ) -> std::result::Result<Self, CheckpointError> {
+        let r = ConfigReader::new(path, obj);
+        for key in [
+            "scale_attn_by_inverse_layer_idx",
+            "reorder_and_upcast_attn",
+            "add_cross_attention",
+        ] {
+            if r.bool_or(key, false)? {
+                return Err(r.err(key, "not supported by this GPT-2 model"));
+            }
+        }
+        let cfg = Gpt2Config {
+            vocab_size: r.usize("vocab_size")?,
+            n_positions: r.usize("n_positions")?,
+            n_embd: r.usize("n_embd")?,
+            n_layer: r.usize("n_layer")?,
+            n_head: r.usize("n_head")?,
+            n_inner: r.opt_usize("n_inner")?,
+            layer_norm_epsilon: r.f64_or("layer_norm_epsilon", 1e-5)?,
+            activation_function: r
+                .opt_str("activation_function")?
+                .unwrap_or_else(|| "gelu_new".into()),
+            tie_word_embeddings: r.bool_or("tie_word_embeddings", true)?,
+            scale_attn_weights: r.bool_or("scale_attn_weights", true)?,
+            architectures: r
+                .opt_strings("architectures")?
+                .unwrap_or_else(|| vec!["GPT2LMHeadModel".into()]),
+            model_type: "gpt2".into(),
+        };
+        cfg.validate().map_err(|(key, msg)| r.err(key, msg))?;
+        Ok(cfg)
+    }
+
+    /// Inner width of the MLP.
+    pub fn inner(&self) -> usize {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head.max(1)
+    }
+
+    /// Checks the shape constraints; `Err((key, message))`.
+    pub fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+        for (k, v) in [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_inner", self.inner()),
+        ] {
+            if v == 0 {
+                return Err((k, "must be positive".into()));
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            return Err((
+                "n_head",
+                format!(
+                    "must divide n_embd ({}), found {}",
+                    self.n_embd, self.n_head
+                ),
+            ));
+        }
+        if self.layer_norm_epsilon.is_nan() || self.layer_norm_epsilon <= 0.0 {
+            return Err(("layer_norm_epsilon", "must be positive".into()));
+        }
+        if !ACTIVATIONS.contains(&self.activation_function.as_str()) {
+            return Err((
+                "activation_function",
+                format!(
+                    "unsupported `{}` (supported: {})",
+                    self.activation_function,
+                    ACTIVATIONS.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of parameters (a tied head counted once).
+    pub fn param_count(&self) -> usize {
+        let (d, f) = (self.n_embd, self.inner());
+        let per_layer = 4 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * d
+        };
+        (self.vocab_size + self.n_positions) * d + self.n_layer * per_layer + 2 * d + head
     }
 }

@@ -4,9 +4,12 @@
 //! Prompts of a batch are left-padded to the same length and the padding is
 //! masked out of attention. RoPE only sees relative positions inside the
 //! attention product, so shifting a row by its padding does not change its
-//! result; a test checks batched output equals one-by-one output.
+//! result; models with learned positions shift each row back
+//! ([`CausalLm::hidden_padded`]). Tests check batched output equals
+//! one-by-one output.
 
-use super::llama::{KvCache, Llama, MASKED};
+use super::llama::MASKED;
+use super::lm::{CausalLm, KvCache};
 use crate::rng::Rng;
 use candle_core::{D, Device, Result, Tensor};
 
@@ -58,10 +61,12 @@ fn pad_mask(pads: &[usize], t: usize, past: usize, device: &Device) -> Result<Te
     Tensor::from_vec(data, (b, 1, t, total), device)
 }
 
-/// Continues each prompt. `stop_ids` end a row; `is_stopped(row_ids)` is
-/// asked after each token (for stop strings, decoded by the caller).
+/// Continues each prompt with any [`CausalLm`]. `stop_ids` end a row;
+/// `is_stopped(row_ids)` is asked after each token (for stop strings,
+/// decoded by the caller). A model with a position limit decodes at most up
+/// to it.
 pub fn generate(
-    model: &Llama,
+    model: &dyn CausalLm,
     prompts: &[Vec<u32>],
     stop_ids: &[u32],
     cfg: &GenConfig,
@@ -70,15 +75,16 @@ pub fn generate(
     let mut out = Vec::with_capacity(prompts.len());
     let mut rng = Rng::derive(cfg.seed, "sampling");
     let dev = model.device().clone();
-    let max_pos = model.config().max_position_embeddings;
+    let max_pos = model.max_positions();
     for chunk in prompts.chunks(cfg.batch_size.max(1)) {
         let longest = chunk.iter().map(|p| p.len()).max().unwrap_or(0).max(1);
-        if longest >= max_pos {
-            candle_core::bail!(
-                "a prompt of {longest} tokens leaves no room below max_position_embeddings {max_pos}"
-            );
-        }
-        let budget = cfg.max_new_tokens.min(max_pos - longest);
+        let budget = match max_pos {
+            Some(max_pos) if longest >= max_pos => candle_core::bail!(
+                "a prompt of {longest} tokens leaves no room below the model's {max_pos} positions"
+            ),
+            Some(max_pos) => cfg.max_new_tokens.min(max_pos - longest),
+            None => cfg.max_new_tokens,
+        };
         let pads: Vec<usize> = chunk.iter().map(|p| longest - p.len()).collect();
         let mut ids = Vec::with_capacity(chunk.len() * longest);
         for p in chunk {
@@ -91,7 +97,13 @@ pub fn generate(
         let mut cache = KvCache::new();
         let input = Tensor::from_vec(ids, (chunk.len(), longest), &dev)?;
         let mask = pad_mask(&pads, longest, 0, &dev)?;
-        let logits = model.forward(&input, Some(&mut cache), Some(&mask), true)?;
+        let logits = model.logits(&model.hidden_padded(
+            &input,
+            Some(&mut cache),
+            Some(&mask),
+            &pads,
+            true,
+        )?)?;
         let mut last = logits.narrow(1, longest - 1, 1)?.squeeze(1)?;
         let mut gens: Vec<Generated> = chunk
             .iter()
@@ -125,7 +137,13 @@ pub fn generate(
             let input = Tensor::from_vec(next, (chunk.len(), 1), &dev)?;
             let mask = pad_mask(&pads, 1, past, &dev)?;
             last = model
-                .forward(&input, Some(&mut cache), Some(&mask), true)?
+                .logits(&model.hidden_padded(
+                    &input,
+                    Some(&mut cache),
+                    Some(&mask),
+                    &pads,
+                    true,
+                )?)?
                 .squeeze(1)?;
         }
         out.extend(gens);

@@ -14,6 +14,8 @@
 
 use super::config::LlamaConfig;
 use super::kernels;
+pub use super::lm::KvCache;
+use super::lm::{CausalLm, extend_slot, linear};
 use super::params::{Init, ParamStore};
 use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::ops;
@@ -45,42 +47,6 @@ pub struct Llama {
     cos: Tensor,
     sin: Tensor,
     device: Device,
-}
-
-/// Keys and values of the positions seen so far, one entry per layer.
-#[derive(Default)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    len: usize,
-}
-
-impl KvCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of positions already in the cache.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no position is cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// `x @ w^T` over the last dimension, for any leading shape.
-fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let last = dims[dims.len() - 1];
-    let rows: usize = dims[..dims.len() - 1].iter().product();
-    let y = x.reshape((rows, last))?.matmul(&w.t()?)?;
-    let mut out = dims;
-    let n = out.len();
-    out[n - 1] = w.dim(0)?;
-    y.reshape(out)
 }
 
 fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
@@ -180,7 +146,7 @@ impl Llama {
         fast: bool,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let past = cache.as_ref().map(|c| c.len).unwrap_or(0);
+        let past = cache.as_ref().map(|c| c.len()).unwrap_or(0);
         if past + t > self.cfg.max_position_embeddings {
             candle_core::bail!(
                 "sequence of {} positions exceeds max_position_embeddings {}",
@@ -205,13 +171,11 @@ impl Llama {
             .embed
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, t, d))?;
-        if let Some(c) = cache.as_deref_mut()
-            && c.layers.len() != self.blocks.len()
-        {
-            c.layers = (0..self.blocks.len()).map(|_| None).collect();
+        if let Some(c) = cache.as_deref_mut() {
+            c.ensure_layers(self.blocks.len());
         }
         for (i, blk) in self.blocks.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let slot = cache.as_deref_mut().map(|c| c.layer_mut(i));
             let h = self.norm(&x, &blk.input_norm, fast)?;
             let a = self.attention(blk, &h, &cos, &sin, mask, slot, fast)?;
             x = (x + a)?;
@@ -223,7 +187,7 @@ impl Llama {
             x = (x + m)?;
         }
         if let Some(c) = cache {
-            c.len = past + t;
+            c.set_len(past + t);
         }
         self.norm(&x, &self.norm, fast)
     }
@@ -293,15 +257,9 @@ impl Llama {
             }
         };
         let q = rope(heads(&blk.q, h)?)?;
-        let mut k = rope(heads(&blk.k, kvh)?)?;
-        let mut v = heads(&blk.v, kvh)?;
-        if let Some(slot) = slot {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v], 2)?;
-            }
-            *slot = Some((k.clone(), v.clone()));
-        }
+        let k = rope(heads(&blk.k, kvh)?)?;
+        let v = heads(&blk.v, kvh)?;
+        let (k, v) = extend_slot(slot, k, v)?;
         let k = repeat_kv(k, h / kvh)?;
         let v = repeat_kv(v, h / kvh)?;
         let scale = 1.0 / (hd as f64).sqrt();
@@ -319,6 +277,42 @@ impl Llama {
         };
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         linear(&y, &blk.o)
+    }
+}
+
+impl CausalLm for Llama {
+    fn arch(&self) -> &'static str {
+        "llama"
+    }
+    fn hidden(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        mask: Option<&Tensor>,
+        fast: bool,
+    ) -> Result<Tensor> {
+        Llama::hidden(self, ids, cache, mask, fast)
+    }
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Llama::logits(self, hidden)
+    }
+    fn vocab_size(&self) -> usize {
+        self.cfg.vocab_size
+    }
+    fn max_positions(&self) -> Option<usize> {
+        Some(self.cfg.max_position_embeddings)
+    }
+    fn device(&self) -> &Device {
+        &self.device
+    }
+    fn dtype(&self) -> DType {
+        Llama::dtype(self)
+    }
+    fn param_count(&self) -> usize {
+        self.cfg.param_count()
+    }
+    fn config_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(&self.cfg).map_err(candle_core::Error::wrap)
     }
 }
 

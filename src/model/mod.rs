@@ -1,5 +1,7 @@
-//! The model layer on candle: a LLaMA-family decoder with Hugging Face weight
-//! names ([`llama`]), where weights come from ([`params`]), an in-place AdamW
+//! The model layer on candle: the architecture-neutral [`CausalLm`] trait
+//! and KV cache ([`lm`]), a LLaMA-family decoder ([`llama`]) and a GPT-2
+//! ([`gpt2`]) with Hugging Face weight names, one loader for model
+//! directories ([`load`]), where weights come from ([`params`]), an in-place AdamW
 //! ([`adamw`]), the training loop ([`train`]), batched decoding
 //! ([`generate`]), tokenizers and chat templates ([`tokenizer`]), model
 //! directories ([`checkpoint`]) and CPU tuning ([`cpu`]).
@@ -8,15 +10,23 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
+pub mod gemma3;
 pub mod generate;
+pub mod gguf;
+pub mod gguf_gemma3;
+pub mod gguf_tokenizer;
+pub mod gpt2;
 pub mod kernels;
 pub mod llama;
+pub mod lm;
+pub mod load;
 pub mod params;
 pub mod tokenizer;
 pub mod train;
 
-pub use config::LlamaConfig;
-pub use llama::{KvCache, Llama};
+pub use config::{Gpt2Config, LlamaConfig};
+pub use llama::Llama;
+pub use lm::{CausalLm, KvCache};
 
 /// A freshly initialised model (N(0, 0.02) matrices, unit norms) and its
 /// named trainable weights, the same for the same seed on every machine.

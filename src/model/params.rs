@@ -16,6 +16,8 @@ pub enum Init {
     Normal,
     /// All ones (norm gains).
     Ones,
+    /// All zeros (biases).
+    Zeros,
 }
 
 enum Source {
@@ -73,6 +75,7 @@ impl ParamStore {
                 let n: usize = shape.iter().product();
                 let data: Vec<f32> = match init {
                     Init::Ones => vec![1.0; n],
+                    Init::Zeros => vec![0.0; n],
                     Init::Normal => (0..n).map(|_| (rng.normal() * *std) as f32).collect(),
                 };
                 Tensor::from_vec(data, shape, &self.device)?.to_dtype(self.dtype)?

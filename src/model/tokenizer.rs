@@ -179,6 +179,21 @@ impl TextTokenizer {
             .to_vec())
     }
 
+    /// Token ids of a raw prompt: [`TextTokenizer::encode`] with the
+    /// model's beginning-of-sequence token put first when it uses one
+    /// (`bos_token` set, e.g. LLaMA and Gemma) and the text does not already
+    /// start with it (a rendered chat template usually does).
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, TokError> {
+        let mut ids = self.encode(text)?;
+        if let Some(bos) = &self.chat.bos_token
+            && !text.starts_with(bos.as_str())
+            && let Some(id) = self.inner.token_to_id(bos)
+        {
+            ids.insert(0, id);
+        }
+        Ok(ids)
+    }
+
     /// Text of `ids`, special tokens dropped.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokError> {
         self.inner.decode(ids, true).map_err(terr)

@@ -10,7 +10,7 @@
 //! visits the windows in a seeded order.
 
 use super::adamw::{AdamW, AdamWConfig};
-use super::llama::Llama;
+use super::lm::CausalLm;
 use crate::rng::Rng;
 use candle_core::{Result, Tensor, Var};
 use std::time::Instant;
@@ -109,7 +109,11 @@ pub fn lr_at(cfg: &TrainConfig, step: usize, total: usize) -> f64 {
 
 /// Masked next-token cross-entropy of a batch of windows (padded to the
 /// longest with learn = false). Returns the loss and the learned count.
-pub fn batch_loss(model: &Llama, batch: &[&Window], fast: bool) -> Result<Option<(Tensor, usize)>> {
+pub fn batch_loss(
+    model: &dyn CausalLm,
+    batch: &[&Window],
+    fast: bool,
+) -> Result<Option<(Tensor, usize)>> {
     let dev = model.device();
     let t = batch.iter().map(|w| w.ids.len() - 1).max().unwrap_or(0);
     if t == 0 {
@@ -147,7 +151,7 @@ pub fn batch_loss(model: &Llama, batch: &[&Window], fast: bool) -> Result<Option
 /// Trains `model` (whose weights are `vars`) on `windows`. `on_step` sees
 /// (step, total steps, loss) and may stop the run by returning `false`.
 pub fn train(
-    model: &Llama,
+    model: &dyn CausalLm,
     vars: &[Var],
     windows: &[Window],
     cfg: &TrainConfig,

@@ -228,17 +228,23 @@ pub fn train_and_save(
     let vars: Vec<_> = loaded.vars.iter().map(|(_, v)| v.clone()).collect();
     let cancel = ctx.cancel;
     let started = std::time::Instant::now();
-    let report = train::train(&loaded.model, &vars, &windows, cfg, |step, total, loss| {
-        if step % 5 == 0 || step + 1 == total {
-            let secs = started.elapsed().as_secs_f64();
-            let eta = secs / (step + 1) as f64 * (total - step - 1) as f64;
-            (ctx.status)(&format!(
-                "step {}/{total}  loss {loss:.3}  eta {eta:.0}s",
-                step + 1
-            ));
-        }
-        !cancel.is_cancelled()
-    })
+    let report = train::train(
+        loaded.model.as_ref(),
+        &vars,
+        &windows,
+        cfg,
+        |step, total, loss| {
+            if step % 5 == 0 || step + 1 == total {
+                let secs = started.elapsed().as_secs_f64();
+                let eta = secs / (step + 1) as f64 * (total - step - 1) as f64;
+                (ctx.status)(&format!(
+                    "step {}/{total}  loss {loss:.3}  eta {eta:.0}s",
+                    step + 1
+                ));
+            }
+            !cancel.is_cancelled()
+        },
+    )
     .map_err(model_err)?;
     if cancel.is_cancelled() {
         return Err(OpError::Cancelled);
@@ -248,10 +254,10 @@ pub fn train_and_save(
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
-    let cfg_model = loaded.model.config().clone();
-    checkpoint::save(
+    let cfg_text = loaded.model.config_json().map_err(model_err)?;
+    checkpoint::save_text(
         &ctx.work_dir.join("out").join("model"),
-        &cfg_model,
+        &cfg_text,
         &weights,
         &loaded.tokenizer,
     )
@@ -284,7 +290,7 @@ pub fn train_and_save(
         ("learned_tokens", json!(report.learned_tokens)),
         ("seconds", json!((report.seconds * 100.0).round() / 100.0)),
         ("tokens_per_s", json!((report.tokens as f64 / secs).round())),
-        ("params", json!(cfg_model.param_count())),
+        ("params", json!(loaded.model.param_count())),
     ] {
         extra.insert(k.into(), v);
     }
@@ -292,7 +298,7 @@ pub fn train_and_save(
     log.insert("loss_curve".into(), Value::Array(curve));
     log.insert(
         "config".into(),
-        serde_json::to_value(&cfg_model).map_err(model_err)?,
+        serde_json::from_str::<Value>(&cfg_text).map_err(model_err)?,
     );
     write_json(
         &ctx.work_dir.join("out").join("train.json"),

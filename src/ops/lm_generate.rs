@@ -148,7 +148,7 @@ impl Op for LmGenerateOp {
                     }
                 };
                 ids.push(id);
-                prompts.push(tok.encode(&text).map_err(model_err)?);
+                prompts.push(tok.encode_prompt(&text).map_err(model_err)?);
             }
             // Longest first, so batches hold similar lengths; results are
             // written back in input order.
@@ -158,14 +158,20 @@ impl Op for LmGenerateOp {
             let start = std::time::Instant::now();
             let cancel = ctx.cancel;
             let mut cancelled = false;
-            let gens = generate(&loaded.model, &sorted, &tok.stop_ids(), &cfg, |row| {
-                if cancel.is_cancelled() {
-                    cancelled = true;
-                    return true;
-                }
-                let text = tok.decode(row).unwrap_or_default();
-                stops.iter().any(|s| text.contains(s.as_str()))
-            })
+            let gens = generate(
+                loaded.model.as_ref(),
+                &sorted,
+                &tok.stop_ids(),
+                &cfg,
+                |row| {
+                    if cancel.is_cancelled() {
+                        cancelled = true;
+                        return true;
+                    }
+                    let text = tok.decode(row).unwrap_or_default();
+                    stops.iter().any(|s| text.contains(s.as_str()))
+                },
+            )
             .map_err(model_err)?;
             if cancelled || cancel.is_cancelled() {
                 return Err(OpError::Cancelled);

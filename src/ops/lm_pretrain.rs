@@ -1,12 +1,13 @@
-//! `lm.pretrain`: trains a LLaMA-family model from scratch on a corpus.
+//! `lm.pretrain`: trains a LLaMA-family or GPT-2 model from scratch on a corpus.
 //!
 //! Inputs: `corpus` (text, one document per line) and `tokenizer` (a
 //! directory from `tokenizer.train`). Param `model` is the architecture in
 //! Hugging Face `config.json` names (`hidden_size`, `intermediate_size`,
 //! `num_hidden_layers`, `num_attention_heads`, optional
 //! `num_key_value_heads`, `max_position_embeddings`, `rope_theta`,
-//! `rms_norm_eps`, `tie_word_embeddings` (default true)); `vocab_size` comes
-//! from the tokenizer. Every document is followed by `<|endoftext|>` and
+//! `rms_norm_eps`, `tie_word_embeddings` (default true)), or a GPT-2 with
+//! `model_type: gpt2` (`n_embd`, `n_layer`, `n_head`, ...); `vocab_size`
+//! comes from the tokenizer. Every document is followed by `<|endoftext|>` and
 //! every token is learned. Weights start N(0, 0.02) from `seed`. Outputs:
 //! `out` the model directory (heavy, HF layout) and `log` (`train.json`: the
 //! loss curve and the numbers that also go into the record).
@@ -14,9 +15,10 @@
 use super::lm_common::{self, TRAIN_PARAMS, input, model_err};
 use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::model::checkpoint::Loaded;
+use crate::model::gpt2::{self, Gpt2Config};
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::train::Example;
-use crate::model::{LlamaConfig, init};
+use crate::model::{CausalLm, LlamaConfig, init};
 use candle_core::DType;
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
@@ -36,8 +38,20 @@ static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| {
     v
 });
 
-/// The model config from the `model` param and a vocabulary size.
-pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<LlamaConfig, String> {
+/// The architecture `lm.pretrain` builds.
+#[derive(Debug, Clone)]
+pub enum PretrainModel {
+    /// A LLaMA (the default).
+    Llama(LlamaConfig),
+    /// A GPT-2 (`model_type: gpt2`).
+    Gpt2(Gpt2Config),
+}
+
+/// The model config from the `model` param and a vocabulary size: a LLaMA
+/// unless `model.model_type` is `gpt2` (then GPT-2 `config.json` names:
+/// `n_embd`, `n_layer`, `n_head`, optional `n_inner`, `n_positions`,
+/// `layer_norm_epsilon`, `activation_function`).
+pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<PretrainModel, String> {
     let mut m = params
         .get("model")
         .and_then(Value::as_object)
@@ -47,14 +61,26 @@ pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<LlamaCo
         return Err("`model.vocab_size` comes from the tokenizer; remove it".into());
     }
     m.insert("vocab_size".into(), json!(vocab));
-    m.entry("tie_word_embeddings").or_insert(json!(true));
     let seq = lm_common::int(params, "seq_len", 128);
+    if m.get("model_type").and_then(Value::as_str) == Some("gpt2") {
+        m.entry("n_positions").or_insert(json!(seq.max(256)));
+        let cfg = Gpt2Config::from_json(std::path::Path::new("param `model`"), &m)
+            .map_err(|e| e.to_string())?;
+        return Ok(PretrainModel::Gpt2(cfg));
+    }
+    m.entry("tie_word_embeddings").or_insert(json!(true));
     m.entry("max_position_embeddings")
         .or_insert(json!(seq.max(256)));
     let cfg: LlamaConfig =
         serde_json::from_value(Value::Object(m)).map_err(|e| format!("`model`: {e}"))?;
+    if cfg.model_type != "llama" {
+        return Err(format!(
+            "`model.model_type`: `{}` is not supported here (llama or gpt2)",
+            cfg.model_type
+        ));
+    }
     cfg.validate().map_err(|e| format!("`model`: {e}"))?;
-    Ok(cfg)
+    Ok(PretrainModel::Llama(cfg))
 }
 
 impl Op for LmPretrainOp {
@@ -65,7 +91,7 @@ impl Op for LmPretrainOp {
         1
     }
     fn doc(&self) -> &'static str {
-        "Pretrains a LLaMA-family model from scratch (inputs `corpus`, `tokenizer`; param `model` in HF config names); outputs `out` (model directory, heavy) and `log` (train.json)."
+        "Pretrains a LLaMA-family (or, with `model_type: gpt2`, GPT-2) model from scratch (inputs `corpus`, `tokenizer`; param `model` in HF config names); outputs `out` (model directory, heavy) and `log` (train.json)."
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
@@ -92,7 +118,17 @@ impl Op for LmPretrainOp {
                 examples.push(Example { ids, learn });
             }
             let device = crate::model::cpu::device();
-            let (model, vars) = init(&cfg, tcfg.seed, &device, DType::F32).map_err(model_err)?;
+            let (model, vars): (Box<dyn CausalLm>, _) = match &cfg {
+                PretrainModel::Llama(c) => {
+                    let (m, v) = init(c, tcfg.seed, &device, DType::F32).map_err(model_err)?;
+                    (Box::new(m), v)
+                }
+                PretrainModel::Gpt2(c) => {
+                    let (m, v) =
+                        gpt2::init(c, tcfg.seed, &device, DType::F32).map_err(model_err)?;
+                    (Box::new(m), v)
+                }
+            };
             let mut extra = Map::new();
             extra.insert("documents".into(), json!(examples.len()));
             lm_common::train_and_save(

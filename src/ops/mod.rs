@@ -8,8 +8,18 @@
 //! `out/<path>`. The executor then hashes and stores the outputs. An op never
 //! touches the cache itself, so a failing or cancelled op cannot half-write it.
 
+pub mod data_budget;
+pub mod data_jsonl;
+pub mod data_mix;
+pub mod data_nq_synthetic;
+pub mod data_sharegpt;
+pub mod eval_humaneval;
+pub mod eval_mmlu;
+pub mod eval_nq;
+pub mod eval_preference;
 pub mod eval_qa;
 pub mod eval_style;
+pub mod eval_toxicity;
 pub mod file;
 pub mod lm_common;
 pub mod lm_finetune;
@@ -17,6 +27,7 @@ pub mod lm_generate;
 pub mod lm_pretrain;
 pub mod mini_teacher;
 pub mod mini_world;
+pub mod prompts_jsonl;
 pub mod prompts_qa;
 pub mod published;
 pub mod rate_pairwise;
@@ -26,6 +37,7 @@ pub mod report_html;
 pub mod report_table;
 pub mod schema;
 pub mod shell;
+pub mod teacher_chat;
 pub mod tokenizer_train;
 
 use crate::exec::cancel::CancelToken;
@@ -36,14 +48,26 @@ use std::path::{Path, PathBuf};
 
 /// Every op known to this build. Keep it sorted by name.
 pub static REGISTRY: &[&dyn Op] = &[
+    &data_budget::DataBudgetOp,
+    &data_jsonl::DataChatJsonlOp,
+    &data_mix::DataMixOp,
+    &data_nq_synthetic::DataNqSyntheticOp,
+    &data_jsonl::DataQaJsonlOp,
+    &data_sharegpt::DataShareGptOp,
+    &eval_humaneval::EvalHumanEvalOp,
+    &eval_mmlu::EvalMmluOp,
+    &eval_nq::EvalNqOp,
+    &eval_preference::EvalPreferenceOp,
     &eval_qa::EvalQaOp,
     &eval_style::EvalStyleOp,
+    &eval_toxicity::EvalToxicityOp,
     &file::FileOp,
     &lm_finetune::LmFinetuneOp,
     &lm_generate::LmGenerateOp,
     &lm_pretrain::LmPretrainOp,
     &mini_teacher::MiniTeacherOp,
     &mini_world::MiniWorldOp,
+    &prompts_jsonl::PromptsJsonlOp,
     &prompts_qa::PromptsQaOp,
     &rate_pairwise::RatePairwiseOp,
     &published::PublishedOp,
@@ -51,6 +75,7 @@ pub static REGISTRY: &[&dyn Op] = &[
     &report_html::ReportHtmlOp,
     &report_table::ReportTableOp,
     &shell::ShellOp,
+    &teacher_chat::TeacherChatOp,
     &tokenizer_train::TokenizerTrainOp,
 ];
 
