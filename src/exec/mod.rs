@@ -117,12 +117,13 @@ pub fn run(
         lock: &lock,
         check: Check::Quick,
         missing_ok: opts.report_only,
+        snapshot: None,
     };
     let n = dag.nodes.len();
     let selected: Vec<bool> = match &opts.plan {
         Some(plan) => {
             for id in plan.keys() {
-                if !dag.by_id.contains_key(id) {
+                if dag.index_of(id).is_none() {
                     return Err(ExecError::StalePlan(format!(
                         "the plan names `{id}`, which is not a node of this pipeline any more"
                     )));
@@ -607,7 +608,7 @@ fn write_lock(
     let mut lock = LockFile::read(lock_path).map_err(ExecError::Lock)?;
     lock.pipeline = dag.pipeline.name.clone();
     lock.repro_lock = crate::cache::lockfile::LOCK_FORMAT;
-    lock.nodes.retain(|id, _| dag.by_id.contains_key(id));
+    lock.nodes.retain(|id, _| dag.index_of(id).is_some());
     for (i, k) in known.iter().enumerate() {
         if let Some(k) = k {
             lock.nodes.insert(
