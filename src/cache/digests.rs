@@ -134,7 +134,13 @@ mod tests {
 
     #[test]
     fn behaves_as_a_btreemap() {
-        let pairs = [("out", "a"), ("b", "x"), ("out", "c"), ("metrics", "m"), ("b", "y")];
+        let pairs = [
+            ("out", "a"),
+            ("b", "x"),
+            ("out", "c"),
+            ("metrics", "m"),
+            ("b", "y"),
+        ];
         let d: Digests = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -144,13 +150,19 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert_eq!(d.iter().collect::<Vec<_>>(), m.iter().collect::<Vec<_>>());
-        assert_eq!(serde_json::to_string(&d).unwrap(), serde_json::to_string(&m).unwrap());
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            serde_json::to_string(&m).unwrap()
+        );
         assert_eq!(d.get("out").map(String::as_str), Some("c"));
         assert_eq!(d.get("nope"), None);
         let text = r#"{"z": "1", "a": "2", "z": "3"}"#;
         let back: Digests = serde_json::from_str(text).unwrap();
         let want: BTreeMap<String, String> = serde_json::from_str(text).unwrap();
-        assert_eq!(back.iter().collect::<Vec<_>>(), want.iter().collect::<Vec<_>>());
+        assert_eq!(
+            back.iter().collect::<Vec<_>>(),
+            want.iter().collect::<Vec<_>>()
+        );
         assert!(serde_json::from_str::<Digests>(r#"{"a": 1}"#).is_err());
     }
 }

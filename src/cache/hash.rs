@@ -12,9 +12,9 @@
 //! it was hashed (a file rewritten within the same clock tick would otherwise
 //! keep a stale digest: git's "racy clean" problem).
 
-use serde::{Deserialize, Serialize};
 use super::fasthash::FastMap;
 use super::statdir::StatDir;
+use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -105,7 +105,10 @@ impl<'de> Deserialize<'de> for Rows64 {
                 f.write_str("a list of stat memo rows")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Rows64, A::Error> {
-                let mut map = FastMap::with_capacity_and_hasher(a.size_hint().unwrap_or(0), Default::default());
+                let mut map = FastMap::with_capacity_and_hasher(
+                    a.size_hint().unwrap_or(0),
+                    Default::default(),
+                );
                 while let Some(Row64(p, size, mtime_ns, ino, d)) = a.next_element()? {
                     let st = Stat {
                         size,

@@ -30,8 +30,8 @@ pub mod lockfile;
 pub mod record;
 pub mod statdir;
 
-use hash::{Manifest, StatCache};
 pub use digests::Digests;
+use hash::{Manifest, StatCache};
 pub use index::RecordIndex;
 use record::{ArtifactKind, OutputRecord, Record, Storage};
 use std::path::{Path, PathBuf};

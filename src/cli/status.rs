@@ -49,7 +49,11 @@ pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
             .map(|(id, s, k, r)| json!({"node": id, "status": s, "key": k, "reason": r}))
             .collect();
         let doc = json!({"pipeline": l.dag.pipeline.name, "cached": count("cached"), "stale": count("stale"), "missing": count("missing"), "nodes": nodes});
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        )
     } else {
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).min(48);
         rows.iter()

@@ -2,13 +2,13 @@
 //! miss, and say why. Shared by `run`, `status`, `explain`, `verify` and the
 //! dry-run plan, so they can never disagree.
 
+use crate::cache::fasthash::FastMap;
 use crate::cache::lockfile::{LockEntry, LockFile};
+use crate::cache::statdir::StatDir;
 use crate::cache::{Cache, short};
+use crate::cache::{Digests, RecordIndex};
 use crate::graph::key::{self, FieldChange};
 use crate::graph::{Dag, Input, Source};
-use crate::cache::fasthash::FastMap;
-use crate::cache::statdir::StatDir;
-use crate::cache::{Digests, RecordIndex};
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::ffi::OsString;
@@ -161,13 +161,15 @@ pub struct Evaluator<'a> {
 }
 
 /// What one evaluation pass looked at already: the digest of each `file:`
-/// input (a fan-out of 10,000 nodes over one shared file stats it once) and,
-/// for pipelines of [`SNAPSHOT_MIN_NODES`] nodes or more, the listing of the
-/// record directory (one `readdir` instead of a `stat` per node) and the
-/// light object directory, opened once (see [`StatDir`]).
+/// input (a fan-out of 10,000 nodes over one shared file stats it once; only
+/// in a pass that runs nothing) and, for pipelines of [`SNAPSHOT_MIN_NODES`]
+/// nodes or more, the listing of the record directory (one `readdir` instead
+/// of a `stat` per node; it only ever answers "yes", see
+/// [`Evaluator::has_record`]) and the light object directory, opened once
+/// (see [`StatDir`]; every object is still stat'ed when it is checked).
 #[derive(Default)]
 pub struct Snapshot {
-    files: Mutex<FastMap<OsString, Result<String, String>>>,
+    files: Option<Mutex<FastMap<OsString, Result<String, String>>>>,
     records: Option<RecordIndex>,
     objects: Option<StatDir>,
 }
@@ -176,11 +178,21 @@ pub struct Snapshot {
 pub const SNAPSHOT_MIN_NODES: usize = 256;
 
 impl Snapshot {
-    /// A snapshot for one pass of `ev` over its whole pipeline.
+    /// A snapshot for one pass of `ev` over its whole pipeline, running nothing.
     pub fn new(ev: &Evaluator) -> Self {
+        Snapshot {
+            files: Some(Mutex::default()),
+            ..Snapshot::for_run(ev)
+        }
+    }
+
+    /// A snapshot for a run, where nodes write records and objects as it
+    /// goes (and may, in principle, write project files): `file:` inputs are
+    /// looked at every time.
+    pub fn for_run(ev: &Evaluator) -> Self {
         let large = ev.dag.nodes.len() >= SNAPSHOT_MIN_NODES;
         Snapshot {
-            files: Mutex::default(),
+            files: None,
             records: large.then(|| ev.cache.record_index().ok()).flatten(),
             objects: large.then(|| ev.cache.objects_dir().ok()).flatten(),
         }
@@ -239,7 +251,10 @@ impl Evaluator<'_> {
                 match known[*idx].as_ref().and_then(|k| k.outputs.get(output)) {
                     Some(d) => Ok(Some(Cow::Borrowed(d))),
                     None if self.missing_ok && self.dag.nodes[i].op.is_report() => Ok(None),
-                    None => Err(format!("waits for upstream `{}`", self.dag.nodes[*idx].id())),
+                    None => Err(format!(
+                        "waits for upstream `{}`",
+                        self.dag.nodes[*idx].id()
+                    )),
                 }
             }
         }
@@ -254,10 +269,10 @@ impl Evaluator<'_> {
                 .map(|a| a.digest)
                 .map_err(|e| e.to_string())
         };
-        let Some(snap) = self.snapshot else {
+        let Some(files) = self.snapshot.and_then(|s| s.files.as_ref()) else {
             return look();
         };
-        let mut files = snap.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
         files
             .entry(path.as_os_str().to_owned())
             .or_insert_with(look)
@@ -266,11 +281,15 @@ impl Evaluator<'_> {
 
     /// Whether the cache holds a record for `key` (through the snapshot's
     /// listing, when there is one).
+    ///
+    /// The listing only answers "yes": a key it does not hold is looked up
+    /// on disk, so a record written after the listing (by this run or
+    /// another process) is found as without a snapshot.
     fn has_record(&self, key: &str) -> bool {
-        match self.snapshot.and_then(|s| s.records.as_ref()) {
-            Some(index) => index.contains(self.cache, key),
-            None => self.cache.has_record(key),
-        }
+        self.snapshot
+            .and_then(|s| s.records.as_ref())
+            .is_some_and(|index| index.contains(self.cache, key))
+            || self.cache.has_record(key)
     }
 
     /// Evaluates node `i`.

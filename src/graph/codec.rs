@@ -244,7 +244,9 @@ impl<'a> Reader<'a> {
                 }
                 Value::Number(i.into())
             }
-            5 => Value::Number(Number::from_f64(self.f64()?).ok_or(Corrupt("not a finite number"))?),
+            5 => {
+                Value::Number(Number::from_f64(self.f64()?).ok_or(Corrupt("not a finite number"))?)
+            }
             6 => Value::String(self.str()?),
             7 => {
                 let n = self.len()?;

@@ -223,11 +223,11 @@ mod tests {
                 "nested": {"b": [1.5, null, true], "a": {}}, "f": 2.0}"#,
         )
         .unwrap();
-        let inputs: Map<String, Value> = serde_json::from_str(
-            r#"{"x": "ab", "list": {"i=10": "d1", "i=2": "d2"}, "y": null}"#,
-        )
-        .unwrap();
-        let records: Map<String, Value> = serde_json::from_str(r#"{"runs": "r", "a": "b"}"#).unwrap();
+        let inputs: Map<String, Value> =
+            serde_json::from_str(r#"{"x": "ab", "list": {"i=10": "d1", "i=2": "d2"}, "y": null}"#)
+                .unwrap();
+        let records: Map<String, Value> =
+            serde_json::from_str(r#"{"runs": "r", "a": "b"}"#).unwrap();
         let inputs_json = canonical_json(&Value::Object(inputs.clone()));
         for op in ["shell", "we\"ird\\op"] {
             let t = KeyTemplate::new(op, 7, &params);

@@ -1,37 +1,73 @@
-//! The compiled-DAG memo: a no-op `repro status` on a large pipeline skips
-//! YAML parsing, expansion and compilation when nothing they depend on changed.
+//! The compiled-DAG memo: a no-op `repro status` (or `run`) on a large
+//! pipeline skips YAML parsing, expansion and compilation when nothing they
+//! depend on changed. It is documented here the way cargo documents its
+//! fingerprints: what is in the memo's key, what is deliberately not, and why
+//! leaving it out is safe.
 //!
-//! After a compile succeeds, `.repro/dag/<digest of the pipeline path>.memo`
-//! records the result (node ids, ops, params, resolved input references,
-//! resources, tolerances and each node's [`KeyTemplate`](super::key::KeyTemplate):
-//! the part of its key preimage that does not depend on file or upstream
-//! digests). The next load reuses it only when all of these are unchanged:
+//! # What the memo holds
 //!
-//! - the bytes of every pipeline file read (the root file and every include,
-//!   by blake3), and where each one canonically is;
-//! - the `-s` overrides, the pipeline path as given, the project root and the
-//!   current directory;
-//! - this binary: its version, the executable's size, mtime and inode, and
-//!   the op registry (names, versions, kinds and params schemas);
-//! - every `file:` path the pipeline names still being a regular file or a
-//!   directory (compilation checks that; the memo re-checks it and otherwise
-//!   lets the full compile report the error).
+//! After a compile succeeds, `.repro/dag/<first 16 hex of blake3(pipeline
+//! path)>.memo` records its result: node ids as written, every instance (id,
+//! coordinates, params after interpolation), its op by name, its
+//! [`KeyTemplate`](super::key::KeyTemplate) (the canonical JSON of the
+//! preimage's `op`, `op_version` and semantic `params`: everything in a key
+//! that does not depend on digests), outputs, resolved inputs (upstream
+//! instance + output, or a `file:` path), resources, tolerances, and the
+//! topological order. Upstream lists are re-derived from the inputs.
 //!
-//! Since the memo is only written after a successful compile and only read
-//! for byte-identical files, YAML and reference errors are reported exactly as
-//! without it. The file starts with a format tag ([`MEMO_FORMAT`]) and ends
-//! with a blake3 checksum of everything before it; a memo that is missing,
-//! stale, truncated or corrupt is ignored (and rewritten after the full
-//! compile), never trusted and never a panic. It lives under `.repro/`, which
-//! is per machine and never committed, and is written atomically (temp file,
-//! fsync, rename).
+//! # What the memo key holds
+//!
+//! The memo is used only when every one of these is unchanged since it was
+//! written (anything else is a miss, and the full compile runs and rewrites it):
+//!
+//! 1. **Format**: the magic bytes and [`MEMO_FORMAT`].
+//! 2. **Build identity**: the crate version, [`KEY_FORMAT`](super::key::KEY_FORMAT),
+//!    the running executable's path, size, mtime (ns) and inode (a rebuilt or
+//!    replaced binary never reads an older binary's memo), and the whole op
+//!    registry: every op's name, version, kind flags and params schema.
+//! 3. **Request**: the project root, the current directory (error messages
+//!    and relative paths depend on it), the pipeline path as given, and the
+//!    `-s name=value` overrides, in order.
+//! 4. **Pipeline files**: for the root file and every include, the path as
+//!    read, its canonical path (a retargeted symlink is a change) and the
+//!    blake3 of its bytes (any byte: a whitespace edit moves spans). A file
+//!    that cannot be read is a change.
+//! 5. **`file:` inputs exist**: every `file:` path the DAG names must still be
+//!    a regular file or a directory, as compilation requires (otherwise the
+//!    full compile reports the error exactly as without a memo).
+//!
+//! Items 1-3 are hashed into one 32-byte digest at the head of the file.
+//!
+//! # What it does not hold, and why that is safe
+//!
+//! - **Contents of `file:` inputs**: keys take their digests at evaluation
+//!   time, through the stat memo ([`crate::cache::hash::StatCache`]: path,
+//!   size, mtime, inode), exactly as without the DAG memo.
+//! - **Upstream digests, records, the lock file, the cache**: also read at
+//!   evaluation time; report ops' record views are computed then.
+//! - **Environment variables**: compilation reads none (`REPRO_CACHE` and
+//!   `REPRO_BLOBS` only move the cache, which is read at evaluation).
+//! - **Embedded pipelines** (`repro init`'s defaults run without files) are
+//!   always compiled; they are small.
+//!
+//! # Integrity
+//!
+//! The memo is only written after a successful compile, and only after the
+//! bytes about to be written were decoded again and compared equal to the
+//! compiled DAG. It ends with a blake3 checksum of everything before it, and
+//! decoding checks every length and index. A memo that is missing, stale,
+//! truncated or corrupt is ignored (then rewritten), never trusted and never a
+//! panic. It lives under `.repro/` (per machine, never committed) and is
+//! written atomically ([`crate::cache::atomic::write`]: temp file, fsync,
+//! rename, fsync of the directory); a memo that cannot be written only costs
+//! the next load a compile.
 
 use super::Dag;
 use super::codec::{Corrupt, Reader, Writer};
-use super::serial::{self, ParamsFrom};
 use super::resolve::{FileCheck, check_file};
-use crate::graph::{Input, Source};
+use super::serial::{self, ParamsFrom};
 use crate::cache::fasthash::FastSet;
+use crate::graph::{Input, Source};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -142,7 +178,11 @@ pub fn store(req: &Request, files: &[(&Path, &str)], dag: &Dag) -> Result<(), Mi
     let dag_at = w.buf.len();
     serial::write_dag(&mut w, dag);
     // What the memo will give back must be exactly what was compiled.
-    let back = serial::read_dag(&mut Reader::new(&w.buf[dag_at..]), req.root, ParamsFrom::Decode)?;
+    let back = serial::read_dag(
+        &mut Reader::new(&w.buf[dag_at..]),
+        req.root,
+        ParamsFrom::Decode,
+    )?;
     if back.pipeline != dag.pipeline || back.nodes != dag.nodes || back.order != dag.order {
         return Err(Corrupt("does not read back as written").into());
     }

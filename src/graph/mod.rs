@@ -20,8 +20,8 @@ use crate::spec::refs::Ref;
 use crate::spec::{Pipeline, SpecError};
 use key::KeyTemplate;
 pub use params::Params;
-use resolve::{Resolver, resolve_instance};
 use petgraph::graph::{DiGraph, NodeIndex};
+use resolve::{Resolver, resolve_instance};
 pub use resources::{Resources, Tolerance};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -259,7 +259,9 @@ impl Dag {
         }
         let topological = order.len() == nodes.len()
             && nodes.iter().enumerate().all(|(i, n)| {
-                n.upstream.iter().all(|&u| position.get(u).is_some_and(|&p| p < position[i]))
+                n.upstream
+                    .iter()
+                    .all(|&u| position.get(u).is_some_and(|&p| p < position[i]))
             });
         topological.then(|| Dag {
             pipeline,
@@ -374,7 +376,11 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
     }
     drop(cx);
     let mut nodes = Vec::with_capacity(instances.len());
-    let parts = instances.into_iter().zip(resolved).zip(ops_of).zip(outputs_of);
+    let parts = instances
+        .into_iter()
+        .zip(resolved)
+        .zip(ops_of)
+        .zip(outputs_of);
     for (((inst, (inputs, resources, tolerance)), op), outputs) in parts {
         let key_params = ops::schema::semantic(op.params(), &inst.params);
         nodes.push(DagNode {
