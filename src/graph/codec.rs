@@ -169,7 +169,7 @@ impl<'a> Reader<'a> {
     }
     /// A count of items that take at least one byte each (so it is bounded
     /// by what is left: a corrupt length cannot make a huge allocation).
-    pub fn len(&mut self) -> Result<usize, Corrupt> {
+    pub fn count(&mut self) -> Result<usize, Corrupt> {
         let n = self.u64()?;
         usize::try_from(n)
             .ok()
@@ -201,7 +201,7 @@ impl<'a> Reader<'a> {
     }
     /// Length-prefixed bytes.
     pub fn bytes(&mut self) -> Result<&'a [u8], Corrupt> {
-        let n = self.len()?;
+        let n = self.count()?;
         self.take(n)
     }
     /// A string, borrowed from the buffer.
@@ -249,7 +249,7 @@ impl<'a> Reader<'a> {
             }
             6 => Value::String(self.str()?),
             7 => {
-                let n = self.len()?;
+                let n = self.count()?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value_at(depth + 1)?);
@@ -265,7 +265,7 @@ impl<'a> Reader<'a> {
         self.map_at(0)
     }
     fn map_at(&mut self, depth: usize) -> Result<Map<String, Value>, Corrupt> {
-        let n = self.len()?;
+        let n = self.count()?;
         let mut m = Map::new();
         for _ in 0..n {
             let k = self.str()?;

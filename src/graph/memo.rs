@@ -138,7 +138,7 @@ pub fn load(req: &Request) -> Result<Dag, Miss> {
             "the binary, the op registry, the overrides or the paths changed".into(),
         ));
     }
-    let n_files = r.len()?;
+    let n_files = r.count()?;
     for _ in 0..n_files {
         let path = r.path()?;
         let canonical = r.bytes()?;

@@ -140,17 +140,17 @@ pub fn read_dag(r: &mut Reader, root: &Path, params: ParamsFrom) -> Result<Dag, 
     let name = r.str()?;
     let description = r.opt_str()?;
     let path = r.path()?;
-    let n_ids = r.len()?;
+    let n_ids = r.count()?;
     let mut node_ids = Vec::with_capacity(n_ids);
     for _ in 0..n_ids {
         node_ids.push(r.str()?);
     }
-    let n_ops = r.len()?;
+    let n_ops = r.count()?;
     let mut ops = Vec::with_capacity(n_ops);
     for _ in 0..n_ops {
         ops.push(ops::find(r.str_ref()?).ok_or(Corrupt("unknown op"))?);
     }
-    let n_nodes = r.len()?;
+    let n_nodes = r.count()?;
     let cx = Cx {
         n_nodes,
         n_ids,
@@ -178,7 +178,7 @@ pub fn read_dag(r: &mut Reader, root: &Path, params: ParamsFrom) -> Result<Dag, 
 fn read_node(r: &mut Reader, cx: &Cx) -> Result<DagNode, Corrupt> {
     let id = r.str()?;
     let node = r.index(cx.n_ids)?;
-    let n_coords = r.len()?;
+    let n_coords = r.count()?;
     let mut coords = Vec::with_capacity(n_coords);
     for _ in 0..n_coords {
         let k = r.str()?;
@@ -196,7 +196,7 @@ fn read_node(r: &mut Reader, cx: &Cx) -> Result<DagNode, Corrupt> {
     };
     let op = cx.ops[r.index(cx.ops.len())?];
     let key_template = KeyTemplate::from_serialized(r.str()?);
-    let n_out = r.len()?;
+    let n_out = r.count()?;
     let mut outputs = Vec::with_capacity(n_out);
     for _ in 0..n_out {
         outputs.push(OutputDecl {
@@ -205,14 +205,14 @@ fn read_node(r: &mut Reader, cx: &Cx) -> Result<DagNode, Corrupt> {
             heavy: r.bool()?,
         });
     }
-    let n_in = r.len()?;
+    let n_in = r.count()?;
     let mut inputs = Vec::with_capacity(n_in);
     for _ in 0..n_in {
         let name = r.str()?;
         let input = match r.u8()? {
             0 => Input::One(read_source(r, cx)?),
             1 => {
-                let k = r.len()?;
+                let k = r.count()?;
                 let mut entries = Vec::with_capacity(k);
                 for _ in 0..k {
                     let e = r.str()?;
@@ -234,7 +234,7 @@ fn read_node(r: &mut Reader, cx: &Cx) -> Result<DagNode, Corrupt> {
         account: r.opt_str()?,
         qos: r.opt_str()?,
         extra: {
-            let k = r.len()?;
+            let k = r.count()?;
             let mut v = Vec::with_capacity(k);
             for _ in 0..k {
                 v.push(r.str()?);
@@ -242,7 +242,7 @@ fn read_node(r: &mut Reader, cx: &Cx) -> Result<DagNode, Corrupt> {
             v
         },
     };
-    let n_tol = r.len()?;
+    let n_tol = r.count()?;
     let mut tolerance = BTreeMap::new();
     for _ in 0..n_tol {
         let k = r.str()?;
