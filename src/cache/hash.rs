@@ -181,8 +181,16 @@ impl StatCache {
 
     /// Digest of a file, from the memo when its stat is unchanged.
     pub fn file_digest(&self, path: &Path) -> std::io::Result<(String, u64)> {
-        let meta = std::fs::metadata(path)?;
-        let st = stat_of(&meta);
+        self.file_digest_of(path, &std::fs::metadata(path)?)
+    }
+
+    /// [`StatCache::file_digest`] of a file whose metadata was just read.
+    fn file_digest_of(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> std::io::Result<(String, u64)> {
+        let st = stat_of(meta);
         if let Some(d) = self.memoized(path, &st) {
             return Ok((d, st.size));
         }
@@ -257,7 +265,9 @@ impl StatCache {
                 manifest: Some(manifest),
             })
         } else {
-            let (digest, bytes) = self.file_digest(path)?;
+            // One stat, not two: a fan-out of 10,000 nodes over one shared
+            // `file:` input looks at it once per node.
+            let (digest, bytes) = self.file_digest_of(path, &meta)?;
             Ok(Artifact {
                 digest,
                 bytes,

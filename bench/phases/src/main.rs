@@ -159,7 +159,8 @@ fn main() {
             let digests = ev.input_digests(i, &known).expect("inputs");
             t_in += t.elapsed();
             let t = Instant::now();
-            let k = n.key_template.key(&digests, None);
+            let json = repro::graph::key::canonical_json(&serde_json::Value::Object(digests));
+            let k = n.key_template.key(json.as_bytes(), None);
             t_key += t.elapsed();
             let t = Instant::now();
             let entry = lock
