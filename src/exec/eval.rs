@@ -161,15 +161,19 @@ pub struct Evaluator<'a> {
 }
 
 /// What one evaluation pass looked at already: the digest of each `file:`
-/// input (a fan-out of 10,000 nodes over one shared file stats it once; only
-/// in a pass that runs nothing) and, for pipelines of [`SNAPSHOT_MIN_NODES`]
-/// nodes or more, the listing of the record directory (one `readdir` instead
-/// of a `stat` per node; it only ever answers "yes", see
-/// [`Evaluator::has_record`]) and the light object directory, opened once
-/// (see [`StatDir`]; every object is still stat'ed when it is checked).
+/// input (a fan-out of 10,000 nodes over one shared file stats it once) and,
+/// for pipelines of [`SNAPSHOT_MIN_NODES`] nodes or more, the listing of the
+/// record directory (one `readdir` instead of a `stat` per node; it only ever
+/// answers "yes", see [`Evaluator::has_record`]) and the light object
+/// directory, opened once (see [`StatDir`]; every object is still stat'ed
+/// when it is checked).
+///
+/// A run calls [`Snapshot::forget_files`] before it starts its first node:
+/// from then on a node could, in principle, have written a project file, so
+/// `file:` inputs are looked at every time, as without a snapshot.
 #[derive(Default)]
 pub struct Snapshot {
-    files: Option<Mutex<FastMap<OsString, Result<String, String>>>>,
+    files: Mutex<Option<FastMap<OsString, Result<String, String>>>>,
     records: Option<RecordIndex>,
     objects: Option<StatDir>,
 }
@@ -178,24 +182,19 @@ pub struct Snapshot {
 pub const SNAPSHOT_MIN_NODES: usize = 256;
 
 impl Snapshot {
-    /// A snapshot for one pass of `ev` over its whole pipeline, running nothing.
+    /// A snapshot for a pass of `ev` over its whole pipeline.
     pub fn new(ev: &Evaluator) -> Self {
-        Snapshot {
-            files: Some(Mutex::default()),
-            ..Snapshot::for_run(ev)
-        }
-    }
-
-    /// A snapshot for a run, where nodes write records and objects as it
-    /// goes (and may, in principle, write project files): `file:` inputs are
-    /// looked at every time.
-    pub fn for_run(ev: &Evaluator) -> Self {
         let large = ev.dag.nodes.len() >= SNAPSHOT_MIN_NODES;
         Snapshot {
-            files: None,
+            files: Mutex::new(Some(FastMap::default())),
             records: large.then(|| ev.cache.record_index().ok()).flatten(),
             objects: large.then(|| ev.cache.objects_dir().ok()).flatten(),
         }
+    }
+
+    /// Stops remembering `file:` digests (and forgets those remembered).
+    pub fn forget_files(&self) {
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -269,14 +268,17 @@ impl Evaluator<'_> {
                 .map(|a| a.digest)
                 .map_err(|e| e.to_string())
         };
-        let Some(files) = self.snapshot.and_then(|s| s.files.as_ref()) else {
+        let Some(snap) = self.snapshot else {
             return look();
         };
-        let mut files = files.lock().unwrap_or_else(|e| e.into_inner());
-        files
-            .entry(path.as_os_str().to_owned())
-            .or_insert_with(look)
-            .clone()
+        let mut files = snap.files.lock().unwrap_or_else(|e| e.into_inner());
+        match files.as_mut() {
+            Some(files) => files
+                .entry(path.as_os_str().to_owned())
+                .or_insert_with(look)
+                .clone(),
+            None => look(),
+        }
     }
 
     /// Whether the cache holds a record for `key` (through the snapshot's

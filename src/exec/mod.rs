@@ -119,7 +119,7 @@ pub fn run(
         missing_ok: opts.report_only,
         snapshot: None,
     };
-    let snapshot = Snapshot::for_run(&ev);
+    let snapshot = Snapshot::new(&ev);
     ev.snapshot = Some(&snapshot);
     let n = dag.nodes.len();
     let selected: Vec<bool> = match &opts.plan {
@@ -319,6 +319,9 @@ pub fn run(
                     .collect();
                 let cancel = cancel.clone();
                 let quiet = opts.quiet;
+                // The node may write anywhere: `file:` inputs are looked at
+                // afresh from now on.
+                snapshot.forget_files();
                 scope.spawn(move || {
                     let start = Instant::now();
                     let env: Vec<(String, String)> = if gpus.is_empty() {
