@@ -13,7 +13,9 @@
 //! preimage's `op`, `op_version` and semantic `params`: everything in a key
 //! that does not depend on digests), outputs, resolved inputs (upstream
 //! instance + output, or a `file:` path), resources, tolerances, and the
-//! topological order. Upstream lists are re-derived from the inputs.
+//! topological order. Upstream lists are re-derived from the inputs. There
+//! is one memo per pipeline path, the last successful compile's: loading the
+//! same pipeline with other `-s` overrides replaces it.
 //!
 //! # What the memo key holds
 //!
