@@ -12,8 +12,10 @@
 //! it was hashed (a file rewritten within the same clock tick would otherwise
 //! keep a stale digest: git's "racy clean" problem).
 
+use super::fasthash::FastMap;
+use super::statdir::StatDir;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -71,8 +73,10 @@ fn stat_of(meta: &std::fs::Metadata) -> Stat {
     }
 }
 
-/// Memo entries and whether they changed since loading.
-type Memo = (HashMap<PathBuf, (Stat, String)>, bool);
+/// Memo entries (by the path's bytes: hashing and comparing them is cheaper
+/// than `Path`'s component-wise `Hash` and `Eq`) and whether they changed
+/// since loading.
+type Memo = (FastMap<OsString, (Stat, String)>, bool);
 
 /// The per-machine memo of file digests.
 #[derive(Default)]
@@ -81,32 +85,67 @@ pub struct StatCache {
     map: Mutex<Memo>,
 }
 
+/// One memo entry on disk: path, size, mtime in ns, inode, digest.
 #[derive(Serialize, Deserialize)]
 struct Row(PathBuf, u64, i128, u64, String);
+
+/// A [`Row`] whose mtime fits an i64.
+#[derive(Deserialize)]
+struct Row64(PathBuf, u64, i64, u64, String);
+
+/// A memo file whose mtimes all fit an i64, read straight into the map.
+struct Rows64(FastMap<OsString, (Stat, String)>);
+
+impl<'de> Deserialize<'de> for Rows64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Rows64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of stat memo rows")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Rows64, A::Error> {
+                let mut map = FastMap::with_capacity_and_hasher(
+                    a.size_hint().unwrap_or(0),
+                    Default::default(),
+                );
+                while let Some(Row64(p, size, mtime_ns, ino, d)) = a.next_element()? {
+                    let st = Stat {
+                        size,
+                        mtime_ns: i128::from(mtime_ns),
+                        ino,
+                    };
+                    map.insert(p.into_os_string(), (st, d));
+                }
+                Ok(Rows64(map))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
 
 impl StatCache {
     /// Loads the memo from `path` (a missing or unreadable file is an empty memo).
     pub fn load(path: PathBuf) -> Self {
-        let rows: Vec<Row> = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let map = rows
-            .into_iter()
-            .map(|Row(p, size, mtime_ns, ino, d)| {
-                (
-                    p,
-                    (
-                        Stat {
-                            size,
-                            mtime_ns,
-                            ino,
-                        },
-                        d,
-                    ),
-                )
-            })
-            .collect();
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        // Every mtime before the year 2262 fits an i64, which parses faster
+        // (straight into the map); any other memo takes the general path.
+        let map = match serde_json::from_slice::<Rows64>(&bytes) {
+            Ok(Rows64(map)) => map,
+            Err(_) => {
+                let rows: Vec<Row> = serde_json::from_slice(&bytes).unwrap_or_default();
+                let mut map = FastMap::with_capacity_and_hasher(rows.len(), Default::default());
+                for Row(p, size, mtime_ns, ino, d) in rows {
+                    let st = Stat {
+                        size,
+                        mtime_ns,
+                        ino,
+                    };
+                    map.insert(p.into_os_string(), (st, d));
+                }
+                map
+            }
+        };
         StatCache {
             path: Some(path),
             map: Mutex::new((map, false)),
@@ -125,7 +164,7 @@ impl StatCache {
         let mut rows: Vec<Row> = guard
             .0
             .iter()
-            .map(|(p, (s, d))| Row(p.clone(), s.size, s.mtime_ns, s.ino, d.clone()))
+            .map(|(p, (s, d))| Row(PathBuf::from(p), s.size, s.mtime_ns, s.ino, d.clone()))
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         drop(guard);
@@ -135,29 +174,65 @@ impl StatCache {
     /// Forgets a path (e.g. after an object failed verification).
     pub fn forget(&self, path: &Path) {
         let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0.remove(path).is_some() {
+        if g.0.remove(path.as_os_str()).is_some() {
             g.1 = true;
         }
     }
 
     /// Digest of a file, from the memo when its stat is unchanged.
     pub fn file_digest(&self, path: &Path) -> std::io::Result<(String, u64)> {
-        let meta = std::fs::metadata(path)?;
-        let st = stat_of(&meta);
-        if let Some((s, d)) = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .get(path)
-        {
-            if *s == st {
-                return Ok((d.clone(), st.size));
-            }
+        self.file_digest_of(path, &std::fs::metadata(path)?)
+    }
+
+    /// [`StatCache::file_digest`] of a file whose metadata was just read.
+    fn file_digest_of(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+    ) -> std::io::Result<(String, u64)> {
+        let st = stat_of(meta);
+        if let Some(d) = self.memoized(path, &st) {
+            return Ok((d, st.size));
         }
         let digest = hash_file(path)?;
         self.remember(path, st, &digest);
         Ok((digest, st.size))
+    }
+
+    /// Whether [`StatCache::file_digest`] of `path` would return `digest`
+    /// from the memo (the memo has that digest for the file's current stat),
+    /// with the file's size if so. Never reads the file or changes the memo.
+    pub fn vouches(&self, path: &Path, digest: &str) -> Option<u64> {
+        let st = stat_of(&std::fs::metadata(path).ok()?);
+        let g = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        match g.0.get(path.as_os_str()) {
+            Some((s, d)) if *s == st && d == digest => Some(st.size),
+            _ => None,
+        }
+    }
+
+    /// [`StatCache::vouches`] for `rel` under an open directory.
+    pub fn vouches_in(&self, dir: &StatDir, rel: &str, digest: &str) -> Option<u64> {
+        let s = dir.stat(rel).ok()?;
+        let st = Stat {
+            size: s.size,
+            mtime_ns: s.mtime_ns,
+            ino: s.ino,
+        };
+        dir.with_path(rel, |path| {
+            let g = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            match g.0.get(path) {
+                Some((s, d)) if *s == st && d == digest => Some(st.size),
+                _ => None,
+            }
+        })
+    }
+
+    fn memoized(&self, path: &Path, st: &Stat) -> Option<String> {
+        let g = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.get(path.as_os_str())
+            .filter(|(s, _)| s == st)
+            .map(|(_, d)| d.clone())
     }
 
     /// Records a digest just computed for a file with this metadata.
@@ -174,7 +249,7 @@ impl StatCache {
             return; // racy: could change again within the same mtime tick
         }
         let mut g = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        g.0.insert(path.to_path_buf(), (st, digest.to_string()));
+        g.0.insert(path.as_os_str().to_owned(), (st, digest.to_string()));
         g.1 = true;
     }
 
@@ -190,7 +265,9 @@ impl StatCache {
                 manifest: Some(manifest),
             })
         } else {
-            let (digest, bytes) = self.file_digest(path)?;
+            // One stat, not two: a fan-out of 10,000 nodes over one shared
+            // `file:` input looks at it once per node.
+            let (digest, bytes) = self.file_digest_of(path, &meta)?;
             Ok(Artifact {
                 digest,
                 bytes,

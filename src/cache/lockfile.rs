@@ -17,7 +17,7 @@ pub struct LockEntry {
     /// The key last computed for this node id.
     pub key: String,
     /// Output name -> digest.
-    pub outputs: BTreeMap<String, String>,
+    pub outputs: super::Digests,
 }
 
 /// A whole lock file.

@@ -21,12 +21,18 @@
 //! corrupt object is moved to `.repro/quarantine/` and recomputed.
 
 pub mod atomic;
+pub mod digests;
+pub mod fasthash;
 pub mod flock;
 pub mod hash;
+pub mod index;
 pub mod lockfile;
 pub mod record;
+pub mod statdir;
 
+pub use digests::Digests;
 use hash::{Manifest, StatCache};
+pub use index::RecordIndex;
 use record::{ArtifactKind, OutputRecord, Record, Storage};
 use std::path::{Path, PathBuf};
 
@@ -122,6 +128,11 @@ impl Cache {
         self.record_path(key).is_file()
     }
 
+    /// Lists the record directory once (see [`RecordIndex`]).
+    pub fn record_index(&self) -> std::io::Result<RecordIndex> {
+        RecordIndex::read(self)
+    }
+
     /// Reads a record; `Ok(None)` when there is none.
     pub fn read_record(&self, key: &str) -> Result<Option<Record>, CacheError> {
         let path = self.record_path(key);
@@ -155,12 +166,18 @@ impl Cache {
 
     /// Where an object with this digest lives.
     pub fn object_path(&self, digest: &str, storage: Storage) -> PathBuf {
-        let base = match storage {
-            Storage::Light => self.dir.join("objects"),
-            Storage::Heavy => self.blobs.clone(),
-        };
+        let mut p = PathBuf::with_capacity(self.dir.as_os_str().len() + digest.len() + 16);
+        match storage {
+            Storage::Light => {
+                p.push(&self.dir);
+                p.push("objects");
+            }
+            Storage::Heavy => p.push(&self.blobs),
+        }
         let (a, b) = digest.split_at(digest.len().min(2));
-        base.join(a).join(b)
+        p.push(a);
+        p.push(b);
+        p
     }
 
     /// Path of the lock file for `name` under `pipelines/`.
@@ -360,11 +377,16 @@ impl Cache {
     /// blobs, for instance, are not light objects.
     pub fn quick_light_ok(&self, digest: &str) -> bool {
         let p = self.object_path(digest, Storage::Light);
+        // The common case: the memo already holds this digest for the
+        // object's current stat, and it is not a manifest.
+        if let Some(bytes) = self.stat.vouches(&p, digest) {
+            if !looks_like_manifest(&p, bytes) {
+                return true;
+            }
+        }
         match self.stat.file_digest(&p) {
             Ok((d, bytes)) if d == digest => {
-                // A manifest ends with its format tag (canonical JSON, sorted keys).
-                if bytes > 64 && bytes < (1 << 24) && ends_with(&p, b"\"format\":\"repro-tree-1\"}")
-                {
+                if looks_like_manifest(&p, bytes) {
                     return match self.read_manifest(digest) {
                         Ok(m) => m.entries.iter().all(|e| {
                             let ep = self.object_path(&e.digest, Storage::Light);
@@ -377,6 +399,27 @@ impl Cache {
             }
             _ => false,
         }
+    }
+
+    /// The light object directory, opened for [`Cache::quick_light_ok_in`].
+    pub fn objects_dir(&self) -> std::io::Result<statdir::StatDir> {
+        statdir::StatDir::open(&self.dir.join("objects"))
+    }
+
+    /// [`Cache::quick_light_ok`], looking objects up under `objects` (the
+    /// open [`Cache::objects_dir`]) when the memo can vouch for them.
+    pub fn quick_light_ok_in(&self, objects: Option<&statdir::StatDir>, digest: &str) -> bool {
+        if let Some(dir) = objects {
+            if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                let rel = format!("{}/{}", &digest[..2], &digest[2..]);
+                if let Some(bytes) = self.stat.vouches_in(dir, &rel, digest) {
+                    if !(manifest_sized(bytes) && is_manifest(&dir.path(&rel))) {
+                        return true;
+                    }
+                }
+            }
+        }
+        self.quick_light_ok(digest)
     }
 
     /// Moves a corrupt object aside so the next run recomputes it.
@@ -405,6 +448,22 @@ fn copy_writable(src: &Path, dest: &Path) -> Result<(), CacheError> {
 /// First 12 hex digits of a digest or key, for display.
 pub fn short(d: &str) -> &str {
     &d[..d.len().min(12)]
+}
+
+/// Whether a light object of `bytes` bytes may be a directory manifest: a
+/// manifest ends with its format tag (canonical JSON, sorted keys).
+fn looks_like_manifest(p: &Path, bytes: u64) -> bool {
+    manifest_sized(bytes) && is_manifest(p)
+}
+
+/// Whether a light object of this size could be a manifest at all.
+fn manifest_sized(bytes: u64) -> bool {
+    bytes > 64 && bytes < (1 << 24)
+}
+
+/// Whether the light object at `p` ends as a manifest does.
+fn is_manifest(p: &Path) -> bool {
+    ends_with(p, b"\"format\":\"repro-tree-1\"}")
 }
 
 fn ends_with(p: &Path, tail: &[u8]) -> bool {

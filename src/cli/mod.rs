@@ -6,15 +6,15 @@
 
 mod bench;
 mod inspect;
+mod load;
 mod run;
 mod status;
 mod verify;
 
-use crate::cache::Cache;
-use crate::graph::Dag;
 use crate::project;
 use crate::spec::SpecError;
 use clap::{Args, Parser, Subcommand};
+pub use load::{Loaded, load};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -232,83 +232,5 @@ pub fn root() -> Result<PathBuf, Failure> {
             "{} is not inside a repro project (no `pipelines/` directory or `repro.toml` here or above)",
             cwd.display()
         ))
-    })
-}
-
-/// A compiled pipeline with its cache and lock file path.
-pub struct Loaded {
-    /// The graph. Never dropped: freeing a large DAG just before the
-    /// process exits costs tens of milliseconds at 10,000 nodes.
-    pub dag: std::mem::ManuallyDrop<Dag>,
-    /// The cache.
-    pub cache: Cache,
-    /// `pipelines/<name>.lock`.
-    pub lock_path: PathBuf,
-}
-
-impl Loaded {
-    /// The lock file as last written.
-    pub fn lock(&self) -> Result<crate::cache::lockfile::LockFile, Failure> {
-        crate::cache::lockfile::LockFile::read(&self.lock_path).map_err(Failure::Failed)
-    }
-
-    /// An evaluator over this pipeline (outside `repro report` mode).
-    pub fn evaluator<'a>(
-        &'a self,
-        lock: &'a crate::cache::lockfile::LockFile,
-        check: crate::exec::eval::Check,
-    ) -> crate::exec::eval::Evaluator<'a> {
-        crate::exec::eval::Evaluator {
-            dag: &self.dag,
-            cache: &self.cache,
-            lock,
-            check,
-            missing_ok: false,
-        }
-    }
-
-    /// Evaluates every node (keys, hit/miss/pending and why) and saves the stat memo.
-    pub fn evaluate_all(
-        &self,
-        lock: &crate::cache::lockfile::LockFile,
-        check: crate::exec::eval::Check,
-    ) -> Vec<crate::exec::eval::Eval> {
-        let evals = crate::exec::eval::evaluate_all(&self.evaluator(lock, check));
-        self.cache.stat.save().ok();
-        evals
-    }
-}
-
-/// Loads, compiles and opens the cache for a pipeline argument.
-pub fn load(p: &PipelineArgs, positional: Option<&str>) -> Result<Loaded, Failure> {
-    let root = root()?;
-    let arg = positional.or(p.pipeline.as_deref());
-    let file = project::resolve(&root, arg).map_err(Failure::Input)?;
-    let rel = file
-        .path
-        .strip_prefix(&root)
-        .map(PathBuf::from)
-        .unwrap_or(file.path.clone());
-    let pipeline = match file.embedded {
-        Some(text) => crate::spec::load_str(&rel, text.to_string(), &p.set)?,
-        None => {
-            let text = std::fs::read_to_string(&file.path)
-                .map_err(|e| Failure::Input(format!("{}: {e}", file.path.display())))?;
-            // Includes resolve against the real path; errors name the short one.
-            crate::spec::load_str(&file.path, text, &p.set)?
-        }
-    };
-    let dir = file
-        .path
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("pipelines"));
-    let lock_path = dir.join(format!("{}.lock", pipeline.name));
-    let dag = crate::graph::compile(&root, pipeline)?;
-    let cache = Cache::open(&root)?;
-    Ok(Loaded {
-        dag: std::mem::ManuallyDrop::new(dag),
-        cache,
-        lock_path,
     })
 }

@@ -7,14 +7,20 @@ use crate::exec::eval::{self, Check, Eval, Evaluator};
 use crate::graph::key;
 use crate::graph::{Input, Source};
 use serde_json::{Value, json};
+use std::io::Write;
 
 /// cached / stale / missing, with a reason, for one node.
-fn classify(e: &Eval, in_lock: bool) -> (&'static str, String) {
+fn classify(e: &Eval, lock: &LockFile, id: &str) -> (&'static str, String) {
     match e {
         Eval::Hit { .. } => ("cached", String::new()),
-        Eval::Miss { reason, .. } | Eval::Pending { reason } => {
-            (if in_lock { "stale" } else { "missing" }, reason.clone())
-        }
+        Eval::Miss { reason, .. } | Eval::Pending { reason } => (
+            if lock.nodes.contains_key(id) {
+                "stale"
+            } else {
+                "missing"
+            },
+            reason.clone(),
+        ),
     }
 }
 
@@ -31,34 +37,53 @@ pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
     let mut rows = Vec::with_capacity(l.dag.nodes.len());
     for &i in &l.dag.order {
         let id = l.dag.nodes[i].id();
-        let (state, reason) = classify(&evals[i], lock.nodes.contains_key(id));
+        let (state, reason) = classify(&evals[i], &lock, id);
         rows.push((id, state, evals[i].key(), reason));
     }
     let count = |s: &str| rows.iter().filter(|r| r.1 == s).count();
-    if json_out {
+    // One write per buffer, not per line (stdout is line-buffered).
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if json_out {
         let nodes: Vec<Value> = rows
             .iter()
             .map(|(id, s, k, r)| json!({"node": id, "status": s, "key": k, "reason": r}))
             .collect();
-        let out = json!({"pipeline": l.dag.pipeline.name, "cached": count("cached"), "stale": count("stale"), "missing": count("missing"), "nodes": nodes});
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        return Ok(());
-    }
-    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).min(48);
-    for (id, s, k, r) in &rows {
-        println!(
-            "{s:<8} {id:<width$} {:<12} {r}",
-            k.map(short).unwrap_or("-")
-        );
-    }
-    println!(
-        "pipeline {}: {} nodes: {} cached, {} stale, {} missing",
-        l.dag.pipeline.name,
-        rows.len(),
-        count("cached"),
-        count("stale"),
-        count("missing")
-    );
+        let doc = json!({"pipeline": l.dag.pipeline.name, "cached": count("cached"), "stale": count("stale"), "missing": count("missing"), "nodes": nodes});
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        )
+    } else {
+        let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).min(48);
+        rows.iter()
+            .try_for_each(|(id, s, k, r)| {
+                writeln!(
+                    out,
+                    "{s:<8} {id:<width$} {:<12} {r}",
+                    k.map(short).unwrap_or("-")
+                )
+            })
+            .and_then(|_| {
+                writeln!(
+                    out,
+                    "pipeline {}: {} nodes: {} cached, {} stale, {} missing",
+                    l.dag.pipeline.name,
+                    rows.len(),
+                    count("cached"),
+                    count("stale"),
+                    count("missing")
+                )
+            })
+    };
+    written
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure::Failed(format!("writing the status: {e}")))?;
+    // The process exits next: freeing thousands of evaluations, lock entries
+    // and memo entries one by one would only cost time.
+    drop(out);
+    std::mem::forget(rows);
+    std::mem::forget((evals, lock, l));
     Ok(())
 }
 
@@ -93,7 +118,8 @@ pub fn explain(p: &PipelineArgs, pattern: &str, json_out: bool) -> Outcome {
 fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
     let dag = &l.dag;
     let n = &dag.nodes[i];
-    let (state, reason) = classify(&evals[i], ev.lock.nodes.contains_key(n.id()));
+    let key_params = n.key_params();
+    let (state, reason) = classify(&evals[i], ev.lock, n.id());
     // Inputs: digest (or why unknown) and where from.
     let mut inputs = Vec::new();
     let describe = |s: &Source| -> (Value, String) {
@@ -114,7 +140,7 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
                     }
                     _ => Value::Null,
                 };
-                let (ust, ur) = classify(&evals[*idx], ev.lock.nodes.contains_key(up));
+                let (ust, ur) = classify(&evals[*idx], ev.lock, up);
                 let tail = if ur.is_empty() {
                     String::new()
                 } else {
@@ -159,7 +185,7 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
             .collect(),
         (Eval::Pending { .. }, Some(old)) => {
             // The key is unknown; compare what is known (op, version, params).
-            let partial = key::preimage(n.op.name(), n.op.version(), &n.key_params, serde_json::Map::new());
+            let partial = key::preimage(n.op.name(), n.op.version(), &key_params, serde_json::Map::new());
             let mut oldp = old.preimage.clone();
             if let Some(o) = oldp.as_object_mut() {
                 o.insert("inputs".into(), json!({}));
@@ -179,8 +205,8 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
         "status": state,
         "reason": reason,
         "key": evals[i].key(),
-        "params": n.key_params,
-        "non_semantic_params": n.inst.params.iter().filter(|(k, _)| !n.key_params.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+        "params": key_params,
+        "non_semantic_params": n.inst.params.iter().filter(|(k, _)| !key_params.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
         "resources": n.resources,
         "inputs": inputs,
         "last_key": last.map(|e| e.key.clone()),

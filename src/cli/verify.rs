@@ -55,7 +55,7 @@ pub fn verify(a: VerifyArgs) -> Outcome {
     let extra: Vec<&String> = lock
         .nodes
         .keys()
-        .filter(|id| !l.dag.by_id.contains_key(*id))
+        .filter(|id| l.dag.index_of(id).is_none())
         .collect();
     let lock_problem = (!extra.is_empty()).then(|| {
         format!(
@@ -98,7 +98,7 @@ pub fn verify(a: VerifyArgs) -> Outcome {
 fn check_hit(
     l: &super::Loaded,
     key: &str,
-    outputs: &BTreeMap<String, String>,
+    outputs: &crate::cache::Digests,
     entry: Option<&crate::cache::lockfile::LockEntry>,
 ) -> Option<String> {
     let rec = match l.cache.read_record(key) {
@@ -119,7 +119,7 @@ fn check_hit(
             return Some(format!("output `{name}`: {e}"));
         }
     }
-    let rec_outs: BTreeMap<String, String> = rec
+    let rec_outs: crate::cache::Digests = rec
         .outputs
         .iter()
         .map(|(k, o)| (k.clone(), o.digest.clone()))

@@ -2,12 +2,18 @@
 //! miss, and say why. Shared by `run`, `status`, `explain`, `verify` and the
 //! dry-run plan, so they can never disagree.
 
+use crate::cache::fasthash::FastMap;
 use crate::cache::lockfile::{LockEntry, LockFile};
+use crate::cache::statdir::StatDir;
 use crate::cache::{Cache, short};
+use crate::cache::{Digests, RecordIndex};
 use crate::graph::key::{self, FieldChange};
 use crate::graph::{Dag, Input, Source};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::Mutex;
 
 /// What is known about one node after evaluation.
 #[derive(Debug, Clone)]
@@ -17,7 +23,7 @@ pub enum Eval {
         /// Current key.
         key: String,
         /// Output name -> digest.
-        outputs: BTreeMap<String, String>,
+        outputs: Digests,
     },
     /// The key is known but must be computed.
     Miss {
@@ -53,7 +59,77 @@ pub struct Known {
     /// The node's key.
     pub key: String,
     /// Output name -> digest.
-    pub outputs: BTreeMap<String, String>,
+    pub outputs: Digests,
+}
+
+/// An input's digest or, for a list input, its entries' digests.
+enum Digest<'k> {
+    One(Option<Cow<'k, str>>),
+    List(Vec<(&'k str, Option<Cow<'k, str>>)>),
+}
+
+/// The `inputs` object of a preimage (a later input of the same name
+/// replaces an earlier one, as inserting into the map does).
+fn digests_map(digests: Vec<(&str, Digest)>) -> Map<String, Value> {
+    let value = |d: Option<Cow<str>>| d.map_or(Value::Null, |d| Value::String(d.into_owned()));
+    digests
+        .into_iter()
+        .map(|(name, d)| {
+            let v = match d {
+                Digest::One(d) => value(d),
+                Digest::List(list) => Value::Object(
+                    list.into_iter()
+                        .map(|(e, d)| (e.to_string(), value(d)))
+                        .collect(),
+                ),
+            };
+            (name.to_string(), v)
+        })
+        .collect()
+}
+
+/// Writes [`digests_map`] of `digests` as `serde_json` would (canonical
+/// JSON), without building the map: a hit needs only its key.
+fn write_digests(out: &mut Vec<u8>, digests: &[(&str, Digest)]) {
+    write_object(out, digests, |out, d| match d {
+        Digest::One(d) => write_digest(out, d),
+        Digest::List(list) => write_object(out, list, write_digest),
+    });
+}
+
+/// Writes a JSON object as `serde_json` writes a map built by inserting
+/// `entries` in order: keys sorted, the last of equal keys kept.
+fn write_object<T>(out: &mut Vec<u8>, entries: &[(&str, T)], value: impl Fn(&mut Vec<u8>, &T)) {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].0.cmp(entries[b].0)); // stable
+    out.push(b'{');
+    let mut first = true;
+    for (n, &at) in order.iter().enumerate() {
+        let (k, v) = &entries[at];
+        if order.get(n + 1).is_some_and(|&next| entries[next].0 == *k) {
+            continue; // a later entry of the same name replaces this one
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(out, k);
+        out.push(b':');
+        value(out, v);
+    }
+    out.push(b'}');
+}
+
+fn write_digest(out: &mut Vec<u8>, d: &Option<Cow<str>>) {
+    match d {
+        Some(d) => write_str(out, d),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// How hard to check objects of hits.
@@ -78,79 +154,150 @@ pub struct Evaluator<'a> {
     /// `repro report` mode: report ops run with whatever upstream is cached,
     /// and an upstream that is not is a "missing" input (rendered as a dash).
     pub missing_ok: bool,
+    /// A one-pass view of the file system for [`evaluate_all`], which looks
+    /// at every node once and runs nothing; `None` (while running) looks at
+    /// the disk every time.
+    pub snapshot: Option<&'a Snapshot>,
 }
 
-/// The input part of a preimage plus where each input came from.
-pub struct Inputs {
-    /// name -> digest or {entry: digest}.
-    pub digests: Map<String, Value>,
-    /// name -> source description.
-    pub sources: BTreeMap<String, Value>,
+/// What one evaluation pass looked at already: the digest of each `file:`
+/// input (a fan-out of 10,000 nodes over one shared file stats it once) and,
+/// for pipelines of [`SNAPSHOT_MIN_NODES`] nodes or more, the listing of the
+/// record directory (one `readdir` instead of a `stat` per node; it only ever
+/// answers "yes", see [`Evaluator::has_record`]) and the light object
+/// directory, opened once (see [`StatDir`]; every object is still stat'ed
+/// when it is checked).
+///
+/// A run calls [`Snapshot::forget_files`] before it starts its first node:
+/// from then on a node could, in principle, have written a project file, so
+/// `file:` inputs are looked at every time, as without a snapshot.
+#[derive(Default)]
+pub struct Snapshot {
+    files: Mutex<Option<FastMap<OsString, Result<String, String>>>>,
+    records: Option<RecordIndex>,
+    objects: Option<StatDir>,
+}
+
+/// Pipelines with at least this many nodes list the record directory once.
+pub const SNAPSHOT_MIN_NODES: usize = 256;
+
+impl Snapshot {
+    /// A snapshot for a pass of `ev` over its whole pipeline.
+    pub fn new(ev: &Evaluator) -> Self {
+        let large = ev.dag.nodes.len() >= SNAPSHOT_MIN_NODES;
+        Snapshot {
+            files: Mutex::new(Some(FastMap::default())),
+            records: large.then(|| ev.cache.record_index().ok()).flatten(),
+            objects: large.then(|| ev.cache.objects_dir().ok()).flatten(),
+        }
+    }
+
+    /// Stops remembering `file:` digests (and forgets those remembered).
+    pub fn forget_files(&self) {
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 impl Evaluator<'_> {
-    /// Digests of a node's inputs, given the outputs of evaluated upstream nodes.
-    /// `Err(upstream id)` when an upstream output is not known yet; file errors
-    /// come back as `Err` with the message.
-    pub fn inputs(&self, i: usize, known: &[Option<Known>]) -> Result<Inputs, String> {
-        let n = &self.dag.nodes[i];
-        let missing_ok = self.missing_ok && n.op.is_report();
-        let mut digests = Map::new();
-        let mut sources = BTreeMap::new();
-        let one = |s: &Source| -> Result<(Value, Value), String> {
-            match s {
-                Source::File { path, written } => {
-                    let a = self
-                        .cache
-                        .stat
-                        .digest(path)
-                        .map_err(|e| format!("file:{written}: {e}"))?;
-                    Ok((json!(a.digest), json!(format!("file:{written}"))))
-                }
-                Source::Node { idx, output } => {
-                    let up = self.dag.nodes[*idx].id();
-                    let Some(d) = known[*idx].as_ref().and_then(|k| k.outputs.get(output)) else {
-                        if missing_ok {
-                            return Ok((Value::Null, json!({ "missing": up })));
-                        }
-                        return Err(format!("waits for upstream `{up}`"));
-                    };
-                    let src = if output == "out" {
-                        up.to_string()
-                    } else {
-                        format!("{up}.{output}")
-                    };
-                    Ok((json!(d), json!(src)))
-                }
-            }
-        };
-        for (name, input) in &n.inputs {
-            match input {
-                Input::One(s) => {
-                    let (d, src) = one(s)?;
-                    digests.insert(name.clone(), d);
-                    sources.insert(name.clone(), src);
-                }
+    /// Digests of a node's inputs (the `inputs` of its preimage), given the
+    /// outputs of evaluated upstream nodes. `Err` says why they are not
+    /// known: an upstream output not known yet, or a file error.
+    pub fn input_digests(
+        &self,
+        i: usize,
+        known: &[Option<Known>],
+    ) -> Result<Map<String, Value>, String> {
+        Ok(digests_map(self.digests(i, known)?))
+    }
+
+    /// Each input's digest (or its entries' digests), in input order.
+    fn digests<'s>(
+        &'s self,
+        i: usize,
+        known: &'s [Option<Known>],
+    ) -> Result<Vec<(&'s str, Digest<'s>)>, String> {
+        let mut inputs = Vec::with_capacity(self.dag.nodes[i].inputs.len());
+        for (name, input) in &self.dag.nodes[i].inputs {
+            let d = match input {
+                Input::One(s) => Digest::One(self.source_digest(i, s, known)?),
                 Input::List(entries) => {
-                    let mut dm = Map::new();
-                    let mut sm = Map::new();
+                    let mut list = Vec::with_capacity(entries.len());
                     for (entry, s) in entries {
-                        let (d, src) = one(s)?;
-                        dm.insert(entry.clone(), d);
-                        sm.insert(entry.clone(), src);
+                        list.push((entry.as_str(), self.source_digest(i, s, known)?));
                     }
-                    digests.insert(name.clone(), Value::Object(dm));
-                    sources.insert(name.clone(), Value::Object(sm));
+                    Digest::List(list)
+                }
+            };
+            inputs.push((name.as_str(), d));
+        }
+        Ok(inputs)
+    }
+
+    /// The digest one input source contributes to node `i`'s key: `None`
+    /// (JSON null) for an upstream that is missing in `repro report` mode.
+    fn source_digest<'k>(
+        &self,
+        i: usize,
+        s: &Source,
+        known: &'k [Option<Known>],
+    ) -> Result<Option<Cow<'k, str>>, String> {
+        match s {
+            Source::File { path, written } => self
+                .file_digest(path)
+                .map(|d| Some(Cow::Owned(d)))
+                .map_err(|e| format!("file:{written}: {e}")),
+            Source::Node { idx, output } => {
+                match known[*idx].as_ref().and_then(|k| k.outputs.get(output)) {
+                    Some(d) => Ok(Some(Cow::Borrowed(d))),
+                    None if self.missing_ok && self.dag.nodes[i].op.is_report() => Ok(None),
+                    None => Err(format!(
+                        "waits for upstream `{}`",
+                        self.dag.nodes[*idx].id()
+                    )),
                 }
             }
         }
-        Ok(Inputs { digests, sources })
+    }
+
+    /// The digest of a `file:` input (through the snapshot, when there is one).
+    fn file_digest(&self, path: &Path) -> Result<String, String> {
+        let look = || {
+            self.cache
+                .stat
+                .digest(path)
+                .map(|a| a.digest)
+                .map_err(|e| e.to_string())
+        };
+        let Some(snap) = self.snapshot else {
+            return look();
+        };
+        let mut files = snap.files.lock().unwrap_or_else(|e| e.into_inner());
+        match files.as_mut() {
+            Some(files) => files
+                .entry(path.as_os_str().to_owned())
+                .or_insert_with(look)
+                .clone(),
+            None => look(),
+        }
+    }
+
+    /// Whether the cache holds a record for `key` (through the snapshot's
+    /// listing, when there is one).
+    ///
+    /// The listing only answers "yes": a key it does not hold is looked up
+    /// on disk, so a record written after the listing (by this run or
+    /// another process) is found as without a snapshot.
+    fn has_record(&self, key: &str) -> bool {
+        self.snapshot
+            .and_then(|s| s.records.as_ref())
+            .is_some_and(|index| index.contains(self.cache, key))
+            || self.cache.has_record(key)
     }
 
     /// Evaluates node `i`.
     pub fn eval(&self, i: usize, known: &[Option<Known>]) -> Eval {
         let n = &self.dag.nodes[i];
-        let inputs = match self.inputs(i, known) {
+        let digests = match self.digests(i, known) {
             Ok(x) => x,
             Err(reason) => {
                 let own = self.own_changes(i);
@@ -162,11 +309,9 @@ impl Evaluator<'_> {
                 return Eval::Pending { reason };
             }
         };
-        let mut preimage =
-            key::preimage(n.op.name(), n.op.version(), &n.key_params, inputs.digests);
-        if n.op.is_report() {
-            // Reports show their inputs' coordinates, metrics and provenance:
-            // what they see is part of their key.
+        // Reports show their inputs' coordinates, metrics and provenance:
+        // what they see is part of their key.
+        let records = if n.op.is_report() {
             let views = match input_records(self.cache, self.dag, i, &|u| {
                 known[u].as_ref().map(|k| k.key.clone())
             }) {
@@ -186,23 +331,36 @@ impl Evaluator<'_> {
                     )
                 })
                 .collect();
-            if let Some(o) = preimage.as_object_mut() {
-                o.insert("records".into(), Value::Object(digests));
+            Some(digests)
+        } else {
+            None
+        };
+        let mut inputs_json = Vec::with_capacity(128);
+        write_digests(&mut inputs_json, &digests);
+        let key = n.key_template.key(&inputs_json, records.as_ref());
+        // The preimage as JSON: only misses need it (and keep it).
+        let preimage = move |key: &str| {
+            let digests = digests_map(digests);
+            let mut p = key::preimage(n.op.name(), n.op.version(), &n.key_params(), digests);
+            if let (Some(r), Some(o)) = (records, p.as_object_mut()) {
+                o.insert("records".into(), Value::Object(r));
             }
-        }
-        let key = key::key_of(&preimage);
+            debug_assert_eq!(key::key_of(&p), key, "key template and preimage disagree");
+            p
+        };
         let entry = self.lock.nodes.get(n.id());
         // Fast path: the lock file already names this key and its outputs.
-        let fast = entry
-            .filter(|e| e.key == key && self.cache.has_record(&key))
-            .map(|e| e.outputs.clone());
+        let fast = entry.filter(|e| e.key == key && self.has_record(&key));
         let outs = match fast {
-            Some(o) if self.check == Check::Exists => Some(Ok(o)),
-            Some(o)
+            Some(e) if self.check == Check::Exists => Some(Ok(e.outputs.clone())),
+            Some(e)
                 if self.check == Check::Quick
-                    && o.values().all(|d| self.cache.quick_light_ok(d)) =>
+                    && e.outputs.values().all(|d| {
+                        let objects = self.snapshot.and_then(|s| s.objects.as_ref());
+                        self.cache.quick_light_ok_in(objects, d)
+                    }) =>
             {
-                Some(Ok(o))
+                Some(Ok(e.outputs.clone()))
             }
             _ => match self.cache.read_record(&key) {
                 Ok(Some(rec)) => {
@@ -232,12 +390,13 @@ impl Evaluator<'_> {
         match outs {
             Some(Ok(outputs)) => Eval::Hit { key, outputs },
             Some(Err(reason)) => Eval::Miss {
+                preimage: preimage(&key),
                 key,
-                preimage,
                 reason,
                 changes: Vec::new(),
             },
             None => {
+                let preimage = preimage(&key);
                 let (reason, changes) = self.why_miss(i, &preimage, entry);
                 Eval::Miss {
                     key,
@@ -266,7 +425,7 @@ impl Evaluator<'_> {
             o.insert("inputs".into(), json!({}));
             o.remove("records");
         }
-        let now = key::preimage(n.op.name(), n.op.version(), &n.key_params, Map::new());
+        let now = key::preimage(n.op.name(), n.op.version(), &n.key_params(), Map::new());
         key::diff(&oldp, &now)
             .iter()
             .map(|c| describe_change(self.dag, i, c))
@@ -362,27 +521,39 @@ pub fn describe_change(dag: &Dag, i: usize, c: &FieldChange) -> String {
     format!("{}: {} -> {}", c.path, show(&c.old), show(&c.new))
 }
 
-/// Evaluates every node in topological order, assuming nothing runs.
+/// Evaluates every node in topological order, assuming nothing runs (through
+/// a [`Snapshot`] unless `ev` has one).
 pub fn evaluate_all(ev: &Evaluator) -> Vec<Eval> {
+    let snapshot;
+    let ev = &Evaluator {
+        snapshot: match ev.snapshot {
+            Some(s) => Some(s),
+            None => {
+                snapshot = Snapshot::new(ev);
+                Some(&snapshot)
+            }
+        },
+        ..*ev
+    };
     let dag = ev.dag;
     let mut known: Vec<Option<Known>> = vec![None; dag.nodes.len()];
     let mut evals: Vec<Option<Eval>> = vec![None; dag.nodes.len()];
     for &i in &dag.order {
-        let e = ev.eval(i, &known);
-        if let Eval::Hit { key, outputs } = &e {
-            known[i] = Some(Known {
-                key: key.clone(),
-                outputs: outputs.clone(),
-            });
+        match ev.eval(i, &known) {
+            // A hit's key and outputs live in `known` until the pass ends.
+            Eval::Hit { key, outputs } => known[i] = Some(Known { key, outputs }),
+            e => evals[i] = Some(e),
         }
-        evals[i] = Some(e);
     }
     evals
         .into_iter()
-        .map(|e| {
-            e.unwrap_or(Eval::Pending {
+        .zip(known)
+        .map(|(e, k)| match (e, k) {
+            (Some(e), _) => e,
+            (None, Some(Known { key, outputs })) => Eval::Hit { key, outputs },
+            (None, None) => Eval::Pending {
                 reason: "not evaluated".into(),
-            })
+            },
         })
         .collect()
 }

@@ -25,7 +25,7 @@ use crate::cache::record::{ArtifactKind, Record, Storage};
 use crate::cache::{Cache, short};
 use crate::graph::Dag;
 use cancel::CancelToken;
-use eval::{Check, Eval, Evaluator, Known};
+use eval::{Check, Eval, Evaluator, Known, Snapshot};
 use node::{Job, NodeError};
 use progress::Progress;
 use serde_json::Value;
@@ -111,18 +111,21 @@ pub fn run(
     let t0 = Instant::now();
     let _cache_lock = shared_cache_lock(cache, opts.quiet)?;
     let lock = LockFile::read(lock_path).map_err(ExecError::Lock)?;
-    let ev = Evaluator {
+    let mut ev = Evaluator {
         dag,
         cache,
         lock: &lock,
         check: Check::Quick,
         missing_ok: opts.report_only,
+        snapshot: None,
     };
+    let snapshot = Snapshot::new(&ev);
+    ev.snapshot = Some(&snapshot);
     let n = dag.nodes.len();
     let selected: Vec<bool> = match &opts.plan {
         Some(plan) => {
             for id in plan.keys() {
-                if !dag.by_id.contains_key(id) {
+                if dag.index_of(id).is_none() {
                     return Err(ExecError::StalePlan(format!(
                         "the plan names `{id}`, which is not a node of this pipeline any more"
                     )));
@@ -316,6 +319,9 @@ pub fn run(
                     .collect();
                 let cancel = cancel.clone();
                 let quiet = opts.quiet;
+                // The node may write anywhere: `file:` inputs are looked at
+                // afresh from now on.
+                snapshot.forget_files();
                 scope.spawn(move || {
                     let start = Instant::now();
                     let env: Vec<(String, String)> = if gpus.is_empty() {
@@ -444,7 +450,7 @@ pub fn run(
             selected[i] && blocked[i] && !summary.failed.iter().any(|(f, _)| f == dag.nodes[i].id())
         })
         .count();
-    summary.lock_changed = write_lock(dag, cache, lock_path, &known)?;
+    summary.lock_changed = write_lock(dag, cache, lock_path, &known, &lock)?;
     cache.stat.save().ok();
     summary.elapsed = t0.elapsed();
     Ok(summary)
@@ -600,14 +606,34 @@ fn write_lock(
     cache: &Cache,
     lock_path: &Path,
     known: &[Option<Known>],
+    start: &LockFile,
 ) -> Result<bool, ExecError> {
     let lpath = cache.flock_path(&format!("lockfile-{}", dag.pipeline.name));
     let _g = flock::lock_wait(&lpath, Mode::Exclusive)
         .map_err(|e| ExecError::Lock(format!("{}: {e}", lpath.display())))?;
+    // A no-op run: this run learned nothing the lock file read at its start
+    // did not say, and the file still holds exactly that lock's text. Then
+    // the merge below would write nothing; skip parsing and rebuilding it.
+    let nothing_new = start.pipeline == dag.pipeline.name
+        && start.repro_lock == crate::cache::lockfile::LOCK_FORMAT
+        && known.iter().flatten().count() == start.nodes.len()
+        && known.iter().enumerate().all(|(i, k)| {
+            k.as_ref().is_none_or(|k| {
+                start
+                    .nodes
+                    .get(dag.nodes[i].id())
+                    .is_some_and(|e| e.key == k.key && e.outputs == k.outputs)
+            })
+        });
+    if nothing_new
+        && std::fs::read(lock_path).is_ok_and(|bytes| bytes == start.to_text().as_bytes())
+    {
+        return Ok(false);
+    }
     let mut lock = LockFile::read(lock_path).map_err(ExecError::Lock)?;
     lock.pipeline = dag.pipeline.name.clone();
     lock.repro_lock = crate::cache::lockfile::LOCK_FORMAT;
-    lock.nodes.retain(|id, _| dag.by_id.contains_key(id));
+    lock.nodes.retain(|id, _| dag.index_of(id).is_some());
     for (i, k) in known.iter().enumerate() {
         if let Some(k) = k {
             lock.nodes.insert(

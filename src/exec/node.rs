@@ -208,7 +208,7 @@ pub fn run_node(
             started,
             duration_s: (duration * 1000.0).round() / 1000.0,
             peak_rss_kib: result.peak_rss_kib,
-            params: Value::Object(n.inst.params.clone()),
+            params: Value::Object(n.inst.params.to_map()),
             resources: serde_json::to_value(&n.resources).unwrap_or(Value::Null),
         },
     };

@@ -84,6 +84,62 @@ pub fn key_of(preimage: &Value) -> String {
         .to_string()
 }
 
+/// The part of a node's preimage that does not depend on its inputs, in
+/// canonical JSON, so that a key is one streamed hash instead of a JSON tree
+/// built and serialized per node.
+///
+/// The canonical preimage is `{"inputs":…,"op":…,"op_version":…,"params":…}`
+/// then `,"records":…` (report ops only) and `,"repro_key":1}`, keys being
+/// sorted. The template holds `,"op":…,"op_version":…,"params":…`;
+/// [`KeyTemplate::key`] equals [`key_of`] of the full [`preimage`] (a test
+/// checks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    middle: String,
+}
+
+impl KeyTemplate {
+    /// The template of a node with this op, version and semantic params.
+    pub fn new(op: &str, op_version: u32, params: &Map<String, Value>) -> Self {
+        let mut middle = String::from(",\"op\":");
+        middle.push_str(&canonical_json(&Value::from(op)));
+        middle.push_str(",\"op_version\":");
+        middle.push_str(&op_version.to_string());
+        middle.push_str(",\"params\":");
+        middle.push_str(&serde_json::to_string(params).unwrap_or_default());
+        KeyTemplate { middle }
+    }
+
+    /// A template from its serialized form ([`KeyTemplate::as_str`]).
+    pub fn from_serialized(middle: String) -> Self {
+        KeyTemplate { middle }
+    }
+
+    /// The serialized form.
+    pub fn as_str(&self) -> &str {
+        &self.middle
+    }
+
+    /// The key for these input digests (`inputs`: the canonical JSON of the
+    /// preimage's `inputs` object) and, for report ops, record views: the
+    /// same as [`key_of`] of the full preimage.
+    pub fn key(&self, inputs: &[u8], records: Option<&Map<String, Value>>) -> String {
+        let mut buf = Vec::with_capacity(inputs.len() + self.middle.len() + 32);
+        buf.extend_from_slice(b"{\"inputs\":");
+        buf.extend_from_slice(inputs);
+        buf.extend_from_slice(self.middle.as_bytes());
+        if let Some(r) = records {
+            buf.extend_from_slice(b",\"records\":");
+            // Writing into a Vec cannot fail, and JSON maps have string keys.
+            let _ = serde_json::to_writer(&mut buf, r);
+        }
+        buf.extend_from_slice(b",\"repro_key\":");
+        buf.extend_from_slice(KEY_FORMAT.to_string().as_bytes());
+        buf.push(b'}');
+        blake3::hash(&buf).to_hex().to_string()
+    }
+}
+
 /// A field-level difference between two preimages.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FieldChange {
@@ -158,6 +214,35 @@ mod tests {
         inputs.insert("x".into(), json!("ab"));
         assert_ne!(base, key_of(&preimage("t", 1, &p, inputs)));
         assert_eq!(base, key_of(&preimage("t", 1, &p, Map::new())));
+    }
+
+    #[test]
+    fn template_key_is_the_preimage_key() {
+        let params: Map<String, Value> = serde_json::from_str(
+            r#"{"z": 1e-5, "a": "tab\t \"q\" é \u0001", "n": -3, "big": 18446744073709551615,
+                "nested": {"b": [1.5, null, true], "a": {}}, "f": 2.0}"#,
+        )
+        .unwrap();
+        let inputs: Map<String, Value> =
+            serde_json::from_str(r#"{"x": "ab", "list": {"i=10": "d1", "i=2": "d2"}, "y": null}"#)
+                .unwrap();
+        let records: Map<String, Value> =
+            serde_json::from_str(r#"{"runs": "r", "a": "b"}"#).unwrap();
+        let inputs_json = canonical_json(&Value::Object(inputs.clone()));
+        for op in ["shell", "we\"ird\\op"] {
+            let t = KeyTemplate::new(op, 7, &params);
+            let mut full = preimage(op, 7, &params, inputs.clone());
+            assert_eq!(t.key(inputs_json.as_bytes(), None), key_of(&full));
+            full.as_object_mut()
+                .unwrap()
+                .insert("records".into(), Value::Object(records.clone()));
+            assert_eq!(t.key(inputs_json.as_bytes(), Some(&records)), key_of(&full));
+            let empty = Map::new();
+            assert_eq!(
+                KeyTemplate::new(op, 1, &empty).key(b"{}", None),
+                key_of(&preimage(op, 1, &empty, Map::new()))
+            );
+        }
     }
 
     #[test]

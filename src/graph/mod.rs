@@ -6,18 +6,27 @@
 //! references to nothing (unknown node, no matching instance, unknown output,
 //! missing file), ambiguous references, and cycles (printed in full).
 
+pub mod codec;
 pub mod key;
+pub mod memo;
+pub mod params;
+pub mod resolve;
 pub mod resources;
+pub mod serial;
 
 use crate::ops::{self, Op, OutputDecl};
-use crate::spec::expand::{self, InputDecl, Instance, RefAt};
+use crate::spec::expand::{self, Coord};
 use crate::spec::refs::Ref;
 use crate::spec::{Pipeline, SpecError};
+use key::KeyTemplate;
+pub use params::Params;
 use petgraph::graph::{DiGraph, NodeIndex};
+use resolve::{Resolver, resolve_instance};
 pub use resources::{Resources, Tolerance};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Where one input's bytes come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +48,7 @@ pub enum Source {
 }
 
 /// A resolved input.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// One artifact.
     One(Source),
@@ -47,15 +56,29 @@ pub enum Input {
     List(Vec<(String, Source)>),
 }
 
-/// One instance, compiled.
+/// What a compiled node keeps of its expanded instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInstance {
+    /// Full name, e.g. `train[size=s]`.
+    pub id: String,
+    /// Index of the node as written (into [`PipelineInfo::node_ids`]).
+    pub node: usize,
+    /// Coordinates in naming order.
+    pub coords: Vec<(String, Coord)>,
+    /// Params after interpolation (all of them, semantic or not).
+    pub params: Params,
+}
+
+/// One instance, compiled. Two nodes are equal when everything but their
+/// op's identity is equal and their ops have the same name and version.
 #[derive(Clone)]
 pub struct DagNode {
-    /// The expanded instance (id, coordinates, params, spans).
-    pub inst: Instance,
+    /// The instance: id, coordinates, params.
+    pub inst: NodeInstance,
     /// Its op.
     pub op: &'static dyn Op,
-    /// The params that enter the key.
-    pub key_params: Map<String, Value>,
+    /// The key preimage without the input digests, serialized once (see [`key`]).
+    pub key_template: KeyTemplate,
     /// Declared outputs.
     pub outputs: Vec<OutputDecl>,
     /// Inputs by name, sorted by name.
@@ -68,33 +91,92 @@ pub struct DagNode {
     pub upstream: Vec<usize>,
 }
 
+impl PartialEq for DagNode {
+    fn eq(&self, o: &Self) -> bool {
+        self.inst == o.inst
+            && (self.op.name(), self.op.version()) == (o.op.name(), o.op.version())
+            && self.key_template == o.key_template
+            && self.outputs == o.outputs
+            && self.inputs == o.inputs
+            && self.resources == o.resources
+            && self.tolerance == o.tolerance
+            && self.upstream == o.upstream
+    }
+}
+
+impl std::fmt::Debug for DagNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DagNode")
+            .field("inst", &self.inst)
+            .field("op", &(self.op.name(), self.op.version()))
+            .field("key_template", &self.key_template)
+            .field("outputs", &self.outputs)
+            .field("inputs", &self.inputs)
+            .field("resources", &self.resources)
+            .field("tolerance", &self.tolerance)
+            .field("upstream", &self.upstream)
+            .finish()
+    }
+}
+
 impl DagNode {
     /// Instance id.
     pub fn id(&self) -> &str {
         &self.inst.id
     }
+
+    /// The params that enter the key (the op's schema marks them semantic).
+    pub fn key_params(&self) -> Map<String, Value> {
+        ops::schema::semantic(self.op.params(), &self.inst.params)
+    }
+}
+
+/// What a compiled pipeline keeps of the pipeline as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineInfo {
+    /// The `pipeline:` name.
+    pub name: String,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// The root file.
+    pub path: PathBuf,
+    /// Node ids as written, in file order (instances point into this list).
+    pub node_ids: Vec<String>,
 }
 
 /// A compiled pipeline.
 pub struct Dag {
-    /// The pipeline as loaded.
-    pub pipeline: Pipeline,
+    /// The pipeline's name, root file and node ids.
+    pub pipeline: PipelineInfo,
     /// Instances, in expansion order.
     pub nodes: Vec<DagNode>,
-    /// Edges upstream -> downstream; node weights index `nodes`.
-    pub graph: DiGraph<usize, ()>,
     /// A topological order of `nodes`.
     pub order: Vec<usize>,
-    /// Instance id -> index.
-    pub by_id: HashMap<String, usize>,
     /// Project root (for `file:` paths).
     pub root: PathBuf,
+    /// Instance id -> index, built on first use (a no-op `status` never
+    /// looks an instance up by id).
+    by_id: OnceLock<HashMap<String, usize>>,
 }
 
 impl Dag {
+    /// The index of the instance with this id.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.by_id
+            .get_or_init(|| {
+                self.nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.inst.id.clone(), i))
+                    .collect()
+            })
+            .get(id)
+            .copied()
+    }
+
     /// Instances selected by a node name or an instance id (or a `node[k=v]` selector).
     pub fn select(&self, pattern: &str) -> Vec<usize> {
-        if let Some(&i) = self.by_id.get(pattern) {
+        if let Some(i) = self.index_of(pattern) {
             return vec![i];
         }
         match crate::spec::refs::parse(pattern) {
@@ -103,7 +185,7 @@ impl Dag {
                 .iter()
                 .enumerate()
                 .filter(|(_, n)| {
-                    self.pipeline.nodes[n.inst.node].id == r.node
+                    self.pipeline.node_ids[n.inst.node] == r.node
                         && expand::matches(&n.inst.coords, &r.filters)
                 })
                 .map(|(i, _)| i)
@@ -124,16 +206,107 @@ impl Dag {
         }
         keep
     }
+
+    /// Assembles a DAG from compiled nodes, ordering them topologically.
+    pub fn assemble(
+        pipeline: PipelineInfo,
+        nodes: Vec<DagNode>,
+        root: &Path,
+    ) -> Result<Dag, Cycle> {
+        let mut graph = DiGraph::<usize, ()>::with_capacity(nodes.len(), nodes.len());
+        for i in 0..nodes.len() {
+            graph.add_node(i);
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            for &u in &n.upstream {
+                graph.add_edge(NodeIndex::new(u), NodeIndex::new(i), ());
+            }
+        }
+        let order = match petgraph::algo::toposort(&graph, None) {
+            Ok(o) => o.into_iter().map(|n| n.index()).collect(),
+            Err(_) => {
+                let cycle = find_cycle(&graph);
+                return Err(Cycle {
+                    ids: cycle.iter().map(|&i| nodes[i].inst.id.clone()).collect(),
+                    node: cycle.first().map_or(0, |&i| nodes[i].inst.node),
+                });
+            }
+        };
+        Ok(Dag {
+            pipeline,
+            nodes,
+            order,
+            root: root.to_path_buf(),
+            by_id: OnceLock::new(),
+        })
+    }
+
+    /// A DAG from compiled nodes and an order computed before (by
+    /// [`Dag::assemble`]); `None` unless `order` is a topological order of
+    /// `nodes`.
+    pub fn with_order(
+        pipeline: PipelineInfo,
+        nodes: Vec<DagNode>,
+        order: Vec<usize>,
+        root: &Path,
+    ) -> Option<Dag> {
+        let mut position = vec![usize::MAX; nodes.len()];
+        for (at, &i) in order.iter().enumerate() {
+            if *position.get(i)? != usize::MAX {
+                return None;
+            }
+            position[i] = at;
+        }
+        let topological = order.len() == nodes.len()
+            && nodes.iter().enumerate().all(|(i, n)| {
+                n.upstream
+                    .iter()
+                    .all(|&u| position.get(u).is_some_and(|&p| p < position[i]))
+            });
+        topological.then(|| Dag {
+            pipeline,
+            nodes,
+            order,
+            root: root.to_path_buf(),
+            by_id: OnceLock::new(),
+        })
+    }
+}
+
+/// A dependency cycle found while assembling a DAG.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cycle {
+    /// Instance ids along the cycle (the first is repeated at the end).
+    pub ids: Vec<String>,
+    /// The node (as written) of the cycle's first instance.
+    pub node: usize,
+}
+
+/// Upstream instances of a node's inputs, sorted and deduplicated.
+pub fn upstream_of(inputs: &[(String, Input)]) -> Vec<usize> {
+    let mut upstream = Vec::new();
+    let mut add = |s: &Source| {
+        if let Source::Node { idx, .. } = s {
+            upstream.push(*idx);
+        }
+    };
+    for (_, input) in inputs {
+        match input {
+            Input::One(s) => add(s),
+            Input::List(entries) => entries.iter().for_each(|(_, s)| add(s)),
+        }
+    }
+    upstream.sort_unstable();
+    upstream.dedup();
+    upstream
 }
 
 /// Compiles a loaded pipeline.
 pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
     let instances = expand::expand(&p)?;
     let src = &p.sources;
-    let mut by_id = HashMap::with_capacity(instances.len());
     let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); p.nodes.len()];
     for (i, inst) in instances.iter().enumerate() {
-        by_id.insert(inst.id.clone(), i);
         by_node[inst.node].push(i);
     }
     // Ops and outputs first: references check output names.
@@ -141,12 +314,11 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
     let mut outputs_of = Vec::with_capacity(instances.len());
     for inst in &instances {
         let spec = &p.nodes[inst.node];
-        let at = format!("nodes.{}", spec.id);
         let op = ops::find(&spec.op.0).ok_or_else(|| {
             let names = ops::names();
             let e = src.error(
                 spec.op.1,
-                &format!("{at}.op"),
+                &format!("nodes.{}.op", spec.id),
                 format!("unknown op `{}`", spec.op.0),
             );
             match crate::spec::closest(&spec.op.0, &names) {
@@ -162,9 +334,9 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         if let Err((param, msg)) = check {
             let span = inst.param_spans.get(&param).copied().unwrap_or(spec.op.1);
             let key = if param.is_empty() {
-                format!("{at}.params")
+                format!("nodes.{}.params", spec.id)
             } else {
-                format!("{at}.params.{param}")
+                format!("nodes.{}.params.{param}", spec.id)
             };
             let mut e = src.error(span, &key, msg);
             if inst.id != spec.id {
@@ -176,7 +348,7 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
             if let Some((name, span, _)) = inst.inputs.first() {
                 return Err(src.error(
                     *span,
-                    &format!("{at}.inputs.{name}"),
+                    &format!("nodes.{}.inputs.{name}", spec.id),
                     format!("op `{}` takes no inputs", op.name()),
                 ));
             }
@@ -196,126 +368,51 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
             .enumerate()
             .map(|(i, n)| (n.id.as_str(), i))
             .collect(),
+        files: Default::default(),
     };
-    let mut nodes = Vec::with_capacity(instances.len());
+    let mut resolved = Vec::with_capacity(instances.len());
     for (i, inst) in instances.iter().enumerate() {
-        let spec = &p.nodes[inst.node];
-        let at = format!("nodes.{}", spec.id);
-        let op = ops_of[i];
-        let mut inputs: Vec<(String, Input)> = Vec::new();
-        for (name, path) in op.implicit_inputs(&inst.params) {
-            let span = inst
-                .param_spans
-                .values()
-                .next()
-                .copied()
-                .unwrap_or(spec.span);
-            let written = RefAt {
-                r: Ref::File(path),
-                span,
-            };
-            inputs.push((
-                name,
-                Input::One(resolve_file(root, &p, &written, &format!("{at}.params"))?),
-            ));
-        }
-        for (name, _, decl) in &inst.inputs {
-            let key = format!("{at}.inputs.{name}");
-            let input = match decl {
-                InputDecl::Single(r) => resolve(&cx, r, &key, false)?,
-                InputDecl::List(items) => {
-                    let mut entries: Vec<(String, Source)> = Vec::new();
-                    let mut names = std::collections::HashSet::new();
-                    for r in items {
-                        match resolve(&cx, r, &key, true)? {
-                            Input::List(more) => {
-                                for (n, s) in more {
-                                    if !names.insert(n.clone()) {
-                                        return Err(src.error(
-                                            r.span,
-                                            &key,
-                                            format!("two list entries are both named `{n}`"),
-                                        ));
-                                    }
-                                    entries.push((n, s));
-                                }
-                            }
-                            Input::One(_) => unreachable!("list items resolve to lists"),
-                        }
-                    }
-                    Input::List(entries)
-                }
-            };
-            inputs.push((name.clone(), input));
-        }
-        inputs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut upstream: Vec<usize> = inputs
-            .iter()
-            .flat_map(|(_, inp)| match inp {
-                Input::One(s) => vec![s.clone()],
-                Input::List(v) => v.iter().map(|(_, s)| s.clone()).collect(),
-            })
-            .filter_map(|s| match s {
-                Source::Node { idx, .. } => Some(idx),
-                Source::File { .. } => None,
-            })
-            .collect();
-        upstream.sort_unstable();
-        upstream.dedup();
-        let resources = resources::parse_resources(
-            src,
-            inst.resources.as_ref(),
-            spec.resources.as_ref(),
-            &format!("{at}.resources"),
-        )?;
-        let tolerance = resources::parse_tolerance(
-            src,
-            inst.tolerance.as_ref(),
-            spec.tolerance.as_ref(),
-            &format!("{at}.tolerance"),
-        )?;
+        resolved.push(resolve_instance(&cx, inst, ops_of[i])?);
+    }
+    drop(cx);
+    let mut nodes = Vec::with_capacity(instances.len());
+    let parts = instances
+        .into_iter()
+        .zip(resolved)
+        .zip(ops_of)
+        .zip(outputs_of);
+    for (((inst, (inputs, resources, tolerance)), op), outputs) in parts {
+        let key_params = ops::schema::semantic(op.params(), &inst.params);
         nodes.push(DagNode {
-            key_params: ops::schema::semantic(op.params(), &inst.params),
-            inst: inst.clone(),
+            key_template: KeyTemplate::new(op.name(), op.version(), &key_params),
+            upstream: upstream_of(&inputs),
+            inst: NodeInstance {
+                id: inst.id,
+                node: inst.node,
+                coords: inst.coords,
+                params: Params::new(inst.params),
+            },
             op,
-            outputs: outputs_of[i].clone(),
+            outputs,
             inputs,
             resources,
             tolerance,
-            upstream,
         });
     }
-    let mut graph = DiGraph::with_capacity(nodes.len(), nodes.len());
-    for i in 0..nodes.len() {
-        graph.add_node(i);
-    }
-    for (i, n) in nodes.iter().enumerate() {
-        for &u in &n.upstream {
-            graph.add_edge(NodeIndex::new(u), NodeIndex::new(i), ());
-        }
-    }
-    let order = match petgraph::algo::toposort(&graph, None) {
-        Ok(o) => o.into_iter().map(|n| n.index()).collect(),
-        Err(_) => {
-            let cycle = find_cycle(&graph);
-            let names: Vec<&str> = cycle.iter().map(|&i| nodes[i].id()).collect();
-            let first = &p.nodes[nodes[cycle[0]].inst.node];
-            return Err(src
-                .error(
-                    first.span,
-                    &format!("nodes.{}.inputs", first.id),
-                    format!("cycle: {}", names.join(" -> ")),
-                )
-                .with_help("a node cannot depend on its own output, directly or through others"));
-        }
+    let info = PipelineInfo {
+        name: p.name.clone(),
+        description: p.description.clone(),
+        path: p.path.clone(),
+        node_ids: p.nodes.iter().map(|n| n.id.clone()).collect(),
     };
-    Ok(Dag {
-        pipeline: p,
-        nodes,
-        graph,
-        order,
-        by_id,
-        root: root.to_path_buf(),
+    Dag::assemble(info, nodes, root).map_err(|cycle| {
+        let first = &p.nodes[cycle.node];
+        src.error(
+            first.span,
+            &format!("nodes.{}.inputs", first.id),
+            format!("cycle: {}", cycle.ids.join(" -> ")),
+        )
+        .with_help("a node cannot depend on its own output, directly or through others")
     })
 }
 
@@ -343,168 +440,4 @@ fn find_cycle(graph: &DiGraph<usize, ()>) -> Vec<usize> {
         }
     }
     Vec::new()
-}
-
-fn resolve_file(root: &Path, p: &Pipeline, r: &RefAt, key: &str) -> Result<Source, SpecError> {
-    let Ref::File(written) = &r.r else {
-        unreachable!("called for file refs")
-    };
-    let path = root.join(written);
-    if !path.exists() {
-        return Err(p
-            .sources
-            .error(
-                r.span,
-                key,
-                format!(
-                    "`file:{written}`: no such file or directory ({})",
-                    path.display()
-                ),
-            )
-            .with_help("paths after `file:` are relative to the project root"));
-    }
-    // Devices and pipes (`/dev/zero`, a FIFO) would never finish hashing.
-    if !path.is_file() && !path.is_dir() {
-        return Err(p.sources.error(
-            r.span,
-            key,
-            format!("`file:{written}` is neither a regular file nor a directory"),
-        ));
-    }
-    Ok(Source::File {
-        path,
-        written: written.clone(),
-    })
-}
-
-/// What reference resolution looks things up in.
-struct Resolver<'a> {
-    root: &'a Path,
-    p: &'a Pipeline,
-    instances: &'a [Instance],
-    /// Node index -> its instance indices.
-    by_node: &'a [Vec<usize>],
-    /// Instance index -> declared outputs.
-    outputs_of: &'a [Vec<OutputDecl>],
-    /// Node id -> node index.
-    node_index: HashMap<&'a str, usize>,
-}
-
-/// Resolves one reference (`in_list`: it is an item of a YAML list input).
-fn resolve(cx: &Resolver, r: &RefAt, key: &str, in_list: bool) -> Result<Input, SpecError> {
-    let Resolver {
-        root,
-        p,
-        instances,
-        by_node,
-        outputs_of,
-        node_index,
-    } = cx;
-    let (root, p, instances, by_node, outputs_of) = (*root, *p, *instances, *by_node, *outputs_of);
-    let src = &p.sources;
-    let nr = match &r.r {
-        Ref::File(_) => {
-            let s = resolve_file(root, p, r, key)?;
-            return Ok(if in_list {
-                let Ref::File(w) = &r.r else { unreachable!() };
-                Input::List(vec![(w.replace('/', "_"), s)])
-            } else {
-                Input::One(s)
-            });
-        }
-        Ref::Node(nr) => nr,
-    };
-    let Some(&ni) = node_index.get(nr.node.as_str()) else {
-        return Err(expand::unknown_node(src, p, r.span, key, &nr.node));
-    };
-    let matched: Vec<usize> = by_node[ni]
-        .iter()
-        .copied()
-        .filter(|&i| expand::matches(&instances[i].coords, &nr.filters))
-        .collect();
-    if matched.is_empty() {
-        let have: Vec<String> = by_node[ni]
-            .iter()
-            .take(6)
-            .map(|&i| instances[i].id.clone())
-            .collect();
-        return Err(src
-            .error(
-                r.span,
-                key,
-                format!("`{}` selects no instance", describe(nr)),
-            )
-            .with_help(format!(
-                "instances of `{}`: {}{}",
-                nr.node,
-                have.join(", "),
-                if by_node[ni].len() > 6 { ", ..." } else { "" }
-            )));
-    }
-    for &i in &matched {
-        if !outputs_of[i].iter().any(|o| o.name == nr.output) {
-            let outs: Vec<&str> = outputs_of[i].iter().map(|o| o.name.as_str()).collect();
-            return Err(src
-                .error(
-                    r.span,
-                    key,
-                    format!("`{}` has no output `{}`", instances[i].id, nr.output),
-                )
-                .with_help(if outs.is_empty() {
-                    "it declares no outputs".to_string()
-                } else {
-                    format!("its outputs: {}", outs.join(", "))
-                }));
-        }
-    }
-    let source = |i: usize| Source::Node {
-        idx: i,
-        output: nr.output.clone(),
-    };
-    if nr.all {
-        let entries = matched
-            .iter()
-            .map(|&i| {
-                let inst = &instances[i];
-                let name = if in_list || inst.coords.is_empty() {
-                    inst.id.clone()
-                } else {
-                    inst.coord_text()
-                };
-                (name, source(i))
-            })
-            .collect();
-        return Ok(Input::List(entries));
-    }
-    if matched.len() > 1 {
-        return Err(src
-            .error(
-                r.span,
-                key,
-                format!(
-                    "`{}` matches {} instances; a single input needs exactly one",
-                    describe(nr),
-                    matched.len()
-                ),
-            )
-            .with_help(format!(
-                "pick one with `{}[k=v]`, or take them all as a list with `{}[*]`",
-                nr.node, nr.node
-            )));
-    }
-    let i = matched[0];
-    Ok(if in_list {
-        Input::List(vec![(instances[i].id.clone(), source(i))])
-    } else {
-        Input::One(source(i))
-    })
-}
-
-fn describe(nr: &crate::spec::refs::NodeRef) -> String {
-    if nr.filters.is_empty() {
-        nr.node.clone()
-    } else {
-        let f: Vec<String> = nr.filters.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{}[{}]", nr.node, f.join(","))
-    }
 }

@@ -46,6 +46,9 @@ pub struct Pipeline {
     pub nodes: Vec<NodeSpec>,
     /// The text of every file, for located errors.
     pub sources: Sources,
+    /// Every pipeline file read (root first, then includes in load order):
+    /// the path as read and its text's id in `sources`.
+    pub files: Vec<(PathBuf, source::FileId)>,
 }
 
 /// One `nodes:` entry as written.
@@ -101,6 +104,7 @@ pub fn load_str(path: &Path, text: String, overrides: &[String]) -> Result<Pipel
         params: BTreeMap::new(),
         nodes: Vec::new(),
         sources: Sources::default(),
+        files: Vec::new(),
     };
     let mut chain = Vec::new();
     load_file(&mut p, path, text, true, &mut chain)?;
@@ -116,6 +120,7 @@ fn load_file(
     chain: &mut Vec<PathBuf>,
 ) -> Result<(), SpecError> {
     let file = p.sources.add(path, text);
+    p.files.push((path.to_path_buf(), file));
     let root = yaml::parse(&p.sources, file)?;
     let src = p.sources.clone();
     let root_span = root.span;

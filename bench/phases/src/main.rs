@@ -4,20 +4,23 @@
 //!
 //!     repro-phases PROJECT_DIR [PIPELINE_NAME] [REPEATS]
 //!
-//! Phases: read the YAML; yaml-rust2's event parser alone (the floor); parse it (spec::yaml::parse alone); load_str (parse
-//! again + node specs + duplicate-id checks); expand (matrix); compile (expand
-//! again + reference resolution + schema + graph); Cache::open (stat-cache
-//! JSON load); lock file read; evaluation split into input digests (stat
-//! cache lookups of `file:` inputs), key (preimage JSON + blake3), the lock
-//! file's fast-path record stat, record read + parse, output object checks
-//! (stat + memo); and printing the rows. Each figure is the median of REPEATS
-//! (default 5) in one process, so file-system caches are warm, as in a no-op
-//! `repro status`.
+//! Two load paths are timed. The full one, as on the first load after a
+//! change: read the YAML; yaml-rust2's event parser alone (the floor);
+//! spec::yaml::parse alone; load_str (parse + node specs + checks); expand
+//! (matrix); compile (expand again + reference resolution + schema + graph);
+//! writing the compiled-DAG memo. The memo one, as on a no-op: reading the
+//! memo file, its checksum, and `graph::memo::load` as a whole (checksum,
+//! pipeline file digests, decode, `file:` checks). Then, as `repro status`
+//! does on either: Cache::open (stat-cache JSON load); the lock file;
+//! evaluate_all; evaluation step by step (input digests, key, the record
+//! index and lookups, the object checks); printing the rows. Each figure is
+//! the median of REPEATS (default 5) in one process, so file-system caches
+//! are warm, as in a no-op `repro status`.
 
 use repro::cache::Cache;
 use repro::cache::lockfile::LockFile;
-use repro::exec::eval::{Check, Evaluator, evaluate_all};
-use repro::graph::key;
+use repro::exec::eval::{Check, Evaluator, Known, evaluate_all};
+use repro::graph::memo;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,6 +40,11 @@ fn main() {
     std::env::set_current_dir(&dir).expect("cd");
     let root = std::env::current_dir().unwrap();
     let path = root.join("pipelines").join(format!("{name}.yaml"));
+    let req = memo::Request {
+        root: &root,
+        path: &path,
+        overrides: &[],
+    };
     let mut all: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     let mut order: Vec<&'static str> = Vec::new();
     let mut nodes = 0;
@@ -47,10 +55,10 @@ fn main() {
             }
             all.entry(k).or_default().push(ms(d));
         };
-        let t_all = Instant::now();
+        // The full path (first load after a change).
         let t = Instant::now();
         let text = std::fs::read_to_string(&path).expect("read pipeline");
-        rec("1 read yaml file", t.elapsed());
+        rec("F1 read yaml file", t.elapsed());
 
         // The YAML scanner/parser alone, with a receiver that does nothing: the
         // floor of any loader built on yaml-rust2's event parser.
@@ -68,7 +76,7 @@ fn main() {
             std::hint::black_box(nop.0);
         }
         rec(
-            "2a yaml-rust2 event parser alone (no tree, no spans)",
+            "F2a yaml-rust2 event parser alone (no tree, no spans)",
             t.elapsed(),
         );
 
@@ -76,43 +84,54 @@ fn main() {
         let mut srcs = repro::spec::source::Sources::default();
         let f = srcs.add(&path, text.clone());
         let y = repro::spec::yaml::parse(&srcs, f).expect("yaml");
-        rec(
-            "2 yaml::parse alone (incl. duplicate-key check)",
-            t.elapsed(),
-        );
-        let t = Instant::now();
+        rec("F2 yaml::parse alone (incl. duplicate-key check)", t.elapsed());
         drop(y);
         drop(srcs);
-        rec("2b drop parsed yaml", t.elapsed());
 
         let t = Instant::now();
-        let p = repro::spec::load_str(&path, text, &[]).expect("load");
-        rec(
-            "3 spec::load_str (parse + node specs + dup-id check)",
-            t.elapsed(),
-        );
+        let p = repro::spec::load_str(&path, text.clone(), &[]).expect("load");
+        rec("F3 spec::load_str (parse + node specs + checks)", t.elapsed());
 
         let t = Instant::now();
         let inst = repro::spec::expand::expand(&p).expect("expand");
-        rec("4 expand alone (matrix, interpolation)", t.elapsed());
+        rec("F4 expand alone (matrix, interpolation)", t.elapsed());
         drop(inst);
 
         let t = Instant::now();
         let dag = repro::graph::compile(&root, p).expect("compile");
         rec(
-            "5 graph::compile (expand + resolve refs + schema + toposort)",
+            "F5 graph::compile (expand + resolve refs + schema + toposort)",
             t.elapsed(),
         );
         nodes = dag.nodes.len();
 
         let t = Instant::now();
+        memo::store(&req, &[(path.as_path(), text.as_str())], &dag).expect("memo store");
+        rec("F6 memo::store (encode + fsync + rename)", t.elapsed());
+        std::mem::forget(dag);
+
+        // The memo path (a no-op).
+        let t = Instant::now();
+        let bytes = std::fs::read(memo::memo_path(&req)).expect("memo");
+        rec("M1 read the memo file alone", t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(blake3::hash(&bytes));
+        rec("M2 its checksum alone", t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(blake3::hash(&std::fs::read(&path).expect("read")));
+        rec("M3 read + hash the YAML alone", t.elapsed());
+        let t = Instant::now();
+        let dag = memo::load(&req).expect("memo load");
+        rec("M4 memo::load (all of M1-M3 + decode + file: checks)", t.elapsed());
+
+        let t = Instant::now();
         let cache = Cache::open(&root).expect("cache");
-        rec("6 Cache::open (stat cache JSON load)", t.elapsed());
+        rec("S1 Cache::open (stat cache JSON load)", t.elapsed());
 
         let t = Instant::now();
         let lock =
             LockFile::read(&root.join("pipelines").join(format!("{name}.lock"))).expect("lock");
-        rec("7 lock file read + parse", t.elapsed());
+        rec("S2 lock file read + parse", t.elapsed());
 
         // evaluate_all exactly as `repro status` calls it
         let ev = Evaluator {
@@ -120,66 +139,56 @@ fn main() {
             cache: &cache,
             lock: &lock,
             check: Check::Quick,
+            missing_ok: false,
+            snapshot: None,
         };
         let t = Instant::now();
         let evals = evaluate_all(&ev);
-        rec("8 evaluate_all (as status calls it)", t.elapsed());
+        rec("S3 evaluate_all (as status calls it)", t.elapsed());
 
         // the same evaluation, step by step (Evaluator::eval's hit path)
-        let (mut t_in, mut t_key, mut t_has, mut t_read, mut t_chk) = (
-            Duration::ZERO,
-            Duration::ZERO,
-            Duration::ZERO,
-            Duration::ZERO,
-            Duration::ZERO,
-        );
-        let mut outputs: Vec<Option<BTreeMap<String, String>>> = vec![None; dag.nodes.len()];
+        let (mut t_in, mut t_key, mut t_has, mut t_chk) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let t = Instant::now();
+        let index = cache.record_index().expect("records");
+        let t_index = t.elapsed();
+        let mut known: Vec<Option<Known>> = vec![None; dag.nodes.len()];
         for &i in &dag.order {
             let n = &dag.nodes[i];
             let t = Instant::now();
-            let inputs = ev.inputs(i, &outputs).expect("inputs");
+            let digests = ev.input_digests(i, &known).expect("inputs");
             t_in += t.elapsed();
             let t = Instant::now();
-            let pre = key::preimage(n.op.name(), n.op.version(), &n.key_params, inputs.digests);
-            let k = key::key_of(&pre);
+            let json = repro::graph::key::canonical_json(&serde_json::Value::Object(digests));
+            let k = n.key_template.key(json.as_bytes(), None);
             t_key += t.elapsed();
             let t = Instant::now();
-            let _fast = lock
+            let entry = lock
                 .nodes
                 .get(n.id())
-                .filter(|e| e.key == k && cache.has_record(&k))
-                .is_some();
+                .filter(|e| e.key == k && index.contains(&cache, &k))
+                .expect("a lock entry and a record (is the project up to date?)");
             t_has += t.elapsed();
             let t = Instant::now();
-            let r = cache
-                .read_record(&k)
-                .expect("record")
-                .expect("a record (is the project up to date?)");
-            t_read += t.elapsed();
-            let t = Instant::now();
-            for o in r.outputs.values() {
-                cache.check_output(o, false, false).expect("object ok");
-            }
+            assert!(entry.outputs.values().all(|d| cache.quick_light_ok(d)));
             t_chk += t.elapsed();
-            outputs[i] = Some(
-                r.outputs
-                    .iter()
-                    .map(|(k, o)| (k.clone(), o.digest.clone()))
-                    .collect(),
-            );
+            known[i] = Some(Known {
+                key: k,
+                outputs: entry.outputs.clone(),
+            });
         }
         rec(
-            "8a  input digests (file: stat + memo; upstream lookups)",
+            "S3a  input digests (file: stat + memo; upstream lookups)",
             t_in,
         );
-        rec("8b  key: preimage JSON + canonical + blake3", t_key);
-        rec("8c  lock fast path: record stat (has_record)", t_has);
-        rec("8d  record read + JSON parse", t_read);
-        rec("8e  output object checks (stat + memo)", t_chk);
+        rec("S3b  key (streamed canonical JSON + blake3)", t_key);
+        rec("S3c  record index (one readdir)", t_index);
+        rec("S3d  lock entry + record lookup", t_has);
+        rec("S3e  output object checks (stat + memo)", t_chk);
 
         let t = Instant::now();
         cache.stat.save().ok();
-        rec("9 stat cache save (only if changed)", t.elapsed());
+        rec("S4 stat cache save (only if changed)", t.elapsed());
 
         let t = Instant::now();
         let mut out = String::new();
@@ -195,18 +204,14 @@ fn main() {
             );
         }
         std::hint::black_box(&out);
-        rec("10 format output rows (to a string)", t.elapsed());
+        rec("S5 format output rows (to a string)", t.elapsed());
 
         let t = Instant::now();
         drop(evals);
         drop(lock);
         drop(cache);
         drop(dag);
-        rec("11 drop everything", t.elapsed());
-        rec(
-            "total (2, 2b, 4, 8a-8e are extra work, not in repro status)",
-            t_all.elapsed(),
-        );
+        rec("S6 drop everything (status skips it)", t.elapsed());
     }
     println!(
         "{} ({} nodes), median of {} in-process repeats:",
