@@ -17,7 +17,7 @@
 //! the next larger one. A budget beyond the data gives all of it
 //! (`clamped`).
 //!
-//! Outputs: `tokens_<budget>` (`tokens_<budget>.jsonl`) per budget, `out`
+//! Outputs (the data heavy, the metrics light): `tokens_<budget>` (`tokens_<budget>.jsonl`) per budget, `out`
 //! (all.jsonl: every record in the chosen order, the superset of every
 //! subset) and `metrics` (metrics.json: `examples`, `tokens` of all the data,
 //! and per budget `tokens_<budget>.examples`, `.tokens` (reached),
@@ -131,13 +131,13 @@ impl Op for DataBudgetOp {
             .map(|b| OutputDecl {
                 name: format!("tokens_{b}"),
                 path: format!("tokens_{b}.jsonl"),
-                heavy: false,
+                heavy: true,
             })
             .collect();
         v.push(OutputDecl {
             name: "out".into(),
             path: "all.jsonl".into(),
-            heavy: false,
+            heavy: true,
         });
         v.push(OutputDecl {
             name: "metrics".into(),

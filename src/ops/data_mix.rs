@@ -17,7 +17,7 @@
 //! reported), `shuffle` (default true: one seeded shuffle of the result;
 //! false: source by source in input order). Sampling: [`crate::data::mix`].
 //!
-//! Outputs: `out` (mix.jsonl: the chosen records unchanged, with `source`
+//! Outputs: `out` (mix.jsonl, heavy: the chosen records unchanged, with `source`
 //! set to the entry name when a record has none) and `metrics`
 //! (metrics.json: `examples`, `size`, `unit_tokens` (0/1), and per source
 //! `<name>.weight`, `.available` (records), `.available_size`, `.target`,
@@ -190,7 +190,7 @@ impl Op for DataMixOp {
             OutputDecl {
                 name: "out".into(),
                 path: "mix.jsonl".into(),
-                heavy: false,
+                heavy: true,
             },
             OutputDecl {
                 name: "metrics".into(),

@@ -16,7 +16,7 @@
 //! are dropped), `drop_banners` (default true: system turns that are a
 //! share tool's banner, as all of ShareGPT's are, are dropped).
 //!
-//! Outputs: `out` (chats.jsonl, one `{"id", "source", "messages"}` per kept
+//! Outputs: `out` (chats.jsonl, heavy, one `{"id", "source", "messages"}` per kept
 //! conversation, input order) and `metrics` (metrics.json): `records_read`
 //! (complete records), `truncated_dropped`, `truncated_at_line`,
 //! `truncated_at_byte`, `truncated_bytes`, `truncated_id`, `array_closed`,
@@ -83,13 +83,14 @@ pub fn clean_config(params: &Map<String, Value>) -> CleanConfig {
     }
 }
 
-/// The two outputs of the chat loaders.
+/// The two outputs of the chat loaders. The chats are heavy (a blob outside
+/// git: ShareGPT's are over 100 MB); the metrics are light (committed).
 pub fn chat_outputs() -> Vec<OutputDecl> {
     vec![
         OutputDecl {
             name: "out".into(),
             path: "chats.jsonl".into(),
-            heavy: false,
+            heavy: true,
         },
         OutputDecl {
             name: "metrics".into(),

@@ -1,13 +1,17 @@
 //! `lm.generate`: a model's answers to a set of prompts.
 //!
-//! Inputs: `model` (a model directory) and `prompts` (JSON lines, each with
-//! an `id` and one of `messages` (rendered with the model's chat template
-//! and its generation prompt), `prompt` (one user message, rendered the
-//! same way) or `text` (used as is, e.g. a few-shot prompt)). Decoding is batched with a KV cache: greedy when `temperature`
-//! is 0, else sampled from `seed`; it stops at the model's end-of-turn or
-//! end-of-document token, at any `stop` string (cut off, not included), or
-//! after `max_new_tokens`. Output `out` (`predictions.jsonl`):
-//! `{"id", "prediction", "tokens", "finish"}` per prompt, in input order.
+//! Inputs: `model` (a model directory or GGUF file, see
+//! [`crate::model::load`]) and `prompts` (JSON lines, each with an `id` and
+//! one of `messages` (rendered with the model's chat template and its
+//! generation prompt), `prompt` (one user message, rendered the same way)
+//! or `text` (used as is, e.g. a few-shot prompt; the model's BOS token is
+//! put first when it uses one)). Decoding is batched with a KV cache: greedy
+//! when `temperature` is 0, else sampled from `seed`; it stops at the
+//! model's end-of-turn or end-of-document token, at any `stop` string (cut
+//! off, not included), or after `max_new_tokens`. The prediction is
+//! trimmed of surrounding whitespace unless `trim: false` (code). Output
+//! `out` (`predictions.jsonl`): `{"id", "prediction", "tokens", "finish"}`
+//! per prompt, in input order.
 
 use super::lm_common::{self, input, model_err, read_jsonl};
 use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
@@ -46,6 +50,13 @@ const PARAMS: &[ParamSpec] = &[
         required: false,
         semantic: true,
         doc: "stop strings (default [\"\\n\"])",
+    },
+    ParamSpec {
+        name: "trim",
+        ty: ParamType::Bool,
+        required: false,
+        semantic: true,
+        doc: "strip leading and trailing whitespace from each prediction (default true; false for code, whose indentation matters)",
     },
     ParamSpec {
         name: "batch_size",
@@ -110,6 +121,11 @@ impl Op for LmGenerateOp {
                 .collect(),
             _ => vec!["\n".into()],
         };
+        let trim = ctx
+            .params
+            .get("trim")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         let cfg = GenConfig {
             max_new_tokens: lm_common::int(ctx.params, "max_new_tokens", 48) as usize,
             temperature: ctx
@@ -194,7 +210,8 @@ impl Op for LmGenerateOp {
                 };
                 by_finish[g.finish as usize] += 1;
                 new_tokens += g.ids.len();
-                let line = json!({"id": ids[i], "prediction": text.trim(), "tokens": g.ids.len(), "finish": finish});
+                let prediction = if trim { text.trim() } else { text.as_str() };
+                let line = json!({"id": ids[i], "prediction": prediction, "tokens": g.ids.len(), "finish": finish});
                 out[i] = line.to_string();
             }
             let m = json!({
