@@ -36,73 +36,12 @@ pub struct Item {
     pub answer: usize,
 }
 
-/// Splits RFC 4180 CSV text into records of fields, with the 1-based line
-/// each record starts on.
-pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
-    let mut records = Vec::new();
-    let mut field = String::new();
-    let mut fields = Vec::new();
-    let mut quoted = false;
-    let mut line = 1usize;
-    let mut start = 1usize;
-    let mut chars = text.chars().peekable();
-    let mut in_record = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => quoted = false,
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                _ => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if field.is_empty() => {
-                quoted = true;
-                in_record = true;
-            }
-            ',' => {
-                fields.push(std::mem::take(&mut field));
-                in_record = true;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                if in_record || !field.is_empty() {
-                    fields.push(std::mem::take(&mut field));
-                    records.push((start, std::mem::take(&mut fields)));
-                }
-                in_record = false;
-                line += 1;
-                start = line;
-            }
-            _ => {
-                field.push(c);
-                in_record = true;
-            }
-        }
-    }
-    if quoted {
-        return Err(format!("line {start}: unterminated quoted field"));
-    }
-    if in_record || !field.is_empty() {
-        fields.push(field);
-        records.push((start, fields));
-    }
-    Ok(records)
-}
-
 /// Reads one subject file. Errors name the file and line.
 pub fn read_items(path: &Path) -> Result<Vec<Item>, OpError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| OpError::msg(format!("{}: {e}", path.display())))?;
-    let records = parse_csv(&text).map_err(|e| OpError::msg(format!("{}: {e}", path.display())))?;
+    let records = super::csv::parse(&text)
+        .map_err(|(line, e)| OpError::msg(format!("{}:{line}: {e}", path.display())))?;
     let mut items = Vec::with_capacity(records.len());
     for (line, r) in records {
         let at = |m: String| OpError::msg(format!("{}:{line}: {m}", path.display()));
@@ -226,7 +165,7 @@ mod tests {
     #[test]
     fn csv_handles_quotes_commas_and_newlines() {
         let text = "q1,a,b,c,d,A\n\"q, \"\"two\"\"\nline\",1,2,3,4,D\r\nq3,,b,c,d,B";
-        let r = parse_csv(text).unwrap();
+        let r = crate::eval::csv::parse(text).unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(
             r[0],
@@ -243,7 +182,7 @@ mod tests {
         assert_eq!(r[1].1[5], "D");
         assert_eq!(r[2].0, 4);
         assert_eq!(r[2].1[1], "");
-        assert!(parse_csv("\"open,1").is_err());
+        assert!(crate::eval::csv::parse("\"open,1").is_err());
     }
 
     #[test]

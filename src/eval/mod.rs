@@ -15,6 +15,7 @@
 //!   crate's own [`crate::rng::Rng`];
 //! - [`rater`]: the two deterministic pairwise raters (surface, factcheck);
 //! - [`nq`]: NQ-open questions, few-shot prompts, answer extraction, EM;
+//! - [`csv`]: RFC 4180 records with their line numbers;
 //! - [`mmlu`]: MMLU CSVs, the 5-shot prompt, answer-letter scoring;
 //! - [`passk`]: HumanEval's unbiased pass@k estimator;
 //! - [`sandbox`]: runs generated Python in namespaces with resource limits;
@@ -26,6 +27,7 @@
 //!   held-out prompts, predictions) with errors that name the input and line.
 
 pub mod bootstrap;
+pub mod csv;
 pub mod io;
 pub mod mmlu;
 pub mod normalize;
