@@ -13,7 +13,6 @@
 
 use super::checkpoint::{CheckpointError, Loaded};
 pub use super::config::Gpt2Config;
-use super::kernels;
 use super::llama::causal_mask;
 use super::lm::{CausalLm, KvCache, extend_slot, linear};
 use super::params::{Init, ParamStore};
@@ -250,17 +249,7 @@ impl Gpt2 {
             1.0
         };
         let scores = q.matmul(&k.t()?)?;
-        let att = match mask {
-            None => kernels::causal_softmax(&scores, scale)?,
-            Some(mask) => {
-                let att = (scores * scale)?.broadcast_add(&mask.to_dtype(q.dtype())?)?;
-                if fast {
-                    ops::softmax_last_dim(&att)?
-                } else {
-                    ops::softmax(&att, D::Minus1)?
-                }
-            }
-        };
+        let att = super::lm::attention_probs(&scores, scale, mask, fast)?;
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         conv1d(&y, &blk.attn_proj)
     }

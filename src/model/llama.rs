@@ -17,7 +17,7 @@ use super::kernels;
 pub use super::lm::KvCache;
 use super::lm::{CausalLm, extend_slot, linear};
 use super::params::{Init, ParamStore};
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::ops;
 use candle_nn::rotary_emb;
 
@@ -264,17 +264,7 @@ impl Llama {
         let v = repeat_kv(v, h / kvh)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = q.matmul(&k.t()?)?;
-        let att = match mask {
-            None => kernels::causal_softmax(&scores, scale)?,
-            Some(mask) => {
-                let att = (scores * scale)?.broadcast_add(&mask.to_dtype(q.dtype())?)?;
-                if fast {
-                    ops::softmax_last_dim(&att)?
-                } else {
-                    ops::softmax(&att, D::Minus1)?
-                }
-            }
-        };
+        let att = super::lm::attention_probs(&scores, scale, mask, fast)?;
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         linear(&y, &blk.o)
     }

@@ -156,3 +156,26 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     out[n - 1] = w.dim(0)?;
     y.reshape(out)
 }
+
+/// Attention probabilities from raw scores `q @ k^T`: scaled, masked and
+/// softmaxed over the keys. Without a mask, the fused causal softmax (with
+/// its own backward pass); with an additive mask, the fused inference
+/// softmax when `fast`, else candle's differentiable one.
+pub fn attention_probs(
+    scores: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+    fast: bool,
+) -> Result<Tensor> {
+    match mask {
+        None => super::kernels::causal_softmax(scores, scale),
+        Some(mask) => {
+            let att = (scores * scale)?.broadcast_add(&mask.to_dtype(scores.dtype())?)?;
+            if fast {
+                candle_nn::ops::softmax_last_dim(&att)
+            } else {
+                candle_nn::ops::softmax(&att, candle_core::D::Minus1)
+            }
+        }
+    }
+}
