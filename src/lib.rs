@@ -12,6 +12,7 @@
 pub mod api;
 pub mod cache;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod eval;
 pub mod exec;
@@ -20,6 +21,7 @@ pub mod mini;
 pub mod model;
 pub mod ops;
 pub mod project;
+pub mod remote;
 pub mod report;
 pub mod rng;
 pub mod spec;

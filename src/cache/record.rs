@@ -67,6 +67,9 @@ pub struct Provenance {
     pub params: Value,
     /// Resources the node declared.
     pub resources: Value,
+    /// The cluster job that ran it (`slurm` executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 /// Everything known about one computed key.

@@ -5,8 +5,11 @@
 //! arguments, a stale plan). Errors never panic.
 
 mod bench;
+mod cancel;
 mod inspect;
+mod jobs;
 mod load;
+mod remote;
 mod run;
 mod status;
 mod verify;
@@ -93,6 +96,16 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Send records and objects the remote lacks (`--blobs`: heavy blobs too).
+    Push(remote::SyncArgs),
+    /// Fetch records and objects from a remote, verifying every digest.
+    Pull(remote::SyncArgs),
+    /// The remotes of `repro push` / `repro pull`.
+    Remote {
+        /// What to do.
+        #[command(subcommand)]
+        what: remote::RemoteCommand,
+    },
     /// Inspect the cache.
     Cache {
         /// What to do.
@@ -104,6 +117,18 @@ pub enum Command {
     Init,
     /// Training tokens/s of one model config on random tokens (see bench/train_speed.sh).
     BenchTrain(bench::BenchTrainArgs),
+    /// Cancel the Slurm jobs that runs of this pipeline submitted and that
+    /// are still queued or running.
+    Cancel {
+        #[command(flatten)]
+        p: PipelineArgs,
+    },
+    /// Run one prepared node (what a cluster job runs; not for hand use).
+    #[command(hide = true)]
+    ExecNode {
+        /// The node's work directory (holds node.json).
+        work: PathBuf,
+    },
     /// List the ops, their versions and params.
     Ops {
         /// Machine-readable output.
@@ -200,6 +225,16 @@ fn dispatch(cli: Cli) -> Outcome {
             what: CacheCommand::Show { key, p },
         } => inspect::cache_show(&p, &key),
         Command::Ops { json } => inspect::ops(json),
+        Command::Push(a) => remote::sync(a, remote::Direction::Push),
+        Command::Pull(a) => remote::sync(a, remote::Direction::Pull),
+        Command::Remote {
+            what: remote::RemoteCommand::List,
+        } => remote::list(),
+        Command::Cancel { p } => cancel::cancel(&p),
+        Command::ExecNode { work } => match crate::exec::task::exec_node(&work) {
+            0 => Ok(()),
+            c => Err(Failure::Exit(c.clamp(1, 255) as u8)),
+        },
         Command::BenchTrain(a) => bench::bench_train(a),
         Command::Init => init(),
     }

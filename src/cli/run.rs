@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// GPU device ids this run may hand out, e.g. `--gpus 0,1`.
     #[arg(long = "gpus", value_name = "IDS", value_delimiter = ',')]
     pub gpus: Vec<String>,
+    /// Run every compute node on this executor (`local` or `slurm`),
+    /// whatever its `resources.executor` says; report nodes stay local.
+    #[arg(long = "executor", value_name = "NAME", value_parser = ["local", "slurm"])]
+    pub executor: Option<String>,
     /// Keep running nodes that do not depend on a failed one.
     #[arg(short = 'k', long = "keep-going")]
     pub keep_going: bool,
@@ -75,6 +79,9 @@ pub fn run(a: RunArgs) -> Outcome {
         keep_going: a.keep_going,
         verbose: a.verbose,
         quiet: a.quiet,
+        executor: a.executor.clone(),
+        config: crate::config::Config::load(&dag.root)
+            .map_err(|e| Failure::Input(e.to_string()))?,
         ..Default::default()
     };
     if !a.only.is_empty() {

@@ -34,10 +34,18 @@ fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
 pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
     let l = load(p, None)?;
     let (lock, evals) = evaluate(&l)?;
+    let jobs = super::jobs::live_jobs(&l);
     let mut rows = Vec::with_capacity(l.dag.nodes.len());
     for &i in &l.dag.order {
         let id = l.dag.nodes[i].id();
-        let (state, reason) = classify(&evals[i], &lock, id);
+        let (state, mut reason) = classify(&evals[i], &lock, id);
+        if let Some((job, st)) = evals[i]
+            .key()
+            .and_then(|k| jobs.get(k))
+            .filter(|_| state != "cached")
+        {
+            reason = format!("slurm job {job} {st}; {reason}");
+        }
         rows.push((id, state, evals[i].key(), reason));
     }
     let count = |s: &str| rows.iter().filter(|r| r.1 == s).count();

@@ -317,6 +317,7 @@ fn rerun_uncached(
         device: "cpu".into(),
         threads: 1,
         status: &|_| {},
+        executor: &crate::exec::executor::local::Local::new(&l.cache.state),
     };
     run_node(&l.cache, &l.dag, &job, token, false)
 }

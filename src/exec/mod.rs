@@ -15,9 +15,11 @@
 
 pub mod cancel;
 pub mod eval;
+pub mod executor;
 pub mod export;
 pub mod node;
 pub mod progress;
+pub mod task;
 
 use crate::cache::flock::{self, Mode};
 use crate::cache::lockfile::{LockEntry, LockFile};
@@ -26,6 +28,7 @@ use crate::cache::{Cache, short};
 use crate::graph::Dag;
 use cancel::CancelToken;
 use eval::{Check, Eval, Evaluator, Known, Snapshot};
+use executor::Executors;
 use node::{Job, NodeError};
 use progress::Progress;
 use serde_json::Value;
@@ -55,6 +58,10 @@ pub struct RunOptions {
     pub quiet: bool,
     /// `repro report`: compute nothing; report ops render from what is cached.
     pub report_only: bool,
+    /// `--executor`: where every compute node runs, whatever its `resources:` say.
+    pub executor: Option<String>,
+    /// Cluster and machine settings (`repro.toml`, never in a key).
+    pub config: crate::config::Config,
 }
 
 /// What a run did.
@@ -158,8 +165,12 @@ pub fn run(
         }
     }
     let total = selected.iter().filter(|s| **s).count();
-    let mut progress = Progress::new(total, opts.verbose, opts.quiet);
-    let mut summary = Summary::default();
+    let mut st = RunState {
+        summary: Summary::default(),
+        progress: Progress::new(total, opts.verbose, opts.quiet),
+        blocked: vec![false; n],
+        stopping: false,
+    };
     let mut ready: VecDeque<usize> = dag
         .order
         .iter()
@@ -167,22 +178,28 @@ pub fn run(
         .filter(|&i| selected[i] && deps_left[i] == 0)
         .collect();
     let mut runq: VecDeque<(usize, String, Value, String)> = VecDeque::new();
-    let mut blocked = vec![false; n];
     let jobs = opts.jobs.max(1);
     let mut cpu_free = jobs;
     let mut gpu_free: Vec<String> = opts.gpus.clone();
     let mut running = 0usize;
-    let mut stopping = false;
     let (tx, rx) = mpsc::channel::<Done>();
+    let executors = Executors::new(&cache.state, opts.config.clone());
+    let executors = &executors;
+    let mut cancel_sent = false;
 
     std::thread::scope(|scope| -> Result<(), ExecError> {
         loop {
             if cancel.is_cancelled() {
-                stopping = true;
-                summary.cancelled = true;
+                st.stopping = true;
+                st.summary.cancelled = true;
+                if !cancel_sent {
+                    // Cluster jobs are cancelled at once, not one by one.
+                    executors.cancel_all();
+                    cancel_sent = true;
+                }
             }
             while let Some(i) = ready.pop_front() {
-                if blocked[i] {
+                if st.blocked[i] {
                     continue;
                 }
                 let id = dag.nodes[i].id();
@@ -193,10 +210,10 @@ pub fn run(
                     match e {
                         Eval::Hit { key, outputs } => {
                             known[i] = Some(Known { key, outputs });
-                            summary.cached += 1;
-                            progress.hit(id);
+                            st.summary.cached += 1;
+                            st.progress.hit(id);
                         }
-                        _ => summary.unavailable += 1,
+                        _ => st.summary.unavailable += 1,
                     }
                     release(i, &downstream, &selected, &mut deps_left, &mut ready);
                     continue;
@@ -216,21 +233,12 @@ pub fn run(
                 match e {
                     Eval::Hit { key, outputs } if !forced => {
                         if let Err(m) = export::export(cache, dag, i, &key) {
-                            fail(
-                                i,
-                                &m,
-                                dag,
-                                &mut summary,
-                                &mut progress,
-                                &downstream,
-                                &mut blocked,
-                            );
-                            stopping |= !opts.keep_going;
+                            st.fail(i, &m, dag, &downstream, opts.keep_going);
                             continue;
                         }
                         known[i] = Some(Known { key, outputs });
-                        summary.cached += 1;
-                        progress.hit(id);
+                        st.summary.cached += 1;
+                        st.progress.hit(id);
                         release(i, &downstream, &selected, &mut deps_left, &mut ready);
                     }
                     Eval::Hit { key, .. } => {
@@ -247,24 +255,23 @@ pub fn run(
                         runq.push_back((i, key, preimage, reason));
                     }
                     Eval::Pending { reason } => {
-                        fail(
+                        st.fail(
                             i,
                             &format!("cannot compute the key: {reason}"),
                             dag,
-                            &mut summary,
-                            &mut progress,
                             &downstream,
-                            &mut blocked,
+                            opts.keep_going,
                         );
-                        stopping |= !opts.keep_going;
                     }
                 }
             }
-            while !stopping {
+            while !st.stopping {
+                // Local nodes wait for CPU and GPU slots; cluster nodes take none.
                 let Some(pos) = runq.iter().position(|(i, ..)| {
                     let r = &dag.nodes[*i].resources;
-                    r.cpus.min(jobs) <= cpu_free
-                        && (r.gpus <= gpu_free.len() || r.gpus > opts.gpus.len())
+                    executor_of(dag, *i, opts) != "local"
+                        || (r.cpus.min(jobs) <= cpu_free
+                            && (r.gpus <= gpu_free.len() || r.gpus > opts.gpus.len()))
                 }) else {
                     break;
                 };
@@ -273,44 +280,32 @@ pub fn run(
                 };
                 let node = &dag.nodes[i];
                 let r = &node.resources;
-                if r.executor != "local" {
-                    fail(
-                        i,
-                        &format!(
-                            "executor `{}` is not available in this build (only `local`)",
-                            r.executor
-                        ),
-                        dag,
-                        &mut summary,
-                        &mut progress,
-                        &downstream,
-                        &mut blocked,
+                let ex_name = executor_of(dag, i, opts);
+                let executor = match executors.get(ex_name) {
+                    Ok(e) => e,
+                    Err(m) => {
+                        st.fail(i, &m, dag, &downstream, opts.keep_going);
+                        continue;
+                    }
+                };
+                let is_local = ex_name == "local";
+                if is_local && r.gpus > opts.gpus.len() {
+                    let m = format!(
+                        "needs {} GPU(s) but this run has {} (give device ids with --gpus 0,1, or run it with --executor slurm)",
+                        r.gpus,
+                        opts.gpus.len()
                     );
-                    stopping |= !opts.keep_going;
+                    st.fail(i, &m, dag, &downstream, opts.keep_going);
                     continue;
                 }
-                if r.gpus > opts.gpus.len() {
-                    fail(
-                        i,
-                        &format!(
-                            "needs {} GPU(s) but this run has {} (give device ids with --gpus 0,1)",
-                            r.gpus,
-                            opts.gpus.len()
-                        ),
-                        dag,
-                        &mut summary,
-                        &mut progress,
-                        &downstream,
-                        &mut blocked,
-                    );
-                    stopping |= !opts.keep_going;
-                    continue;
-                }
-                let cpus = r.cpus.min(jobs);
+                let (cpus, gpus): (usize, Vec<String>) = if is_local {
+                    (r.cpus.min(jobs), gpu_free.drain(..r.gpus).collect())
+                } else {
+                    (0, Vec::new())
+                };
                 cpu_free -= cpus;
-                let gpus: Vec<String> = gpu_free.drain(..r.gpus).collect();
                 running += 1;
-                let op_status = progress.started(i, node.id(), &why);
+                let op_status = st.progress.started(i, node.id(), &why);
                 let tx = tx.clone();
                 let upstream_keys: BTreeMap<usize, String> = node
                     .upstream
@@ -329,14 +324,7 @@ pub fn run(
                     } else {
                         vec![("CUDA_VISIBLE_DEVICES".into(), gpus.join(","))]
                     };
-                    let device = if gpus.is_empty() {
-                        "cpu".to_string()
-                    } else {
-                        gpus.iter()
-                            .map(|g| format!("cuda:{g}"))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    };
+                    let device = executor::describe_devices(&gpus);
                     let status = |m: &str| op_status.set(m);
                     let job = Job {
                         status: &status,
@@ -346,7 +334,8 @@ pub fn run(
                         upstream_keys: &upstream_keys,
                         env: &env,
                         device,
-                        threads: cpus,
+                        threads: r.cpus.min(jobs),
+                        executor,
                     };
                     let result = run_locked(cache, dag, &job, &cancel, quiet);
                     let _ = tx.send(Done {
@@ -358,13 +347,13 @@ pub fn run(
                     });
                 });
             }
-            if running == 0 && ready.is_empty() && (runq.is_empty() || stopping) {
-                summary.skipped += runq.len();
+            if running == 0 && ready.is_empty() && (runq.is_empty() || st.stopping) {
+                st.summary.skipped += runq.len();
                 break;
             }
-            progress.counts(format!(
+            st.progress.counts(format!(
                 "{} ran, {} cached, {} running",
-                summary.ran, summary.cached, running
+                st.summary.ran, st.summary.cached, running
             ));
             let done = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(d) => d,
@@ -377,10 +366,10 @@ pub fn run(
             match done.result {
                 Ok((rec, ran)) => {
                     if let Err(m) = export::export(cache, dag, done.idx, &rec.key) {
-                        summary.failed.push((id.to_string(), m.clone()));
-                        progress.finished(done.idx, id, "FAILED", done.secs, &m);
-                        block_downstream(done.idx, &downstream, &mut blocked);
-                        stopping |= !opts.keep_going;
+                        st.summary.failed.push((id.to_string(), m.clone()));
+                        st.progress.finished(done.idx, id, "FAILED", done.secs, &m);
+                        block_downstream(done.idx, &downstream, &mut st.blocked);
+                        st.stopping |= !opts.keep_going;
                         continue;
                     }
                     known[done.idx] = Some(Known {
@@ -392,11 +381,11 @@ pub fn run(
                             .collect(),
                     });
                     if ran {
-                        summary.ran += 1;
-                        progress.finished(done.idx, id, "ran", done.secs, "");
+                        st.summary.ran += 1;
+                        st.progress.finished(done.idx, id, "ran", done.secs, "");
                     } else {
-                        summary.cached += 1;
-                        progress.finished(
+                        st.summary.cached += 1;
+                        st.progress.finished(
                             done.idx,
                             id,
                             "cached",
@@ -407,9 +396,10 @@ pub fn run(
                     release(done.idx, &downstream, &selected, &mut deps_left, &mut ready);
                 }
                 Err(NodeError::Cancelled) => {
-                    progress.finished(done.idx, id, "cancelled", done.secs, "nothing recorded");
-                    summary.cancelled = true;
-                    summary.skipped += 1;
+                    st.progress
+                        .finished(done.idx, id, "cancelled", done.secs, "nothing recorded");
+                    st.summary.cancelled = true;
+                    st.summary.skipped += 1;
                 }
                 Err(e) => {
                     let mut msg = e.to_string();
@@ -435,25 +425,43 @@ pub fn run(
                             msg.push_str(&format!("\n    work directory kept at {}", w.display()));
                         }
                     }
-                    summary.failed.push((id.to_string(), msg.clone()));
-                    progress.finished(done.idx, id, "FAILED", done.secs, &msg);
-                    block_downstream(done.idx, &downstream, &mut blocked);
-                    stopping |= !opts.keep_going;
+                    st.summary.failed.push((id.to_string(), msg.clone()));
+                    st.progress
+                        .finished(done.idx, id, "FAILED", done.secs, &msg);
+                    block_downstream(done.idx, &downstream, &mut st.blocked);
+                    st.stopping |= !opts.keep_going;
                 }
             }
         }
         Ok(())
     })?;
-    progress.finish();
-    summary.skipped += (0..n)
+    st.progress.finish();
+    st.summary.skipped += (0..n)
         .filter(|&i| {
-            selected[i] && blocked[i] && !summary.failed.iter().any(|(f, _)| f == dag.nodes[i].id())
+            selected[i]
+                && st.blocked[i]
+                && !st
+                    .summary
+                    .failed
+                    .iter()
+                    .any(|(f, _)| f == dag.nodes[i].id())
         })
         .count();
-    summary.lock_changed = write_lock(dag, cache, lock_path, &known, &lock)?;
+    st.summary.lock_changed = write_lock(dag, cache, lock_path, &known, &lock)?;
     cache.stat.save().ok();
-    summary.elapsed = t0.elapsed();
-    Ok(summary)
+    st.summary.elapsed = t0.elapsed();
+    Ok(st.summary)
+}
+
+/// The executor a node runs on: `--executor` for compute nodes, else its
+/// `resources.executor`. Report and ingest ops always run here: they only
+/// read the repository and the cache.
+fn executor_of<'a>(dag: &'a Dag, i: usize, opts: &'a RunOptions) -> &'a str {
+    let n = &dag.nodes[i];
+    if n.op.is_report() || n.op.is_ingest() {
+        return "local";
+    }
+    opts.executor.as_deref().unwrap_or(&n.resources.executor)
 }
 
 /// Takes the cache lock shared, telling the user if `repro gc` holds it.
@@ -544,19 +552,33 @@ fn block_downstream(i: usize, downstream: &[Vec<usize>], blocked: &mut [bool]) {
     }
 }
 
-fn fail(
-    i: usize,
-    msg: &str,
-    dag: &Dag,
-    summary: &mut Summary,
-    progress: &mut Progress,
-    downstream: &[Vec<usize>],
-    blocked: &mut [bool],
-) {
-    let id = dag.nodes[i].id();
-    summary.failed.push((id.to_string(), msg.to_string()));
-    progress.finished(i, id, "FAILED", 0.0, msg);
-    block_downstream(i, downstream, blocked);
+/// What the scheduler loop tracks besides the queues.
+struct RunState {
+    summary: Summary,
+    progress: Progress,
+    /// Nodes below a failure: never run.
+    blocked: Vec<bool>,
+    /// No new node starts (a failure without --keep-going, or Ctrl-C).
+    stopping: bool,
+}
+
+impl RunState {
+    /// Records a node's failure, blocks what depends on it, and stops the
+    /// run unless `keep_going`.
+    fn fail(
+        &mut self,
+        i: usize,
+        msg: &str,
+        dag: &Dag,
+        downstream: &[Vec<usize>],
+        keep_going: bool,
+    ) {
+        let id = dag.nodes[i].id();
+        self.summary.failed.push((id.to_string(), msg.to_string()));
+        self.progress.finished(i, id, "FAILED", 0.0, msg);
+        block_downstream(i, downstream, &mut self.blocked);
+        self.stopping |= !keep_going;
+    }
 }
 
 /// The preimage stored in a key's record (a forced re-run keeps its key).

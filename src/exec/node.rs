@@ -5,8 +5,9 @@
 use crate::cache::record::{Provenance, Record, Storage};
 use crate::cache::{Cache, CacheError, io_at};
 use crate::exec::cancel::CancelToken;
+use crate::exec::executor::{ExecJob, Executor};
+use crate::exec::task::{TASK_FILE, TASK_FORMAT, Task};
 use crate::graph::{Dag, Input, Source};
-use crate::ops::{OpError, RunContext};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,10 +52,16 @@ pub struct Job<'a> {
     pub threads: usize,
     /// Shows a running op's own progress (e.g. `step 40/200 loss 2.31`).
     pub status: &'a (dyn Fn(&str) + Sync),
+    /// Where the op runs.
+    pub executor: &'a dyn Executor,
 }
 
 /// Runs a node and records it. With `record = false` (verify --rerun) the
 /// outputs are hashed but nothing is stored.
+///
+/// Three steps: prepare the work directory (inputs placed and checked, the
+/// task file written), let the executor run the op, then store the outputs
+/// and write the record, always from this process.
 pub fn run_node(
     cache: &Cache,
     dag: &Dag,
@@ -63,95 +70,43 @@ pub fn run_node(
     record: bool,
 ) -> Result<Record, NodeError> {
     let n = &dag.nodes[job.idx];
-    let work = cache.state.join("work").join(format!(
-        "{}-{}",
-        &job.key[..16.min(job.key.len())],
-        std::process::id()
-    ));
-    if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(io_at(&work))?;
-    }
-    let in_dir = work.join("in");
-    let out_dir = work.join("out");
-    std::fs::create_dir_all(&in_dir).map_err(io_at(&in_dir))?;
-    std::fs::create_dir_all(&out_dir).map_err(io_at(&out_dir))?;
-    let fail_keep = |message: String, stderr: String| NodeError::Failed {
-        message,
-        stderr,
-        work_dir: Some(work.clone()),
+    let exec = job.executor;
+    let work = exec.work_dir(job.key);
+    let resumed = Task::read(&work).filter(|t| t.key == job.key && exec.can_resume(&work, t));
+    let task = match resumed {
+        Some(t) => t,
+        None => prepare(cache, dag, job, &work)?,
     };
-
-    let records = if n.op.is_report() {
-        crate::exec::eval::input_records(cache, dag, job.idx, &|u| {
-            job.upstream_keys.get(&u).cloned()
-        })
-        .map_err(|m| fail_keep(m, String::new()))?
-    } else {
-        serde_json::Map::new()
-    };
-    let mut input_paths = BTreeMap::new();
-    let mut sources = BTreeMap::new();
-    let expected = job.preimage.get("inputs").cloned().unwrap_or(Value::Null);
-    for (name, input) in &n.inputs {
-        let dest = in_dir.join(name);
-        match input {
-            Input::One(s) => {
-                sources.insert(
-                    name.clone(),
-                    place(cache, dag, job, s, &dest, expected.get(name))
-                        .map_err(|m| fail_keep(m, String::new()))?,
-                );
-            }
-            Input::List(entries) => {
-                std::fs::create_dir_all(&dest).map_err(io_at(&dest))?;
-                let mut m = serde_json::Map::new();
-                for (entry, s) in entries {
-                    let want = expected.get(name).and_then(|v| v.get(entry));
-                    m.insert(
-                        entry.clone(),
-                        place(cache, dag, job, s, &dest.join(entry), want)
-                            .map_err(|m| fail_keep(m, String::new()))?,
-                    );
-                }
-                sources.insert(name.clone(), Value::Object(m));
-            }
-        }
-        input_paths.insert(name.clone(), dest);
-    }
-
     let started = now_rfc3339();
     let t0 = Instant::now();
-    // API ops keep every request and response in `<cache>/api` (see `crate::api`).
-    let mut env = job.env.to_vec();
-    if std::env::var_os(crate::api::STORE_ENV).is_none() {
-        let store = cache.dir.join("api").to_string_lossy().into_owned();
-        env.push((crate::api::STORE_ENV.into(), store));
-    }
-    let ctx = RunContext {
-        node: n.id(),
-        work_dir: &work,
-        params: &n.inst.params,
-        inputs: &input_paths,
+    let ran = exec.execute(&ExecJob {
+        work: &work,
+        task: &task,
+        resources: &n.resources,
         cancel,
-        env: &env,
-        threads: job.threads,
-        records: &records,
         status: job.status,
-    };
-    let result = match n.op.run(&ctx) {
+        device: &job.device,
+    });
+    let ran = match ran {
         Ok(r) => r,
-        Err(OpError::Cancelled) => {
+        Err(NodeError::Cancelled) => {
             let _ = std::fs::remove_dir_all(&work);
             return Err(NodeError::Cancelled);
         }
-        Err(OpError::Failed { message, stderr }) => return Err(fail_keep(message, stderr)),
-        Err(OpError::Io(e)) => return Err(fail_keep(e.to_string(), String::new())),
+        Err(e) => return Err(e),
     };
     if cancel.is_cancelled() {
         let _ = std::fs::remove_dir_all(&work);
         return Err(NodeError::Cancelled);
     }
     let duration = t0.elapsed().as_secs_f64();
+    let result = ran.result;
+    let fail_keep = |message: String, stderr: String| NodeError::Failed {
+        message,
+        stderr,
+        work_dir: Some(work.clone()),
+    };
+    let out_dir = work.join("out");
     let mut outputs = BTreeMap::new();
     for o in &n.outputs {
         let p = out_dir.join(&o.path);
@@ -194,7 +149,7 @@ pub fn run_node(
         node: n.id().to_string(),
         pipeline: dag.pipeline.name.clone(),
         preimage: job.preimage.clone(),
-        input_sources: sources,
+        input_sources: task.sources.clone(),
         outputs,
         metrics: result.metrics,
         stdout: result.stdout,
@@ -202,14 +157,15 @@ pub fn run_node(
         provenance: Provenance {
             engine: format!("repro {}", env!("CARGO_PKG_VERSION")),
             git_rev: git_rev(&dag.root),
-            host: hostname(),
-            executor: n.resources.executor.clone(),
-            device: job.device.clone(),
+            host: ran.host.unwrap_or_else(hostname),
+            executor: exec.name().to_string(),
+            device: ran.device.unwrap_or_else(|| job.device.clone()),
             started,
             duration_s: (duration * 1000.0).round() / 1000.0,
             peak_rss_kib: result.peak_rss_kib,
             params: Value::Object(n.inst.params.to_map()),
             resources: serde_json::to_value(&n.resources).unwrap_or(Value::Null),
+            job_id: ran.job_id,
         },
     };
     if record {
@@ -217,6 +173,83 @@ pub fn run_node(
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(rec)
+}
+
+/// Makes a fresh work directory: inputs copied into `in/` and checked
+/// against the digests the key was computed from, an empty `out/`, and the
+/// task file.
+fn prepare(cache: &Cache, dag: &Dag, job: &Job, work: &Path) -> Result<Task, NodeError> {
+    let n = &dag.nodes[job.idx];
+    if work.exists() {
+        std::fs::remove_dir_all(work).map_err(io_at(work))?;
+    }
+    let in_dir = work.join("in");
+    let out_dir = work.join("out");
+    std::fs::create_dir_all(&in_dir).map_err(io_at(&in_dir))?;
+    std::fs::create_dir_all(&out_dir).map_err(io_at(&out_dir))?;
+    let fail_keep = |message: String| NodeError::Failed {
+        message,
+        stderr: String::new(),
+        work_dir: Some(work.to_path_buf()),
+    };
+    let records = if n.op.is_report() {
+        crate::exec::eval::input_records(cache, dag, job.idx, &|u| {
+            job.upstream_keys.get(&u).cloned()
+        })
+        .map_err(fail_keep)?
+    } else {
+        serde_json::Map::new()
+    };
+    let mut inputs = BTreeMap::new();
+    let mut sources = BTreeMap::new();
+    let expected = job.preimage.get("inputs").cloned().unwrap_or(Value::Null);
+    for (name, input) in &n.inputs {
+        let rel = Path::new("in").join(name);
+        let dest = work.join(&rel);
+        match input {
+            Input::One(s) => {
+                sources.insert(
+                    name.clone(),
+                    place(cache, dag, job, s, &dest, expected.get(name)).map_err(fail_keep)?,
+                );
+            }
+            Input::List(entries) => {
+                std::fs::create_dir_all(&dest).map_err(io_at(&dest))?;
+                let mut m = serde_json::Map::new();
+                for (entry, s) in entries {
+                    let want = expected.get(name).and_then(|v| v.get(entry));
+                    m.insert(
+                        entry.clone(),
+                        place(cache, dag, job, s, &dest.join(entry), want).map_err(fail_keep)?,
+                    );
+                }
+                sources.insert(name.clone(), Value::Object(m));
+            }
+        }
+        inputs.insert(name.clone(), rel);
+    }
+    // API ops keep every request and response in `<cache>/api` (see `crate::api`).
+    let mut env = job.env.to_vec();
+    if std::env::var_os(crate::api::STORE_ENV).is_none() {
+        let store = cache.dir.join("api").to_string_lossy().into_owned();
+        env.push((crate::api::STORE_ENV.into(), store));
+    }
+    let task = Task {
+        format: TASK_FORMAT,
+        key: job.key.to_string(),
+        node: n.id().to_string(),
+        pipeline: dag.pipeline.name.clone(),
+        op: n.op.name().to_string(),
+        op_version: n.op.version(),
+        params: n.inst.params.to_map(),
+        inputs,
+        sources,
+        records,
+        env,
+        threads: job.threads,
+    };
+    task.write(work).map_err(io_at(&work.join(TASK_FILE)))?;
+    Ok(task)
 }
 
 /// Copies one input into the work directory and checks it still has the
@@ -302,7 +335,8 @@ fn make_read_only(p: &Path) {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

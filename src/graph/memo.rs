@@ -76,7 +76,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Version of the memo layout; a memo of another version is ignored.
-pub const MEMO_FORMAT: u64 = 1;
+pub const MEMO_FORMAT: u64 = 2;
 
 const MAGIC: &[u8; 16] = b"repro-dag-memo\n\0";
 

@@ -29,6 +29,13 @@ pub struct Resources {
     pub qos: Option<String>,
     /// Extra arguments passed to the cluster submitter.
     pub extra: Vec<String>,
+    /// Times a cluster job is resubmitted after preemption or a node failure.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for Resources {
@@ -43,6 +50,7 @@ impl Default for Resources {
             account: None,
             qos: None,
             extra: Vec::new(),
+            retries: 0,
         }
     }
 }
@@ -59,6 +67,7 @@ const KEYS: &[&str] = &[
     "account",
     "qos",
     "extra",
+    "retries",
 ];
 
 /// Parses `resources:` (already interpolated).
@@ -108,8 +117,28 @@ pub fn parse_resources(
                 }
                 r.executor = e;
             }
-            "time" => r.time = Some(s()?),
-            "mem" => r.mem = Some(s()?),
+            "time" => {
+                let t = match val {
+                    Value::Number(n) => n.to_string(),
+                    _ => s()?,
+                };
+                slurm_time(&t).map_err(|m| err(k, m))?;
+                r.time = Some(t);
+            }
+            "mem" => {
+                let m = match val {
+                    Value::Number(n) => n.to_string(),
+                    _ => s()?,
+                };
+                slurm_mem(&m).map_err(|e| err(k, e))?;
+                r.mem = Some(m);
+            }
+            "retries" => {
+                r.retries =
+                    val.as_u64().filter(|n| *n <= 100).ok_or_else(|| {
+                        err(k, "`retries` must be a whole number up to 100".into())
+                    })? as u32;
+            }
             "partition" => r.partition = Some(s()?),
             "account" => r.account = Some(s()?),
             "qos" => r.qos = Some(s()?),
@@ -141,6 +170,94 @@ pub fn parse_resources(
         }
     }
     Ok(r)
+}
+
+/// Converts a time limit to Slurm's `D-HH:MM:SS`.
+///
+/// Accepts units (`90s`, `30m`, `2h`, `1d`, `1h30m`), plain minutes (`120`,
+/// Slurm's own reading of a bare number) and Slurm's forms (`MM:SS`,
+/// `H:MM:SS`, `D-H`, `D-H:MM`, `D-H:MM:SS`). Zero is refused.
+pub fn slurm_time(t: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "`{t}` is not a time limit (examples: 90s, 30m, 2h, 1d, 1h30m, 2:00:00, 1-12:00:00)"
+        )
+    };
+    let t = t.trim();
+    let num = |x: &str| -> Result<u64, String> {
+        if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) || x.len() > 9 {
+            return Err(bad());
+        }
+        x.parse().map_err(|_| bad())
+    };
+    let secs: u64 = if t.bytes().any(|b| b.is_ascii_alphabetic()) {
+        let mut total = 0u64;
+        let mut digits = String::new();
+        for c in t.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => return Err(bad()),
+            };
+            total += num(&digits)? * unit;
+            digits.clear();
+        }
+        if !digits.is_empty() {
+            return Err(bad());
+        }
+        total
+    } else {
+        let (days, rest) = match t.split_once('-') {
+            Some((d, r)) => (num(d)?, r),
+            None => (0, t),
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        let p = |i: usize| num(parts[i]);
+        let hms = match (t.contains('-'), parts.len()) {
+            (false, 1) => p(0)? * 60,
+            (false, 2) => p(0)? * 60 + p(1)?,
+            (false, 3) => p(0)? * 3600 + p(1)? * 60 + p(2)?,
+            (true, 1) => p(0)? * 3600,
+            (true, 2) => p(0)? * 3600 + p(1)? * 60,
+            (true, 3) => p(0)? * 3600 + p(1)? * 60 + p(2)?,
+            _ => return Err(bad()),
+        };
+        days * 86_400 + hms
+    };
+    if secs == 0 {
+        return Err(format!("`{t}` is a zero time limit"));
+    }
+    Ok(format!(
+        "{}-{:02}:{:02}:{:02}",
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    ))
+}
+
+/// Checks a memory amount for Slurm's `--mem` (`64G`, `512M`, `1T`, or
+/// megabytes as a bare number) and returns it as sbatch takes it.
+pub fn slurm_mem(m: &str) -> Result<String, String> {
+    let m = m.trim();
+    let (digits, unit) = match m.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => m.split_at(i),
+        None => (m, ""),
+    };
+    let unit = unit.trim_end_matches(['B', 'b']);
+    let ok_unit = matches!(unit, "" | "K" | "M" | "G" | "T" | "k" | "m" | "g" | "t");
+    if digits.is_empty() || digits.len() > 12 || !ok_unit || digits.bytes().all(|b| b == b'0') {
+        return Err(format!(
+            "`{m}` is not a memory amount (examples: 512M, 64G, 1T)"
+        ));
+    }
+    Ok(format!("{digits}{}", unit.to_ascii_uppercase()))
 }
 
 /// How far a re-run metric may move from the cached one and still pass.
@@ -221,4 +338,35 @@ fn key_span(raw: Option<&Yaml>, key: &str, whole: Span) -> Span {
     raw.and_then(Yaml::as_map)
         .and_then(|m| m.iter().find(|(k, _)| k.name == key))
         .map_or(whole, |(k, _)| k.span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{slurm_mem, slurm_time};
+
+    #[test]
+    fn time_limits() {
+        let ok = |t: &str| slurm_time(t).expect(t);
+        assert_eq!(ok("2h"), "0-02:00:00");
+        assert_eq!(ok("1h30m"), "0-01:30:00");
+        assert_eq!(ok("90s"), "0-00:01:30");
+        assert_eq!(ok("120"), "0-02:00:00");
+        assert_eq!(ok("1:30"), "0-00:01:30");
+        assert_eq!(ok("2:00:00"), "0-02:00:00");
+        assert_eq!(ok("1-12"), "1-12:00:00");
+        assert_eq!(ok("3d"), "3-00:00:00");
+        for bad in ["", "0", "2x", "h", "1:2:3:4", "-1", "1.5h", "99999999999h"] {
+            assert!(slurm_time(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn memory() {
+        assert_eq!(slurm_mem("64G").as_deref(), Ok("64G"));
+        assert_eq!(slurm_mem("512mb").as_deref(), Ok("512M"));
+        assert_eq!(slurm_mem("4096").as_deref(), Ok("4096"));
+        for bad in ["", "G", "0G", "64X", "1.5G"] {
+            assert!(slurm_mem(bad).is_err(), "{bad} accepted");
+        }
+    }
 }
