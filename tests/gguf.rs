@@ -376,6 +376,33 @@ fn byte_level_tokenizer_splits_like_smollm2() {
 }
 
 #[test]
+fn any_tokenizer_source_loads_a_gguf_file_like_the_model_loader() {
+    // `data.budget` and friends take a tokenizer from a GGUF file as well as
+    // from a directory; both paths must give the same tokens.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tiny_tokenizer_file(tmp.path(), |_| {});
+    let direct = gguf_tokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
+    let any = repro::model::load::load_tokenizer_any(&path).unwrap();
+    for text in ["hello world", "The answer is 42.", ""] {
+        assert_eq!(
+            direct.encode(text).unwrap(),
+            any.encode(text).unwrap(),
+            "{text:?}"
+        );
+    }
+    let dir = tmp.path().join("saved");
+    std::fs::create_dir_all(&dir).unwrap();
+    direct.save_dir(&dir).unwrap();
+    let back = repro::model::load::load_tokenizer_any(&dir).unwrap();
+    assert_eq!(
+        back.encode("hello world").unwrap(),
+        direct.encode("hello world").unwrap()
+    );
+    let missing = repro::model::load::load_tokenizer_any(&tmp.path().join("nope"));
+    assert!(missing.is_err());
+}
+
+#[test]
 fn gpt2_pre_tokenizer_keeps_digit_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = tiny_tokenizer_file(dir.path(), |m| {

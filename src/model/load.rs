@@ -308,6 +308,23 @@ fn token_text(v: &Value) -> Option<String> {
     }
 }
 
+/// The tokenizer of whatever a pipeline gives as a model or tokenizer: a
+/// GGUF file (built from its vocabulary, see `gguf_tokenizer`), a Hugging
+/// Face model directory (`config.json` + `tokenizer.json`), or a directory
+/// written by `tokenizer.train` / our checkpoints.
+pub fn load_tokenizer_any(path: &Path) -> Result<TextTokenizer, CheckpointError> {
+    if is_gguf(path) {
+        let g = super::gguf::Gguf::open(path).map_err(|e| CheckpointError::Model(e.to_string()))?;
+        return super::gguf_tokenizer::from_gguf(&g)
+            .map_err(|e| CheckpointError::Model(e.to_string()));
+    }
+    let cfg = path.join("config.json");
+    if cfg.is_file() {
+        return load_tokenizer(path, &read_json_object(&cfg)?);
+    }
+    TextTokenizer::load_dir(path).map_err(|e| CheckpointError::Model(e.to_string()))
+}
+
 /// The tokenizer of a model directory.
 ///
 /// A directory written by us (its `tokenizer_config.json` has our

@@ -2,7 +2,8 @@
 //! sweeps whose smaller data sets are prefixes of the larger ones.
 //!
 //! Inputs: `data` (normalized chat JSONL, e.g. `data.sharegpt`'s `out`) and
-//! `tokenizer` (a directory with `tokenizer.json` and
+//! `tokenizer` (a GGUF model file, a Hugging Face model directory, or a
+//! directory with `tokenizer.json` and
 //! `tokenizer_config.json`: a `tokenizer.train` output or a model
 //! checkpoint directory). Params: `budgets` (list of positive token
 //! counts, e.g. `[300000, 1000000, 3000000]`), `count` (`all` (default):
@@ -23,7 +24,7 @@
 //! and per budget `tokens_<budget>.examples`, `.tokens` (reached),
 //! `.clamped`).
 
-use super::lm_common::{model_err, on_threads};
+use super::lm_common::on_threads;
 use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::data::budget::{Count, count_many, nested};
 use crate::data::io::{
@@ -31,7 +32,6 @@ use crate::data::io::{
 };
 use crate::data::jsonl::read_normalized;
 use crate::eval::io::{check_inputs, input_path};
-use crate::model::tokenizer::TextTokenizer;
 use crate::rng::Rng;
 use serde_json::{Map, Value, json};
 
@@ -152,7 +152,8 @@ impl Op for DataBudgetOp {
             return Err(OpError::msg(m));
         }
         let count = Count::parse(str_param(ctx.params, "count", "all")).unwrap_or(Count::All);
-        let tok = TextTokenizer::load_dir(input_path(ctx, "tokenizer")?).map_err(model_err)?;
+        let tok = crate::model::load::load_tokenizer_any(input_path(ctx, "tokenizer")?)
+            .map_err(|e| OpError::msg(format!("input `tokenizer`: {e}")))?;
         let lines = read_normalized("input `data`", input_path(ctx, "data")?)?;
         let mut order: Vec<usize> = (0..lines.len()).collect();
         if bool_param(ctx.params, "shuffle", true) {
