@@ -245,7 +245,10 @@ impl Evaluator<'_> {
             Source::File { path, written } => self
                 .file_digest(path)
                 .map(|d| Some(Cow::Owned(d)))
-                .map_err(|e| format!("file:{written}: {e}")),
+                .map_err(|e| match std::fs::symlink_metadata(path) {
+                    Err(_) => format!("missing input: file:{written} (does not exist)"),
+                    Ok(_) => format!("file:{written}: {e}"),
+                }),
             Source::Node { idx, output } => {
                 match known[*idx].as_ref().and_then(|k| k.outputs.get(output)) {
                     Some(d) => Ok(Some(Cow::Borrowed(d))),
