@@ -235,3 +235,83 @@ fn paper_status_lists_exactly_the_missing_weights_and_data() {
         assert_eq!(node(&v, "table1[format=md]")["status"], "cached");
     }
 }
+
+/// `report.figure`'s `fields` put reproduced metrics on the published axes
+/// (x in M tokens, % values, a mapped size), and a missing upstream is left
+/// out (counted), never drawn.
+#[test]
+fn figure_fields_place_reproduced_rows_on_the_published_axes() {
+    let p = Project::new();
+    p.write(
+        "pub.yaml",
+        "citation: test\ncolumns: [figure, x, value, series]\nrows:\n  - {figure: f, x: 20, value: 30, series: Published model}\n  - {figure: f, x: 150, value: 20, series: Published model}\n",
+    );
+    p.write("models/here.txt", "w");
+    p.write(
+        "pipelines/f.yaml",
+        r#"pipeline: f
+nodes:
+  pub:
+    op: ref.published
+    inputs: {data: file:pub.yaml}
+    params: {citation: test}
+  ev:
+    op: shell
+    matrix: {tokens: [20000000, 150000000]}
+    inputs: {m: file:models/here.txt}
+    params:
+      cmd: 'echo "{\"em\": $(( ${tokens} / 1000000 ))e-2}" > out/m.json'
+      outs: {out: m.json, metrics: m.json}
+      metrics: metrics
+  gone:
+    op: shell
+    matrix: {tokens: [80000000]}
+    inputs: {m: file:models/absent.txt}
+    params: {cmd: "echo '{\"em\": 0.5}' > out/m.json", outs: {out: m.json, metrics: m.json}, metrics: metrics}
+  fig:
+    op: report.figure
+    inputs: {published: pub, rep: "ev[*].metrics", lost: "gone[*].metrics"}
+    params:
+      labels:
+        rep: {figure: f, series: "Model, reproduced"}
+        lost: {figure: f, series: "Lost, reproduced"}
+      fields:
+        rep: {x: {from: tokens, scale: 0.000001}, value: {from: em, scale: 100}}
+        lost: {x: {from: tokens, scale: 0.000001}, value: {from: em, scale: 100}}
+      panels:
+        - title: "T"
+          kind: line
+          filter: {figure: f}
+          x: {field: x, label: "M tokens", min: 0, max: 160}
+          y: {field: value, label: "%", min: 0, max: 100}
+          series: series
+"#,
+    );
+    p.ok(&["run", "-p", "f", "--only", "ev"]);
+    let text = p.ok(&["report", "-p", "f"]);
+    assert!(text.contains("1 compute nodes not in the cache"), "{text}");
+    let rec = p.json(&["status", "-p", "f", "--json"]);
+    assert_eq!(node(&rec, "fig")["status"], "cached", "{rec}");
+    let lock: Value = serde_json::from_str(&p.read("pipelines/f.lock")).expect("lock");
+    let key = lock["nodes"]["fig"]["key"].as_str().expect("key");
+    let r: Value =
+        serde_json::from_str(&p.read(&format!("cache/records/{key}.json"))).expect("record");
+    // 2 published + 2 reproduced rows; the node that cannot run is missing.
+    assert_eq!(r["metrics"]["rows"], 4, "{r}");
+    assert_eq!(r["metrics"]["missing"], 1, "{r}");
+    let svg = std::fs::read_dir(p.path().join("cache/objects"))
+        .expect("objects")
+        .flat_map(|d| std::fs::read_dir(d.expect("dir").path()).expect("sub"))
+        .map(|f| std::fs::read(f.expect("f").path()).unwrap_or_default())
+        .filter_map(|b| String::from_utf8(b).ok())
+        .find(|t| t.starts_with("<svg") || t.contains("<svg "))
+        .expect("an svg object");
+    assert!(
+        svg.contains("Model, reproduced"),
+        "legend names the reproduced series"
+    );
+    assert!(
+        !svg.contains("Lost, reproduced"),
+        "a missing node is not drawn"
+    );
+}
