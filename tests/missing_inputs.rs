@@ -137,16 +137,35 @@ fn creating_the_file_flips_the_state_through_the_dag_memo() {
     assert_eq!(v["missing_inputs"].as_array().map(Vec::len), Some(0));
     p.ok(&["run", "-p", "m"]);
     p.ok(&["verify", "-p", "m"]);
-    // Removing it again: blocked again, and verify fails (the lock file
-    // names the node, so its result can no longer be checked).
+    // Removing it again (a clone without the weights): the lock file names
+    // the run computed from it, so the node is cached from that run, and
+    // verify, run and report work without the file.
     std::fs::remove_file(p.path().join("models/big.bin")).expect("rm");
+    let v = p.json(&["status", "-p", "m", "--json"]);
+    assert_eq!(node(&v, "train")["status"], "cached");
+    assert_eq!(
+        node(&v, "train")["reason"],
+        "from the last run; absent here: file:models/big.bin"
+    );
+    assert_eq!(node(&v, "eval")["status"], "cached");
+    p.ok(&["verify", "-p", "m"]);
+    let text = p.ok(&["run", "-p", "m"]);
+    assert!(text.contains("nothing to do"), "{text}");
+    // A change to the node itself needs the file again.
+    p.write(
+        "pipelines/m.yaml",
+        &PIPELINE.replace("cp in/w out/m", "cat in/w > out/m"),
+    );
     let v = p.json(&["status", "-p", "m", "--json"]);
     assert_eq!(node(&v, "train")["status"], "blocked");
     let text = p.fails(&["verify", "-p", "m"], 1);
     assert!(
-        text.contains("FAIL train: not cached: missing input: file:models/big.bin"),
+        text.contains(
+            "FAIL train: not cached for its current key: missing input: file:models/big.bin"
+        ),
         "{text}"
     );
+    p.fails(&["run", "-p", "m"], 1);
 }
 
 #[test]
@@ -314,4 +333,20 @@ nodes:
         !svg.contains("Lost, reproduced"),
         "a missing node is not drawn"
     );
+}
+
+/// `pipelines/smol.yaml`'s committed results verify on a checkout without its
+/// downloads (data/external/): each node whose input file is absent is taken
+/// at the lock file's last run.
+#[test]
+fn committed_smol_results_verify_without_the_downloaded_files() {
+    let out = assert_cmd::Command::cargo_bin("repro")
+        .expect("binary")
+        .args(["verify", "-p", "smol", "--json"])
+        .current_dir(ROOT)
+        .output()
+        .expect("run");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["not_run"], 0, "{v}");
 }

@@ -92,7 +92,7 @@ pub fn run(a: RunArgs) -> Outcome {
         return dry_run(&l, &opts, a.json);
     }
     if !a.keep_going {
-        missing_inputs_check(dag, &opts)?;
+        missing_inputs_check(&l, &opts)?;
     }
     let token = cancel::CancelToken::default();
     cancel::install(&token);
@@ -137,9 +137,16 @@ pub fn run(a: RunArgs) -> Outcome {
 /// the error lists every such file, where the pipeline asks for it and which
 /// nodes need it. `-k` runs everything else instead (those nodes fail with
 /// the same message before doing any work).
-fn missing_inputs_check(dag: &crate::graph::Dag, opts: &RunOptions) -> Outcome {
+/// Nodes cached from an earlier run (the lock file names them) need nothing.
+fn missing_inputs_check(l: &super::Loaded, opts: &RunOptions) -> Outcome {
+    let dag = &l.dag;
     let Some(blocked) = dag.missing_inputs() else {
         return Ok(());
+    };
+    let lock = l.lock()?;
+    let evals = l.evaluate_all(&lock, Check::Exists);
+    let computes = |i: usize| {
+        !matches!(evals[i], Eval::Hit { .. }) || opts.force.get(i).copied().unwrap_or(false)
     };
     let selected = |i: usize| match (&opts.plan, &opts.selected) {
         (Some(plan), _) => plan.contains_key(dag.nodes[i].id()),
@@ -150,7 +157,7 @@ fn missing_inputs_check(dag: &crate::graph::Dag, opts: &RunOptions) -> Outcome {
         .order
         .iter()
         .copied()
-        .filter(|&i| selected(i) && !blocked[i].is_empty())
+        .filter(|&i| selected(i) && !blocked[i].is_empty() && computes(i))
         .collect();
     if needing.is_empty() {
         return Ok(());

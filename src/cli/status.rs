@@ -21,6 +21,17 @@ fn classify(
 ) -> (&'static str, String) {
     let id = dag.nodes[i].id();
     match e {
+        // Cached from the run the lock file names, though an input is absent.
+        Eval::Hit { .. } if !blocked_by.is_empty() && !dag.nodes[i].op.is_report() => {
+            let files: Vec<String> = blocked_by
+                .iter()
+                .map(|&m| format!("file:{}", dag.missing[m].written))
+                .collect();
+            (
+                "cached",
+                format!("from the last run; absent here: {}", files.join(", ")),
+            )
+        }
         Eval::Hit { .. } => ("cached", String::new()),
         // A report renders with missing inputs (`repro report`): not blocked.
         _ if !blocked_by.is_empty() && !dag.nodes[i].op.is_report() => {
