@@ -228,7 +228,11 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
                     .digest(path)
                     .map(|a| json!(a.digest))
                     .unwrap_or(Value::Null),
-                format!("file:{written}"),
+                if path.exists() {
+                    format!("file:{written}")
+                } else {
+                    format!("file:{written} (does not exist)")
+                },
             ),
             Source::Node { idx, output } => {
                 let up = dag.nodes[*idx].id();

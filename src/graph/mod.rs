@@ -3,8 +3,11 @@
 //!
 //! Everything that can be checked without running anything is checked here,
 //! with file, line and key: unknown ops, params failing an op's schema,
-//! references to nothing (unknown node, no matching instance, unknown output,
-//! missing file), ambiguous references, and cycles (printed in full).
+//! references to nothing (unknown node, no matching instance, unknown output),
+//! ambiguous references, and cycles (printed in full). A `file:` path that
+//! does not exist is not an error: it is recorded in [`Dag::missing`] with
+//! where it is asked for, and the nodes that need it cannot run until it
+//! exists (see [`Dag::missing_inputs`]).
 
 pub mod codec;
 pub mod key;
