@@ -98,6 +98,9 @@ pub fn run(a: RunArgs) -> Outcome {
     if a.dry_run {
         return dry_run(&l, &opts, a.json);
     }
+    if !a.keep_going {
+        missing_inputs_check(&l, &opts)?;
+    }
     let token = cancel::CancelToken::default();
     cancel::install(&token);
     let s = exec::run(dag, &l.cache, &l.lock_path, &opts, &token).map_err(|e| match e {
@@ -136,6 +139,69 @@ pub fn run(a: RunArgs) -> Outcome {
     Ok(())
 }
 
+/// Snakemake's `MissingInputException`, up front: when a node this run
+/// would compute needs a `file:` input that does not exist, nothing runs and
+/// the error lists every such file, where the pipeline asks for it and which
+/// nodes need it. `-k` runs everything else instead (those nodes fail with
+/// the same message before doing any work).
+/// Nodes cached from an earlier run (the lock file names them) need nothing.
+fn missing_inputs_check(l: &super::Loaded, opts: &RunOptions) -> Outcome {
+    let dag = &l.dag;
+    let Some(blocked) = dag.missing_inputs() else {
+        return Ok(());
+    };
+    let lock = l.lock()?;
+    let evals = l.evaluate_all(&lock, Check::Exists);
+    let computes = |i: usize| {
+        !matches!(evals[i], Eval::Hit { .. }) || opts.force.get(i).copied().unwrap_or(false)
+    };
+    let selected = |i: usize| match (&opts.plan, &opts.selected) {
+        (Some(plan), _) => plan.contains_key(dag.nodes[i].id()),
+        (None, Some(sel)) => sel[i],
+        (None, None) => true,
+    };
+    let needing: Vec<usize> = dag
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| selected(i) && !blocked[i].is_empty() && computes(i))
+        .collect();
+    if needing.is_empty() {
+        return Ok(());
+    }
+    let mut used: Vec<usize> = needing.iter().flat_map(|&i| blocked[i].clone()).collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut msg = format!(
+        "missing inputs: {} file(s) do not exist, and {} node(s) of this run need them; nothing was run",
+        used.len(),
+        needing.len()
+    );
+    for m in used {
+        let f = &dag.missing[m];
+        let users: Vec<&str> = needing
+            .iter()
+            .filter(|&&i| blocked[i].contains(&m))
+            .map(|&i| dag.nodes[i].id())
+            .collect();
+        let shown = users.iter().take(4).copied().collect::<Vec<_>>().join(", ");
+        let more = if users.len() > 4 {
+            format!(" and {} more", users.len() - 4)
+        } else {
+            String::new()
+        };
+        msg.push_str(&format!(
+            "\n  {}\n      {}\n      needed by {shown}{more}",
+            f.phrase(),
+            f.origin()
+        ));
+    }
+    msg.push_str(
+        "\nprovide the files (or point the params at them with -s), run what does not need them with `repro run -k`, or pick nodes with `--only`; `repro status` lists every node",
+    );
+    Err(Failure::Failed(msg))
+}
+
 fn read_plan(path: &PathBuf, pipeline: &str) -> Result<BTreeMap<String, Option<String>>, Failure> {
     let bad = |m: String| Failure::Input(format!("{}: {m}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
@@ -165,6 +231,7 @@ fn read_plan(path: &PathBuf, pipeline: &str) -> Result<BTreeMap<String, Option<S
 fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
     let lock = l.lock()?;
     let evals = l.evaluate_all(&lock, Check::Quick);
+    let blocked = l.dag.missing_inputs();
     let mut rows = Vec::new();
     for &i in &l.dag.order {
         if opts.selected.as_ref().is_some_and(|s| !s[i]) {
@@ -172,9 +239,15 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
         }
         let id = l.dag.nodes[i].id();
         let forced = opts.force.get(i).copied().unwrap_or(false);
+        let needs_missing = blocked.as_ref().map(|b| &b[i]).filter(|b| !b.is_empty());
         let (status, reason) = match &evals[i] {
             Eval::Hit { .. } if forced => ("miss", "forced".to_string()),
             Eval::Hit { .. } => ("hit", "cached".to_string()),
+            _ if needs_missing.is_some() => (
+                "blocked",
+                l.dag
+                    .missing_reason(needs_missing.map_or(&[][..], |b| b.as_slice())),
+            ),
             Eval::Miss { reason, .. } => ("miss", reason.clone()),
             Eval::Pending { reason } => ("pending", reason.clone()),
         };
@@ -197,8 +270,16 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
             );
         }
         let count = |s: &str| rows.iter().filter(|r| r["status"] == s).count();
+        let blocked = if count("blocked") > 0 {
+            format!(
+                ", {} blocked by missing inputs (`repro status` lists them)",
+                count("blocked")
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "plan: {} to run, {} pending on them, {} cached",
+            "plan: {} to run, {} pending on them, {} cached{blocked}",
             count("miss"),
             count("pending"),
             count("hit")

@@ -5,14 +5,38 @@ use crate::cache::lockfile::LockFile;
 use crate::cache::short;
 use crate::exec::eval::{self, Check, Eval, Evaluator};
 use crate::graph::key;
-use crate::graph::{Input, Source};
+use crate::graph::{Dag, Input, Source};
 use serde_json::{Value, json};
 use std::io::Write;
 
-/// cached / stale / missing, with a reason, for one node.
-fn classify(e: &Eval, lock: &LockFile, id: &str) -> (&'static str, String) {
+/// cached / stale / missing / blocked, with a reason, for one node.
+/// `blocked_by` lists the missing `file:` inputs the node needs (indices
+/// into [`Dag::missing`]).
+fn classify(
+    e: &Eval,
+    lock: &LockFile,
+    i: usize,
+    dag: &Dag,
+    blocked_by: &[usize],
+) -> (&'static str, String) {
+    let id = dag.nodes[i].id();
     match e {
+        // Cached from the run the lock file names, though an input is absent.
+        Eval::Hit { .. } if !blocked_by.is_empty() && !dag.nodes[i].op.is_report() => {
+            let files: Vec<String> = blocked_by
+                .iter()
+                .map(|&m| format!("file:{}", dag.missing[m].written))
+                .collect();
+            (
+                "cached",
+                format!("from the last run; absent here: {}", files.join(", ")),
+            )
+        }
         Eval::Hit { .. } => ("cached", String::new()),
+        // A report renders with missing inputs (`repro report`): not blocked.
+        _ if !blocked_by.is_empty() && !dag.nodes[i].op.is_report() => {
+            ("blocked", dag.missing_reason(blocked_by))
+        }
         Eval::Miss { reason, .. } | Eval::Pending { reason } => (
             if lock.nodes.contains_key(id) {
                 "stale"
@@ -24,9 +48,55 @@ fn classify(e: &Eval, lock: &LockFile, id: &str) -> (&'static str, String) {
     }
 }
 
+/// The missing `file:` inputs of a pipeline as lines for the end of `repro
+/// status`: the path, where it is asked for, and how many nodes wait for it.
+fn missing_lines(dag: &Dag, blocked: &[Vec<usize>]) -> Vec<String> {
+    let n_blocked = blocked.iter().filter(|b| !b.is_empty()).count();
+    let mut lines = vec![format!(
+        "missing inputs: {} file(s); {} node(s) cannot run until they exist:",
+        dag.missing.len(),
+        n_blocked
+    )];
+    for (m, f) in dag.missing.iter().enumerate() {
+        let users = blocked.iter().filter(|b| b.contains(&m)).count();
+        lines.push(format!("  {} needed by {users} node(s)", f.phrase()));
+        lines.push(format!("      {}", f.origin()));
+    }
+    lines
+}
+
+/// The missing `file:` inputs as JSON, with the number of nodes each blocks.
+pub(super) fn missing_json(dag: &Dag, blocked: &[Vec<usize>]) -> Value {
+    Value::Array(
+        dag.missing
+            .iter()
+            .enumerate()
+            .map(|(m, f)| {
+                json!({
+                    "file": f.written,
+                    "path": f.path,
+                    "reason": f.phrase(),
+                    "at": f.at,
+                    "key": f.key,
+                    "param": f.param,
+                    "nodes": blocked.iter().filter(|b| b.contains(&m)).count(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Evaluates every node as `repro report` and `repro verify` see report
+/// nodes: an upstream that is not cached is a missing input of the report
+/// (a dash), so a report rendered that way is "cached".
 fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
     let lock = l.lock()?;
-    let evals = l.evaluate_all(&lock, Check::Quick);
+    let ev = Evaluator {
+        missing_ok: true,
+        ..l.evaluator(&lock, Check::Quick)
+    };
+    let evals = eval::evaluate_all(&ev);
+    l.cache.stat.save().ok();
     Ok((lock, evals))
 }
 
@@ -34,11 +104,14 @@ fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
 pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
     let l = load(p, None)?;
     let (lock, evals) = evaluate(&l)?;
+    let blocked = l.dag.missing_inputs();
+    let none: &[usize] = &[];
+    let blocked_by = |i: usize| blocked.as_ref().map_or(none, |b| b[i].as_slice());
     let jobs = super::jobs::live_jobs(&l);
     let mut rows = Vec::with_capacity(l.dag.nodes.len());
     for &i in &l.dag.order {
         let id = l.dag.nodes[i].id();
-        let (state, mut reason) = classify(&evals[i], &lock, id);
+        let (state, mut reason) = classify(&evals[i], &lock, i, &l.dag, blocked_by(i));
         if let Some((job, st)) = evals[i]
             .key()
             .and_then(|k| jobs.get(k))
@@ -46,7 +119,7 @@ pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
         {
             reason = format!("slurm job {job} {st}; {reason}");
         }
-        rows.push((id, state, evals[i].key(), reason));
+        rows.push((id, state, evals[i].key(), reason, i));
     }
     let count = |s: &str| rows.iter().filter(|r| r.1 == s).count();
     // One write per buffer, not per line (stdout is line-buffered).
@@ -54,9 +127,20 @@ pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
     let written = if json_out {
         let nodes: Vec<Value> = rows
             .iter()
-            .map(|(id, s, k, r)| json!({"node": id, "status": s, "key": k, "reason": r}))
+            .map(|(id, s, k, r, i)| {
+                let mut v = json!({"node": id, "status": s, "key": k, "reason": r});
+                let b = blocked_by(*i);
+                if !b.is_empty() {
+                    v["missing_inputs"] =
+                        b.iter().map(|&m| json!(l.dag.missing[m].written)).collect();
+                }
+                v
+            })
             .collect();
-        let doc = json!({"pipeline": l.dag.pipeline.name, "cached": count("cached"), "stale": count("stale"), "missing": count("missing"), "nodes": nodes});
+        let missing_inputs = blocked
+            .as_ref()
+            .map_or(json!([]), |b| missing_json(&l.dag, b));
+        let doc = json!({"pipeline": l.dag.pipeline.name, "cached": count("cached"), "stale": count("stale"), "missing": count("missing"), "blocked": count("blocked"), "missing_inputs": missing_inputs, "nodes": nodes});
         writeln!(
             out,
             "{}",
@@ -65,17 +149,28 @@ pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
     } else {
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).min(48);
         rows.iter()
-            .try_for_each(|(id, s, k, r)| {
+            .try_for_each(|(id, s, k, r, _)| {
                 writeln!(
                     out,
                     "{s:<8} {id:<width$} {:<12} {r}",
                     k.map(short).unwrap_or("-")
                 )
             })
+            .and_then(|_| match &blocked {
+                Some(b) => missing_lines(&l.dag, b)
+                    .iter()
+                    .try_for_each(|line| writeln!(out, "{line}")),
+                None => Ok(()),
+            })
             .and_then(|_| {
+                let blocked = if count("blocked") > 0 {
+                    format!(", {} blocked by missing inputs", count("blocked"))
+                } else {
+                    String::new()
+                };
                 writeln!(
                     out,
-                    "pipeline {}: {} nodes: {} cached, {} stale, {} missing",
+                    "pipeline {}: {} nodes: {} cached, {} stale, {} missing{blocked}",
                     l.dag.pipeline.name,
                     rows.len(),
                     count("cached"),
@@ -127,7 +222,10 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
     let dag = &l.dag;
     let n = &dag.nodes[i];
     let key_params = n.key_params();
-    let (state, reason) = classify(&evals[i], ev.lock, n.id());
+    let blocked = dag.missing_inputs();
+    let none: &[usize] = &[];
+    let blocked_by = |i: usize| blocked.as_ref().map_or(none, |b| b[i].as_slice());
+    let (state, reason) = classify(&evals[i], ev.lock, i, dag, blocked_by(i));
     // Inputs: digest (or why unknown) and where from.
     let mut inputs = Vec::new();
     let describe = |s: &Source| -> (Value, String) {
@@ -138,7 +236,11 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
                     .digest(path)
                     .map(|a| json!(a.digest))
                     .unwrap_or(Value::Null),
-                format!("file:{written}"),
+                if path.exists() {
+                    format!("file:{written}")
+                } else {
+                    format!("file:{written} (does not exist)")
+                },
             ),
             Source::Node { idx, output } => {
                 let up = dag.nodes[*idx].id();
@@ -148,7 +250,7 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
                     }
                     _ => Value::Null,
                 };
-                let (ust, ur) = classify(&evals[*idx], ev.lock, up);
+                let (ust, ur) = classify(&evals[*idx], ev.lock, *idx, dag, blocked_by(*idx));
                 let tail = if ur.is_empty() {
                     String::new()
                 } else {

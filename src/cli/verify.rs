@@ -2,13 +2,18 @@
 //! and code, requires a record for each, re-hashes every light object (and
 //! heavy blobs that are present; absent ones are fine: a reviewer's clone
 //! has none), checks each record's key against its own preimage, and checks
-//! that the lock file is current. `--rerun NODE` re-executes nodes and
+//! that the lock file is current. A compute node the lock file does not
+//! name and that cannot run here because a `file:` input (model weights) is
+//! missing is listed as "not run", not failed (any never-run compute node
+//! with `--allow-not-run`); report nodes
+//! are checked as `repro report` renders them (an upstream that is not cached
+//! is a missing input, shown as a dash). `--rerun NODE` re-executes nodes and
 //! compares their metrics with the cached ones within declared tolerances.
 
 use super::{Failure, Outcome, PipelineArgs, load};
 use crate::cache::short;
 use crate::exec::cancel::CancelToken;
-use crate::exec::eval::{Check, Eval};
+use crate::exec::eval::{self, Check, Eval, Evaluator};
 use crate::exec::node::{Job, run_node};
 use crate::graph::Tolerance;
 use crate::graph::key;
@@ -27,30 +32,66 @@ pub struct VerifyArgs {
     /// Re-execute these nodes and compare metrics within their `tolerance:`.
     #[arg(long = "rerun", value_name = "NODE")]
     pub rerun: Vec<String>,
+    /// Accept compute nodes that never ran (not in the lock file), e.g. ones
+    /// that need an API or hardware this machine lacks; they are listed.
+    /// Without it only nodes blocked by a missing `file:` input may be unrun.
+    #[arg(long = "allow-not-run")]
+    pub allow_not_run: bool,
 }
 
 /// Runs `repro verify`.
 pub fn verify(a: VerifyArgs) -> Outcome {
-    let l = load(&a.p, None)?;
+    let l = &load(&a.p, None)?;
     if !a.rerun.is_empty() {
-        return rerun(&l, &a.rerun, a.json);
+        return rerun(l, &a.rerun, a.json);
     }
     let _lock_guard = crate::exec::shared_cache_lock(&l.cache, true)
         .map_err(|e| Failure::Failed(e.to_string()))?;
     let lock = l.lock()?;
-    let evals = l.evaluate_all(&lock, Check::Exists);
+    // Report nodes are checked as `repro report` renders them: an upstream
+    // that is not cached is a missing input (a dash in the table).
+    let ev = Evaluator {
+        missing_ok: true,
+        ..l.evaluator(&lock, Check::Exists)
+    };
+    let evals = eval::evaluate_all(&ev);
+    l.cache.stat.save().ok();
+    let blocked = l.dag.missing_inputs();
     let mut rows = Vec::new();
     for &i in &l.dag.order {
-        let id = l.dag.nodes[i].id();
-        let problem = match &evals[i] {
-            Eval::Miss { reason, .. } => Some(format!("not cached for its current key: {reason}")),
-            Eval::Pending { reason } => Some(format!("not cached: {reason}")),
-            Eval::Hit { key, outputs } => check_hit(&l, key, outputs, lock.nodes.get(id))
-                .or_else(|| check_report(&l, &evals, i, key)),
+        let n = &l.dag.nodes[i];
+        let id = n.id();
+        let blocked_by = blocked.as_ref().map(|b| &b[i]).filter(|b| !b.is_empty());
+        let why = |reason: &str| match blocked_by {
+            Some(b) => l.dag.missing_reason(b),
+            None => reason.to_string(),
         };
-        rows.push(
-            json!({"node": id, "key": evals[i].key(), "ok": problem.is_none(), "reason": problem}),
-        );
+        // A compute node that was never run here (the lock file does not
+        // name it) is not a claim to check: it is listed, not failed. The
+        // lock file's entries and every report node must check out.
+        let never_run = !lock.nodes.contains_key(id)
+            && !n.op.is_report()
+            && (blocked_by.is_some() || a.allow_not_run);
+        let (status, problem) = match &evals[i] {
+            Eval::Miss { reason, .. } | Eval::Pending { reason } if never_run => {
+                ("not-run", Some(why(reason)))
+            }
+            Eval::Miss { reason, .. } => (
+                "fail",
+                Some(format!("not cached for its current key: {}", why(reason))),
+            ),
+            Eval::Pending { reason } => ("fail", Some(format!("not cached: {}", why(reason)))),
+            Eval::Hit { key, outputs } => {
+                let p = check_hit(l, key, outputs, lock.nodes.get(id))
+                    .or_else(|| check_report(l, &evals, i, key));
+                (if p.is_some() { "fail" } else { "ok" }, p)
+            }
+        };
+        let mut row = json!({"node": id, "key": evals[i].key(), "ok": status != "fail", "status": status, "reason": problem});
+        if let Some(b) = blocked_by {
+            row["missing_inputs"] = b.iter().map(|&m| json!(l.dag.missing[m].written)).collect();
+        }
+        rows.push(row);
     }
     let extra: Vec<&String> = lock
         .nodes
@@ -66,8 +107,12 @@ pub fn verify(a: VerifyArgs) -> Outcome {
     });
     let failures =
         rows.iter().filter(|r| r["ok"] == false).count() + usize::from(lock_problem.is_some());
+    let not_run: Vec<&Value> = rows.iter().filter(|r| r["status"] == "not-run").collect();
     if a.json {
-        let out = json!({"pipeline": l.dag.pipeline.name, "ok": failures == 0, "checked": rows.len(), "failures": failures, "lock": lock_problem, "nodes": rows});
+        let missing_inputs = blocked
+            .as_ref()
+            .map_or(json!([]), |b| super::status::missing_json(&l.dag, b));
+        let out = json!({"pipeline": l.dag.pipeline.name, "ok": failures == 0, "checked": rows.len(), "failures": failures, "not_run": not_run.len(), "missing_inputs": missing_inputs, "lock": lock_problem, "nodes": rows});
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         for r in rows.iter().filter(|r| r["ok"] == false) {
@@ -80,11 +125,32 @@ pub fn verify(a: VerifyArgs) -> Outcome {
         if let Some(p) = &lock_problem {
             println!("FAIL lock file: {p}");
         }
+        if !not_run.is_empty() {
+            let n_blocked = not_run
+                .iter()
+                .filter(|r| r.get("missing_inputs").is_some())
+                .count();
+            let files: Vec<String> = l.dag.missing.iter().map(|m| m.phrase()).collect();
+            println!(
+                "note: {} node(s) never ran here and are not in {} (not checked){}; `repro status` lists them",
+                not_run.len(),
+                l.lock_path.display(),
+                if n_blocked > 0 {
+                    format!(
+                        "; {n_blocked} of them need missing inputs: {}",
+                        files.join(", ")
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         println!(
-            "verify {}: {} nodes checked, {} ok, {} failing",
+            "verify {}: {} nodes checked, {} ok, {} not run, {} failing",
             l.dag.pipeline.name,
             rows.len(),
-            rows.iter().filter(|r| r["ok"] == true).count(),
+            rows.iter().filter(|r| r["status"] == "ok").count(),
+            not_run.len(),
             failures
         );
     }
@@ -303,10 +369,14 @@ fn rerun_uncached(
     preimage: &Value,
     token: &CancelToken,
 ) -> Result<crate::cache::record::Record, crate::exec::node::NodeError> {
+    // Only cached upstream feed the node (a report sees the others as missing).
     let upstream_keys: BTreeMap<usize, String> = l.dag.nodes[i]
         .upstream
         .iter()
-        .filter_map(|u| evals[*u].key().map(|k| (*u, k.to_string())))
+        .filter_map(|u| match &evals[*u] {
+            Eval::Hit { key, .. } => Some((*u, key.clone())),
+            _ => None,
+        })
         .collect();
     let job = Job {
         idx: i,

@@ -219,11 +219,12 @@ impl Evaluator<'_> {
         let mut inputs = Vec::with_capacity(self.dag.nodes[i].inputs.len());
         for (name, input) in &self.dag.nodes[i].inputs {
             let d = match input {
-                Input::One(s) => Digest::One(self.source_digest(i, s, known)?),
+                Input::One(s) => Digest::One(self.source_digest(i, (name, None), s, known)?),
                 Input::List(entries) => {
                     let mut list = Vec::with_capacity(entries.len());
                     for (entry, s) in entries {
-                        list.push((entry.as_str(), self.source_digest(i, s, known)?));
+                        let at = (name.as_str(), Some(entry.as_str()));
+                        list.push((entry.as_str(), self.source_digest(i, at, s, known)?));
                     }
                     Digest::List(list)
                 }
@@ -235,17 +236,31 @@ impl Evaluator<'_> {
 
     /// The digest one input source contributes to node `i`'s key: `None`
     /// (JSON null) for an upstream that is missing in `repro report` mode.
+    ///
+    /// A `file:` input that does not exist here takes the digest it had in
+    /// the node's last run, when the lock file names that run and its record
+    /// is in the cache: the result computed from the file is, though the file
+    /// is not (a clone without model weights still verifies the results
+    /// computed from them; "builds without the bytes" for inputs). Otherwise
+    /// the node cannot be evaluated: `missing input: file:PATH (does not exist)`.
     fn source_digest<'k>(
         &self,
         i: usize,
+        at: (&str, Option<&str>),
         s: &Source,
         known: &'k [Option<Known>],
     ) -> Result<Option<Cow<'k, str>>, String> {
         match s {
-            Source::File { path, written } => self
-                .file_digest(path)
-                .map(|d| Some(Cow::Owned(d)))
-                .map_err(|e| format!("file:{written}: {e}")),
+            Source::File { path, written } => match self.file_digest(path) {
+                Ok(d) => Ok(Some(Cow::Owned(d))),
+                Err(e) if std::fs::symlink_metadata(path).is_ok() => {
+                    Err(format!("file:{written}: {e}"))
+                }
+                Err(_) => match self.last_run_digest(i, at) {
+                    Some(d) => Ok(Some(Cow::Owned(d))),
+                    None => Err(format!("missing input: file:{written} (does not exist)")),
+                },
+            },
             Source::Node { idx, output } => {
                 match known[*idx].as_ref().and_then(|k| k.outputs.get(output)) {
                     Some(d) => Ok(Some(Cow::Borrowed(d))),
@@ -257,6 +272,19 @@ impl Evaluator<'_> {
                 }
             }
         }
+    }
+
+    /// The digest input `at` (name, list entry) of node `i` had in the run
+    /// the lock file names, if its record is in the cache.
+    fn last_run_digest(&self, i: usize, at: (&str, Option<&str>)) -> Option<String> {
+        let entry = self.lock.nodes.get(self.dag.nodes[i].id())?;
+        let rec = self.cache.read_record(&entry.key).ok()??;
+        let v = rec.preimage.get("inputs")?.get(at.0)?;
+        let v = match at.1 {
+            Some(e) => v.get(e)?,
+            None => v,
+        };
+        v.as_str().map(str::to_string)
     }
 
     /// The digest of a `file:` input (through the snapshot, when there is one).

@@ -34,9 +34,13 @@
 //!    read, its canonical path (a retargeted symlink is a change) and the
 //!    blake3 of its bytes (any byte: a whitespace edit moves spans). A file
 //!    that cannot be read is a change.
-//! 5. **`file:` inputs exist**: every `file:` path the DAG names must still be
-//!    a regular file or a directory, as compilation requires (otherwise the
-//!    full compile reports the error exactly as without a memo).
+//! 5. **`file:` inputs exist, or are still missing**: every `file:` path the
+//!    DAG names must still be a regular file or a directory, and every path
+//!    the compile found missing ([`Dag::missing`], which the memo holds with
+//!    where each is asked for) must still be missing. A missing input that
+//!    appears, or an input that disappears, is a change: the full compile
+//!    runs and records the new set (otherwise `repro status` would keep
+//!    saying "missing input" for a file that is there).
 //!
 //! Items 1-3 are hashed into one 32-byte digest at the head of the file.
 //!
@@ -76,7 +80,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Version of the memo layout; a memo of another version is ignored.
-pub const MEMO_FORMAT: u64 = 2;
+pub const MEMO_FORMAT: u64 = 3;
 
 const MAGIC: &[u8; 16] = b"repro-dag-memo\n\0";
 
@@ -185,7 +189,11 @@ pub fn store(req: &Request, files: &[(&Path, &str)], dag: &Dag) -> Result<(), Mi
         req.root,
         ParamsFrom::Decode,
     )?;
-    if back.pipeline != dag.pipeline || back.nodes != dag.nodes || back.order != dag.order {
+    if back.pipeline != dag.pipeline
+        || back.nodes != dag.nodes
+        || back.order != dag.order
+        || back.missing != dag.missing
+    {
         return Err(Corrupt("does not read back as written").into());
     }
     let sum = blake3::hash(&w.buf);
@@ -194,7 +202,7 @@ pub fn store(req: &Request, files: &[(&Path, &str)], dag: &Dag) -> Result<(), Mi
     Ok(())
 }
 
-/// Every `file:` path must still be usable, as compilation requires.
+/// Every `file:` path must still be usable, and every missing one still missing.
 fn check_files(dag: &Dag) -> Result<(), Miss> {
     let mut seen: FastSet<&[u8]> = FastSet::default();
     for n in &dag.nodes {
@@ -205,10 +213,24 @@ fn check_files(dag: &Dag) -> Result<(), Miss> {
             };
             for s in sources {
                 if let Source::File { path, written } = s {
-                    if seen.insert(path.as_os_str().as_bytes())
-                        && check_file(path) != FileCheck::Usable
-                    {
-                        return Err(Miss::Stale(format!("`file:{written}` is not usable")));
+                    if !seen.insert(path.as_os_str().as_bytes()) {
+                        continue;
+                    }
+                    let was_missing = dag
+                        .missing
+                        .binary_search_by(|m| m.written.cmp(written))
+                        .is_ok();
+                    let want = if was_missing {
+                        FileCheck::Missing
+                    } else {
+                        FileCheck::Usable
+                    };
+                    if check_file(path) != want {
+                        return Err(Miss::Stale(if was_missing {
+                            format!("`file:{written}` was missing and is not any more")
+                        } else {
+                            format!("`file:{written}` is not usable")
+                        }));
                     }
                 }
             }

@@ -3,8 +3,11 @@
 //!
 //! Everything that can be checked without running anything is checked here,
 //! with file, line and key: unknown ops, params failing an op's schema,
-//! references to nothing (unknown node, no matching instance, unknown output,
-//! missing file), ambiguous references, and cycles (printed in full).
+//! references to nothing (unknown node, no matching instance, unknown output),
+//! ambiguous references, and cycles (printed in full). A `file:` path that
+//! does not exist is not an error: it is recorded in [`Dag::missing`] with
+//! where it is asked for, and the nodes that need it cannot run until it
+//! exists (see [`Dag::missing_inputs`]).
 
 pub mod codec;
 pub mod key;
@@ -144,6 +147,40 @@ pub struct PipelineInfo {
     pub node_ids: Vec<String>,
 }
 
+/// A `file:` input that does not exist. Compilation succeeds without it:
+/// the nodes that read it (and everything downstream of them) cannot run
+/// until it appears, and `repro status` / `repro run` say so, naming the
+/// path and where the pipeline asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingFile {
+    /// As written after `file:`.
+    pub written: String,
+    /// Absolute path looked at.
+    pub path: PathBuf,
+    /// Where the first reference to it is written, `file:line:col`.
+    pub at: String,
+    /// The dotted key of that reference, e.g. `nodes.imitate.inputs.base`.
+    pub key: String,
+    /// The pipeline param whose value names the path, with its location
+    /// (`params.models.llama_7b (pipelines/paper.yaml:30:5)`), when one does.
+    pub param: Option<String>,
+}
+
+impl MissingFile {
+    /// `file:PATH (does not exist)`, the phrase every verb uses.
+    pub fn phrase(&self) -> String {
+        format!("file:{} (does not exist)", self.written)
+    }
+
+    /// Where the pipeline asks for it: the param (if any), then the reference.
+    pub fn origin(&self) -> String {
+        match &self.param {
+            Some(p) => format!("{p}; used at {} {}", self.at, self.key),
+            None => format!("{} {}", self.at, self.key),
+        }
+    }
+}
+
 /// A compiled pipeline.
 pub struct Dag {
     /// The pipeline's name, root file and node ids.
@@ -154,6 +191,8 @@ pub struct Dag {
     pub order: Vec<usize>,
     /// Project root (for `file:` paths).
     pub root: PathBuf,
+    /// `file:` inputs that did not exist at compile time, sorted by path.
+    pub missing: Vec<MissingFile>,
     /// Instance id -> index, built on first use (a no-op `status` never
     /// looks an instance up by id).
     by_id: OnceLock<HashMap<String, usize>>,
@@ -192,6 +231,53 @@ impl Dag {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Per instance, the indices (into [`Dag::missing`]) of the missing
+    /// `file:` inputs it needs, directly or through its upstream, sorted;
+    /// `None` when no input is missing (nothing to compute).
+    pub fn missing_inputs(&self) -> Option<Vec<Vec<usize>>> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        let mut of: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        for &i in &self.order {
+            let n = &self.nodes[i];
+            let mut m: Vec<usize> = n.upstream.iter().flat_map(|&u| of[u].clone()).collect();
+            let mut direct = |s: &Source| {
+                if let Source::File { written, .. } = s {
+                    if let Ok(at) = self.missing.binary_search_by(|f| f.written.cmp(written)) {
+                        m.push(at);
+                    }
+                }
+            };
+            for (_, input) in &n.inputs {
+                match input {
+                    Input::One(s) => direct(s),
+                    Input::List(entries) => entries.iter().for_each(|(_, s)| direct(s)),
+                }
+            }
+            m.sort_unstable();
+            m.dedup();
+            of[i] = m;
+        }
+        Some(of)
+    }
+
+    /// `missing input: file:A (does not exist), file:B (does not exist)`
+    /// for a list of indices into [`Dag::missing`] (the first two, then
+    /// `(+N more)`).
+    pub fn missing_reason(&self, which: &[usize]) -> String {
+        let parts: Vec<String> = which
+            .iter()
+            .take(2)
+            .map(|&m| self.missing[m].phrase())
+            .collect();
+        let more = match which.len() {
+            0..=2 => String::new(),
+            n => format!(" (+{} more)", n - 2),
+        };
+        format!("missing input: {}{more}", parts.join(", "))
     }
 
     /// All transitive upstream instances of `targets`, plus the targets.
@@ -237,6 +323,7 @@ impl Dag {
             nodes,
             order,
             root: root.to_path_buf(),
+            missing: Vec::new(),
             by_id: OnceLock::new(),
         })
     }
@@ -268,6 +355,7 @@ impl Dag {
             nodes,
             order,
             root: root.to_path_buf(),
+            missing: Vec::new(),
             by_id: OnceLock::new(),
         })
     }
@@ -369,12 +457,15 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
             .map(|(i, n)| (n.id.as_str(), i))
             .collect(),
         files: Default::default(),
+        missing: Default::default(),
     };
     let mut resolved = Vec::with_capacity(instances.len());
     for (i, inst) in instances.iter().enumerate() {
         resolved.push(resolve_instance(&cx, inst, ops_of[i])?);
     }
+    let mut missing = std::mem::take(&mut *cx.missing.borrow_mut());
     drop(cx);
+    missing.sort_by(|a, b| a.written.cmp(&b.written));
     let mut nodes = Vec::with_capacity(instances.len());
     let parts = instances
         .into_iter()
@@ -405,7 +496,7 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         path: p.path.clone(),
         node_ids: p.nodes.iter().map(|n| n.id.clone()).collect(),
     };
-    Dag::assemble(info, nodes, root).map_err(|cycle| {
+    let mut dag = Dag::assemble(info, nodes, root).map_err(|cycle| {
         let first = &p.nodes[cycle.node];
         src.error(
             first.span,
@@ -413,7 +504,9 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
             format!("cycle: {}", cycle.ids.join(" -> ")),
         )
         .with_help("a node cannot depend on its own output, directly or through others")
-    })
+    })?;
+    dag.missing = missing;
+    Ok(dag)
 }
 
 fn find_cycle(graph: &DiGraph<usize, ()>) -> Vec<usize> {

@@ -3,10 +3,12 @@
 //! every problem reported at the reference that causes it.
 
 use super::resources::{self, Resources, Tolerance};
-use super::{Input, Source};
+use super::{Input, MissingFile, Source};
 use crate::ops::{Op, OutputDecl};
 use crate::spec::expand::{self, InputDecl, Instance, RefAt};
 use crate::spec::refs::{NodeRef, Ref};
+use crate::spec::source::Span;
+use crate::spec::yaml::{Kind, Yaml};
 use crate::spec::{Pipeline, SpecError};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -49,6 +51,8 @@ pub(super) struct Resolver<'a> {
     /// `file:` paths already looked at in this compilation (a fan-out of
     /// 10,000 nodes reading one shared file looks at it once).
     pub files: RefCell<HashMap<String, FileCheck>>,
+    /// `file:` paths that do not exist, one entry per path (its first reference).
+    pub missing: RefCell<Vec<MissingFile>>,
 }
 
 /// An instance's resolved inputs (sorted by name), resources and tolerances.
@@ -134,28 +138,37 @@ fn resolve_file(cx: &Resolver, r: &RefAt, key: &dyn Fn() -> String) -> Result<So
         unreachable!("called for file refs")
     };
     let path = cx.root.join(written);
+    let mut first = false;
     let check = *cx
         .files
         .borrow_mut()
         .entry(written.clone())
-        .or_insert_with(|| check_file(&path));
+        .or_insert_with(|| {
+            first = true;
+            check_file(&path)
+        });
     match check {
         FileCheck::Usable => Ok(Source::File {
             path,
             written: written.clone(),
         }),
-        FileCheck::Missing => Err(cx
-            .p
-            .sources
-            .error(
-                r.span,
-                &key(),
-                format!(
-                    "`file:{written}`: no such file or directory ({})",
-                    path.display()
-                ),
-            )
-            .with_help("paths after `file:` are relative to the project root")),
+        // Not an error: the nodes that need it cannot run until it exists
+        // (`repro status` and `repro run` list it with this location).
+        FileCheck::Missing => {
+            if first {
+                cx.missing.borrow_mut().push(MissingFile {
+                    written: written.clone(),
+                    path: path.clone(),
+                    at: location(cx, r.span),
+                    key: key(),
+                    param: param_naming(cx, written),
+                });
+            }
+            Ok(Source::File {
+                path,
+                written: written.clone(),
+            })
+        }
         // Devices and pipes (`/dev/zero`, a FIFO) would never finish hashing.
         FileCheck::Special => Err(cx.p.sources.error(
             r.span,
@@ -163,6 +176,36 @@ fn resolve_file(cx: &Resolver, r: &RefAt, key: &dyn Fn() -> String) -> Result<So
             format!("`file:{written}` is neither a regular file nor a directory"),
         )),
     }
+}
+
+/// `file:line:col` of a span.
+fn location(cx: &Resolver, span: Span) -> String {
+    let f = cx.p.sources.file(span.file);
+    format!("{}:{}:{}", f.path.display(), span.line, span.col)
+}
+
+/// The pipeline param whose value is this path (`file:PATH` or `PATH`),
+/// with its location: `params.models.llama_7b (pipelines/paper.yaml:30:5)`.
+fn param_naming(cx: &Resolver, written: &str) -> Option<String> {
+    fn find(y: &Yaml, path: &str, written: &str) -> Option<(String, Span)> {
+        match &y.kind {
+            Kind::Str(s) if s.strip_prefix("file:").unwrap_or(s) == written => {
+                Some((path.to_string(), y.span))
+            }
+            Kind::Map(entries) => entries
+                .iter()
+                .find_map(|(k, v)| find(v, &format!("{path}.{}", k.name), written)),
+            Kind::Seq(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| find(v, &format!("{path}[{i}]"), written)),
+            _ => None,
+        }
+    }
+    cx.p.params.iter().find_map(|(name, y)| {
+        find(y, &format!("params.{name}"), written)
+            .map(|(p, span)| format!("{p} ({})", location(cx, span)))
+    })
 }
 
 /// Resolves one reference (`in_list`: it is an item of a YAML list input).

@@ -5,14 +5,16 @@
 //! of ops the nodes use (by name), then each node: id, node index,
 //! coordinates, params (a length-prefixed object, so that a reader can leave
 //! it encoded), op index, key template, outputs, inputs, resources and
-//! tolerances; then the topological order. A `file:` source under the
+//! tolerances; then the topological order, then the missing `file:` inputs. A `file:` source under the
 //! project root is stored as written and re-joined to the root on reading.
 //! Each node's upstream list is derived from its inputs.
 
 use super::codec::{Corrupt, Reader, Writer};
 use super::key::KeyTemplate;
 use super::resources::{Resources, Tolerance};
-use super::{Dag, DagNode, Input, NodeInstance, Params, PipelineInfo, Source, upstream_of};
+use super::{
+    Dag, DagNode, Input, MissingFile, NodeInstance, Params, PipelineInfo, Source, upstream_of,
+};
 use crate::ops::{self, Op, OutputDecl};
 use crate::spec::expand::Coord;
 use std::collections::BTreeMap;
@@ -38,6 +40,14 @@ pub fn write_dag(w: &mut Writer, dag: &Dag) {
         write_node(w, n, op, &dag.root);
     }
     dag.order.iter().for_each(|&i| w.len(i));
+    w.len(dag.missing.len());
+    for m in &dag.missing {
+        w.str(&m.written);
+        w.path(&m.path);
+        w.str(&m.at);
+        w.str(&m.key);
+        w.opt_str(m.param.as_deref());
+    }
 }
 
 fn write_node(w: &mut Writer, n: &DagNode, op: usize, root: &Path) {
@@ -167,13 +177,27 @@ pub fn read_dag(r: &mut Reader, root: &Path, params: ParamsFrom) -> Result<Dag, 
     for _ in 0..n_nodes {
         order.push(r.index(n_nodes)?);
     }
+    let n_missing = r.count()?;
+    let mut missing = Vec::with_capacity(n_missing);
+    for _ in 0..n_missing {
+        missing.push(MissingFile {
+            written: r.str()?,
+            path: r.path()?,
+            at: r.str()?,
+            key: r.str()?,
+            param: r.opt_str()?,
+        });
+    }
     let info = PipelineInfo {
         name,
         description,
         path,
         node_ids,
     };
-    Dag::with_order(info, nodes, order, root).ok_or(Corrupt("not in topological order"))
+    let mut dag =
+        Dag::with_order(info, nodes, order, root).ok_or(Corrupt("not in topological order"))?;
+    dag.missing = missing;
+    Ok(dag)
 }
 
 fn read_node(r: &mut Reader, cx: &Cx) -> Result<DagNode, Corrupt> {

@@ -9,7 +9,14 @@
 //!   `node`), with `source: reproduced`; instances not in the cache are
 //!   skipped (never drawn as a value) and counted in the `missing` metric;
 //! - every row gets `input: <input name>`, and `labels: {<input>: {field:
-//!   value}}` adds constant fields (e.g. a series name for reproduced rows).
+//!   value}}` adds constant fields (e.g. a series name for reproduced rows);
+//! - `fields: {<input>: {field: {from, scale, offset, map}}}` derives fields
+//!   of that input's reproduced rows from their coordinates and metrics, so
+//!   they land on the published rows' axes: `offset + scale * row[from]`
+//!   for a number (scale 1, offset 0 by default), `map[row[from]]` for a
+//!   text such as `7B` (`map: {7B: 7}`). A row without `from` (or a text not
+//!   in `map`) is left out, never drawn at a made-up position. Labels are
+//!   applied after fields.
 //!
 //! A row whose x field is null is a reference level: it becomes a dashed
 //! horizontal line labelled by its series (e.g. "ChatGPT"), so reference
@@ -75,6 +82,13 @@ const PARAMS: &[ParamSpec] = &[
         doc: "input name -> constant fields added to its rows",
     },
     ParamSpec {
+        name: "fields",
+        ty: ParamType::Map,
+        required: false,
+        semantic: true,
+        doc: "input name -> {field: {from, scale, offset, map}} derived from reproduced rows",
+    },
+    ParamSpec {
         name: "export",
         ty: ParamType::StrOrMap,
         required: false,
@@ -86,6 +100,7 @@ const PARAMS: &[ParamSpec] = &[
 fn spec_of(params: &Map<String, Value>) -> Result<FigureSpec, String> {
     let mut m = params.clone();
     m.remove("labels");
+    m.remove("fields");
     m.remove("export");
     serde_json::from_value(Value::Object(m)).map_err(|e| format!("figure spec: {e}"))
 }
@@ -108,6 +123,7 @@ impl Op for ReportFigureOp {
     }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         spec_of(params).map_err(|m| ("panels".to_string(), m))?;
+        fields_of(params).map_err(|m| ("fields".to_string(), m))?;
         super::report_common::check_export(params, &self.outputs(params))
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
@@ -132,9 +148,11 @@ impl Op for ReportFigureOp {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        let fields = fields_of(ctx.params).map_err(OpError::msg)?;
         let mut rows: Vec<Row> = Vec::new();
         let mut missing = 0usize;
         for (name, input) in inputs::read_all(ctx).map_err(OpError::msg)? {
+            let derive = fields.get(&name);
             let extra = labels
                 .get(&name)
                 .and_then(Value::as_object)
@@ -163,9 +181,16 @@ impl Op for ReportFigureOp {
                     for v in views {
                         if v.get("missing") == Some(&json!(true)) {
                             missing += 1;
-                        } else {
-                            push(inputs::result_row(&v), "reproduced");
+                            continue;
                         }
+                        let mut row = inputs::result_row(&v);
+                        if let Some(d) = derive {
+                            match derive_fields(&row, d) {
+                                Some(extra) => row.extend(extra),
+                                None => continue,
+                            }
+                        }
+                        push(row, "reproduced");
                     }
                 }
                 ReportInput::Text(_) => {}
@@ -217,6 +242,57 @@ impl Op for ReportFigureOp {
             ..Default::default()
         })
     }
+}
+
+/// One derived field: `offset + scale * row[from]`, or `map[row[from]]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Derive {
+    from: String,
+    #[serde(default = "one")]
+    scale: f64,
+    #[serde(default)]
+    offset: f64,
+    #[serde(default)]
+    map: Option<Map<String, Value>>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The `fields` param: input name -> (field -> how to derive it).
+fn fields_of(params: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let Some(f) = params.get("fields") else {
+        return Ok(Map::new());
+    };
+    let m = f.as_object().ok_or("expected a mapping of input names")?;
+    for (input, spec) in m {
+        let spec = spec
+            .as_object()
+            .ok_or_else(|| format!("{input}: expected a mapping of fields"))?;
+        for (field, d) in spec {
+            serde_json::from_value::<Derive>(d.clone())
+                .map_err(|e| format!("{input}.{field}: {e}"))?;
+        }
+    }
+    Ok(m.clone())
+}
+
+/// The derived fields of one row, or `None` when one cannot be derived.
+fn derive_fields(row: &Row, spec: &Value) -> Option<Row> {
+    let mut out = Row::new();
+    for (field, d) in spec.as_object()? {
+        let d: Derive = serde_json::from_value(d.clone()).ok()?;
+        let v = row.get(&d.from)?;
+        let got = match (&d.map, v) {
+            (Some(map), Value::String(t)) => map.get(t)?.clone(),
+            (Some(map), other) => map.get(&other.to_string())?.clone(),
+            (None, v) => json!(d.offset + d.scale * v.as_f64()?),
+        };
+        out.insert(field.clone(), got);
+    }
+    Some(out)
 }
 
 /// Filter equality as the renderer applies it: numbers by value (`1` = `1.0`).

@@ -421,6 +421,35 @@ fn apply_overrides(p: &mut Pipeline, overrides: &[String]) -> Result<(), SpecErr
             ));
         };
         let k = k.trim();
+        // `-s bases.llama_7b=file:/x` replaces one field of a mapping param.
+        if let Some((top, path)) = k.split_once('.') {
+            let file = p.sources.add(&label, v.to_string());
+            let value = yaml::parse(&p.sources, file)?;
+            let mut at = p.params.get_mut(top);
+            for field in path.split('.') {
+                at = match at.map(|y| &mut y.kind) {
+                    Some(yaml::Kind::Map(entries)) => entries
+                        .iter_mut()
+                        .find(|(key, _)| key.name == field)
+                        .map(|(_, y)| y),
+                    _ => None,
+                };
+            }
+            match at {
+                Some(slot) => *slot = value,
+                None => {
+                    let mut e = SpecError::whole_file(
+                        &label,
+                        format!("`-s {o}`: the pipeline has no param `{k}`"),
+                    );
+                    e.key = format!("params.{k}");
+                    return Err(
+                        e.with_help("a dotted name replaces an existing field of a mapping param")
+                    );
+                }
+            }
+            continue;
+        }
         if !p.params.contains_key(k) {
             let known: Vec<&str> = p.params.keys().map(String::as_str).collect();
             let mut e =
