@@ -359,3 +359,54 @@ fn cancel_command_cancels_a_runs_jobs() {
     wait_for("no queued or running job", 20, || live(&name) == 0);
     assert_eq!(records(&p), 0);
 }
+
+#[test]
+fn two_runs_on_one_cache_never_submit_the_same_key_twice() {
+    if !slurm_up() {
+        return;
+    }
+    let name = unique("twice");
+    let p = Project::new();
+    four_sleepers(&p, &name);
+    // Two users (or two shells) start the same pipeline on one cache: the
+    // second waits on each key's lock and takes the first one's records.
+    let a = spawn_run(&p, &name);
+    let b = spawn_run(&p, &name);
+    let (a, b) = (
+        a.wait_with_output().expect("wait a"),
+        b.wait_with_output().expect("wait b"),
+    );
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let jobs = jobs_of(&name);
+    assert_eq!(jobs.len(), 5, "each key submitted once: {jobs:?}");
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert!(both.contains("computed by another process"), "{both}");
+}
+
+#[test]
+fn without_slurm_the_executor_says_why() {
+    // Runs everywhere: PATH without sbatch/squeue.
+    let p = Project::new();
+    let empty = p.path().join("empty-path");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    p.write(
+        "pipelines/n.yaml",
+        "pipeline: n\nnodes:\n  one:\n    op: shell\n    resources: {executor: slurm}\n    params: {cmd: 'echo 1 > out/o', outs: o}\n",
+    );
+    let out = p
+        .cmd()
+        .args(["run", "-p", "n"])
+        .env("PATH", &empty)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("`sbatch`/`squeue` are not on PATH"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}

@@ -73,6 +73,7 @@ pub fn run_node(
     let exec = job.executor;
     let work = exec.work_dir(job.key);
     let resumed = Task::read(&work).filter(|t| t.key == job.key && exec.can_resume(&work, t));
+    let was_resumed = resumed.is_some();
     let task = match resumed {
         Some(t) => t,
         None => prepare(cache, dag, job, &work)?,
@@ -86,6 +87,7 @@ pub fn run_node(
         cancel,
         status: job.status,
         device: &job.device,
+        resumed: was_resumed,
     });
     let ran = match ran {
         Ok(r) => r,

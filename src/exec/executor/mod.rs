@@ -32,6 +32,9 @@ pub struct ExecJob<'a> {
     pub status: &'a (dyn Fn(&str) + Sync),
     /// Devices granted by the local GPU pool (`cpu` when none).
     pub device: &'a str,
+    /// The work directory was kept from an earlier run
+    /// ([`Executor::can_resume`] said yes), not prepared afresh.
+    pub resumed: bool,
 }
 
 /// What an executor reports besides the op's own result.

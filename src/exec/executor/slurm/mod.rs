@@ -251,8 +251,10 @@ impl Executor for Slurm {
     }
 
     fn execute(&self, job: &ExecJob) -> Result<Ran, NodeError> {
-        if let Some(st) = Status::read(job.work, &job.task.key).filter(|s| s.ok) {
-            return Ok(ran(st, None));
+        if job.resumed {
+            if let Some(st) = Status::read(job.work, &job.task.key).filter(|s| s.ok) {
+                return Ok(ran(st, None));
+            }
         }
         let fail = |message: String, stderr: String| NodeError::Failed {
             message,
@@ -260,7 +262,13 @@ impl Executor for Slurm {
             work_dir: Some(job.work.to_path_buf()),
         };
         let mut retries_left = job.resources.retries;
-        let mut adopted = self.live_job(job.work, job.task);
+        // Only a kept work directory can have a job of an earlier run: a
+        // fresh one is submitted without asking squeue.
+        let mut adopted = if job.resumed {
+            self.live_job(job.work, job.task)
+        } else {
+            None
+        };
         loop {
             if job.cancel.is_cancelled() {
                 return Err(NodeError::Cancelled);
