@@ -3,8 +3,10 @@
 //! `model.safetensors.index.json`, `tokenizer.json`, optional
 //! `tokenizer_config.json`), reads the architecture from `model_type` (or
 //! `architectures`) and builds the matching [`CausalLm`]. Supported:
-//! `llama` and LLaMA-layout configs (`mistral`), `gpt2`. A `.gguf` file is
-//! dispatched to the GGUF reader (see `gguf.rs`).
+//! `llama` and LLaMA-layout configs (`mistral`), `gpt2`, and Gemma 3
+//! (`gemma3_text`, as `lm.finetune` saves a fine-tuned Gemma 3, and the
+//! text model of a multimodal `gemma3`; see [`super::gemma3_hf`]). A
+//! `.gguf` file is dispatched to the GGUF reader (see `gguf.rs`).
 //!
 //! Config errors name the file and the key; nothing here panics on a
 //! malformed directory.
@@ -17,7 +19,7 @@ use serde_json::{Map, Value};
 use std::path::Path;
 
 /// Architectures [`load`] understands, by `model_type`.
-pub const SUPPORTED: &[&str] = &["llama", "mistral", "gpt2"];
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "gpt2", "gemma3_text", "gemma3"];
 
 /// A plain chat template for base models whose tokenizer has none (GPT-2,
 /// base LLaMA): `User: ...` / `Assistant: ...` turns, each assistant turn
@@ -154,6 +156,8 @@ pub fn model_type(path: &Path, obj: &Map<String, Value>) -> Result<String, Check
             "LlamaForCausalLM" => "llama",
             "MistralForCausalLM" => "mistral",
             "GPT2LMHeadModel" | "GPT2Model" => "gpt2",
+            "Gemma3ForCausalLM" => "gemma3_text",
+            "Gemma3ForConditionalGeneration" => "gemma3",
             _ => continue,
         };
         return Ok(t.to_string());
@@ -270,6 +274,12 @@ pub fn load(path: &Path, trainable: bool, device: &Device) -> Result<Loaded, Che
             let tokenizer = load_tokenizer(path, &obj)?;
             let tensors = checkpoint::read_tensors(path, device)?;
             super::gpt2::load(path, &cfg, tensors, tokenizer, trainable, device)
+        }
+        "gemma3_text" | "gemma3" => {
+            let cfg = super::gemma3_hf::gemma3_config(&cfg_path, &obj)?;
+            let tokenizer = load_tokenizer(path, &obj)?;
+            let tensors = checkpoint::read_tensors(path, device)?;
+            super::gemma3_hf::load(path, &cfg, tensors, tokenizer, trainable, device)
         }
         other => Err(ConfigReader::new(&cfg_path, &obj).err(
             "model_type",

