@@ -427,3 +427,22 @@ fn real_ssh_round_trip() {
     assert!(text.contains("pulled 3 records, 7 objects ("), "{text}");
     b.ok(&["verify", "-p", "t"]);
 }
+
+#[test]
+fn pulling_what_the_remote_lacks_is_an_error_like_dvc_pull() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let remote = store.path().join("remote");
+    let a = project_a(&remote.display().to_string(), "");
+    // Nothing was pushed: every record of the lock file is absent.
+    std::fs::create_dir_all(&remote).expect("mkdir");
+    let b = clone_of(&a);
+    let (code, text) = b.run(&["pull", "-p", "t"], &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("3 record(s) of the lock file of `t` are not in the remote"),
+        "{text}"
+    );
+    // Once pushed, the same pull succeeds.
+    a.ok(&["push", "-p", "t"]);
+    b.ok(&["pull", "-p", "t"]);
+}

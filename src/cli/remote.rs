@@ -79,18 +79,46 @@ pub fn sync(a: SyncArgs, dir: Direction) -> Outcome {
         }
     };
     println!("{}", report.summary(verb, place));
-    if report.failures.is_empty() {
+    // Like `dvc push`/`dvc pull`: something asked for and not found at the
+    // source is an error, so CI does not take an incomplete copy for a whole one.
+    let source = match dir {
+        Direction::Push => "the local cache",
+        Direction::Pull => "the remote",
+    };
+    let mut problems = report.failures.clone();
+    if report.absent > 0 {
+        problems.push(format!(
+            "{} record(s) of {} are not in {source} (run the pipeline, or push from where it ran)",
+            report.absent,
+            lock_name(&a)
+        ));
+    }
+    if report.blobs_missing > 0 {
+        problems.push(format!(
+            "{} heavy blob(s) asked for with --blobs are not in {source}",
+            report.blobs_missing
+        ));
+    }
+    if problems.is_empty() {
         return Ok(());
     }
-    for f in &report.failures {
+    for f in &problems {
         eprintln!("error: {f}");
     }
     eprintln!(
         "repro: {} problem{}; what was transferred is complete and verified",
-        report.failures.len(),
-        if report.failures.len() == 1 { "" } else { "s" }
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
     );
     Err(Failure::Exit(1))
+}
+
+/// How the scope's lock file is named in messages.
+fn lock_name(a: &SyncArgs) -> String {
+    match &a.p.pipeline {
+        Some(p) => format!("the lock file of `{p}`"),
+        None => "the lock file".to_string(),
+    }
 }
 
 /// Runs `repro remote list`.
