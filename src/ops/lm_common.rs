@@ -206,7 +206,8 @@ pub fn metrics_of(value: &Value) -> Map<String, Value> {
 }
 
 /// Trains `model` on `examples`, writes the checkpoint to `out/model` and
-/// the log to `out/train.json`, and returns the record metrics.
+/// the log to `out/train.json` (deterministic: no wall-clock fields), and
+/// returns the record metrics.
 ///
 /// The log holds the loss every `max(1, steps / 100)` steps; the metrics
 /// `final_loss` (mean of the last tenth of the steps), `steps`, `tokens`,
@@ -294,7 +295,11 @@ pub fn train_and_save(
     ] {
         extra.insert(k.into(), v);
     }
+    // The log is an output: only what the same inputs always give. Wall
+    // time and speed stay in the record's metrics (and its provenance).
     let mut log = extra.clone();
+    log.remove("seconds");
+    log.remove("tokens_per_s");
     log.insert("loss_curve".into(), Value::Array(curve));
     log.insert(
         "config".into(),

@@ -37,7 +37,8 @@ impl Op for LmFinetuneOp {
         "lm.finetune"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: the training log no longer holds wall-clock fields.
+        2
     }
     fn doc(&self) -> &'static str {
         "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data); outputs `out` (model, heavy) and `log`."

@@ -88,7 +88,8 @@ impl Op for LmPretrainOp {
         "lm.pretrain"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: the training log no longer holds wall-clock fields.
+        2
     }
     fn doc(&self) -> &'static str {
         "Pretrains a LLaMA-family (or, with `model_type: gpt2`, GPT-2) model from scratch (inputs `corpus`, `tokenizer`; param `model` in HF config names); outputs `out` (model directory, heavy) and `log` (train.json)."
