@@ -107,13 +107,32 @@ pub fn load_llama(
     let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
     let model = Llama::new(&cfg, &mut store, device)
         .map_err(|e| CheckpointError::Model(format!("{}: {e}", dir.display())))?;
+    finish_load(
+        dir,
+        store,
+        Box::new(model),
+        tokenizer,
+        cfg.tie_word_embeddings,
+        |n| n.ends_with("rotary_emb.inv_freq"),
+    )
+}
+
+/// Finishes loading a checkpoint: the tensors of `store` the model did not
+/// take are an error naming them, except a tied head's `lm_head.weight`
+/// and names `ignored` accepts (buffers such as RoPE tables). Then packs
+/// the model, its tokenizer and its variables.
+pub(crate) fn finish_load(
+    dir: &Path,
+    store: ParamStore,
+    model: Box<dyn CausalLm>,
+    tokenizer: TextTokenizer,
+    tied: bool,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<Loaded, CheckpointError> {
     let unused: Vec<String> = store
         .unused()
         .into_iter()
-        .filter(|n| {
-            !(n.ends_with("rotary_emb.inv_freq")
-                || (cfg.tie_word_embeddings && n == "lm_head.weight"))
-        })
+        .filter(|n| !(ignored(n) || (tied && n == "lm_head.weight")))
         .collect();
     if !unused.is_empty() {
         return Err(CheckpointError::Model(format!(
@@ -123,7 +142,7 @@ pub fn load_llama(
         )));
     }
     Ok(Loaded {
-        model: Box::new(model),
+        model,
         tokenizer,
         vars: store.into_vars(),
     })

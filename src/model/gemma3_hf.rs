@@ -293,21 +293,12 @@ pub fn load(
     let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
     let model = Gemma3::new(cfg, &mut store, device)
         .map_err(|e| CheckpointError::Model(format!("{}: {e}", dir.display())))?;
-    let unused: Vec<String> = store
-        .unused()
-        .into_iter()
-        .filter(|n| !(cfg.tie_word_embeddings && n == "lm_head.weight"))
-        .collect();
-    if !unused.is_empty() {
-        return Err(CheckpointError::Model(format!(
-            "{}: weights the config does not use: {}",
-            dir.display(),
-            unused.join(", ")
-        )));
-    }
-    Ok(Loaded {
-        model: Box::new(model),
+    super::checkpoint::finish_load(
+        dir,
+        store,
+        Box::new(model),
         tokenizer,
-        vars: store.into_vars(),
-    })
+        cfg.tie_word_embeddings,
+        |_| false,
+    )
 }
