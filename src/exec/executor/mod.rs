@@ -71,10 +71,12 @@ pub trait Executor: Send + Sync {
 
 /// Names the GPU devices `ids` (as in `CUDA_VISIBLE_DEVICES`) for a record's
 /// provenance: `cuda:0,cuda:1`, with the GPU model when `nvidia-smi` can
-/// tell (`cuda:0 (NVIDIA A100-SXM4-80GB)`); `cpu` when there are none.
+/// tell (`cuda:0 (NVIDIA A100-SXM4-80GB)`); the CPU with the widest vector
+/// instructions it has (`cpu (avx512f)`, see [`describe_cpu`]) when there are
+/// none.
 pub fn describe_devices(ids: &[String]) -> String {
     if ids.is_empty() {
-        return "cpu".into();
+        return describe_cpu();
     }
     let names: Vec<(String, String)> = std::process::Command::new("nvidia-smi")
         .args(["--query-gpu=index,name", "--format=csv,noheader"])
@@ -98,6 +100,31 @@ pub fn describe_devices(ids: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Names this machine's CPU by the widest vector instruction set it has:
+/// `cpu (avx512f)`, `cpu (avx2)`, `cpu (sse2)`, or `cpu` off x86-64. The
+/// matrix kernels are chosen by it at run time, and float results (so a
+/// greedy decode or a trained checkpoint) can differ in rounding between
+/// an AVX-512 and an AVX2 machine: that is why a record names it.
+pub fn describe_cpu() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let isa = if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512f"
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            "avx2"
+        } else {
+            "sse2"
+        };
+        format!("cpu ({isa})")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "cpu".to_string()
+    }
 }
 
 /// The executors of one run, created on first use.
