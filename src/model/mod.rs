@@ -21,6 +21,7 @@ pub mod kernels;
 pub mod llama;
 pub mod lm;
 pub mod load;
+pub mod manual;
 pub mod params;
 pub mod tokenizer;
 pub mod train;
