@@ -82,7 +82,7 @@ pub(super) fn backward<T: Real>(
             Mat::rows(lw.down, inter),
             true,
         );
-        swiglu_bwd(&mut st.g, &mut st.u, &buf.da);
+        swiglu_bwd(&mut st.g, &mut st.u, &st.sig, &buf.da);
         let (dg, du) = (&st.g, &st.u);
         let h2 = Mat::rows(&st.h2, d);
         matmul(

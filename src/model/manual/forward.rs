@@ -94,7 +94,7 @@ pub(super) fn forward<T: Real>(
             Mat::t(lw.up, d),
             true,
         );
-        swiglu(&st.g, &st.u, &mut st.a);
+        swiglu(&st.g, &st.u, &mut st.a, &mut st.sig);
         let next = match rest.first_mut() {
             Some(nx) => &mut nx.x,
             None => &mut buf.xf,

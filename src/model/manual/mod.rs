@@ -14,7 +14,7 @@
 //! input `x`, RMSNorm reciprocal roots `r1`/`r2` and outputs `h1`/`h2`, the
 //! rotated queries and keys and the values, the attention probabilities
 //! `(b, heads, t, t)`, the attention output `y` (before `o_proj`), the
-//! residual after attention `xmid`, and the MLP's `gate`, `up` and
+//! residual after attention `xmid`, and the MLP's `gate`, `up`, `sigmoid(gate)` and
 //! `silu(gate) * up`. After the layers it keeps only the rows whose target is
 //! learned (as `train::batch_loss` selects them before the head): their
 //! residual, final-norm output and the logits, which the cross-entropy turns
@@ -103,6 +103,7 @@ struct LayerStash<T> {
     g: Vec<T>,
     u: Vec<T>,
     a: Vec<T>,
+    sig: Vec<T>,
 }
 
 /// Activations and scratch space, reused from step to step.
@@ -143,6 +144,7 @@ impl<T> Default for LayerStash<T> {
             g: e(),
             u: e(),
             a: e(),
+            sig: e(),
         }
     }
 }
@@ -195,6 +197,7 @@ impl<T: Real> Buffers<T> {
                 (&mut st.g, n * dm.inter),
                 (&mut st.u, n * dm.inter),
                 (&mut st.a, n * dm.inter),
+                (&mut st.sig, n * dm.inter),
             ] {
                 fit(v, len);
             }
