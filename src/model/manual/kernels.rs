@@ -46,6 +46,73 @@ impl Real for f64 {
     }
 }
 
+const LANES: usize = 8;
+
+fn combine<T: Real>(acc: [T; LANES], tail: T) -> T {
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail
+}
+
+/// `sum(a[i] * b[i])` in eight interleaved partial sums combined in a fixed
+/// order (vectorizable, and the same on every run and thread count).
+#[inline]
+pub fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let mut tail = T::zero();
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += *x * *y;
+    }
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    combine(acc, tail)
+}
+
+/// `sum(a)` in the order of [`dot`].
+#[inline]
+pub fn sum<T: Real>(a: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let ca = a.chunks_exact(LANES);
+    let mut tail = T::zero();
+    for x in ca.remainder() {
+        tail += *x;
+    }
+    for x in ca {
+        for i in 0..LANES {
+            acc[i] += x[i];
+        }
+    }
+    combine(acc, tail)
+}
+
+/// The largest element (`-inf` for an empty slice; NaNs are skipped).
+#[inline]
+pub fn max<T: Real>(a: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); LANES];
+    let ca = a.chunks_exact(LANES);
+    let mut m = T::neg_infinity();
+    for &x in ca.remainder() {
+        if x > m {
+            m = x;
+        }
+    }
+    for x in ca {
+        for i in 0..LANES {
+            if x[i] > acc[i] {
+                acc[i] = x[i];
+            }
+        }
+    }
+    for v in acc {
+        if v > m {
+            m = v;
+        }
+    }
+    m
+}
+
 /// Rows per rayon task in the row-wise kernels (fixed: results must not
 /// depend on the thread count).
 pub const ROWS: usize = 16;
@@ -200,11 +267,11 @@ pub fn rms_fwd<T: Real>(x: &[T], w: &[T], eps: f64, h: &mut [T], r: &mut [T]) {
         .zip(x.par_chunks(d * ROWS))
         .for_each(|((hc, rc), xc)| {
             for ((hr, rr), xr) in hc.chunks_mut(d).zip(rc.iter_mut()).zip(xc.chunks(d)) {
-                let ms: T = xr.iter().map(|v| *v * *v).sum::<T>() / n;
+                let ms: T = dot(xr, xr) / n;
                 let inv = T::one() / (ms + e).sqrt();
                 *rr = inv;
-                for j in 0..d {
-                    hr[j] = xr[j] * inv * w[j];
+                for ((h, &x), &w) in hr.iter_mut().zip(xr).zip(w) {
+                    *h = x * inv * w;
                 }
             }
         });
@@ -305,17 +372,12 @@ pub fn rope<T: Real>(
 pub fn causal_softmax<T: Real>(s: &mut [T], t: usize, scale: T) {
     for (i, row) in s.chunks_mut(t).enumerate() {
         let valid = i + 1;
-        let mut m = T::neg_infinity();
-        for &v in &row[..valid] {
-            m = Float::max(m, v * scale);
-        }
-        let mut sum = T::zero();
+        // scale > 0, so max(v * scale) = max(v) * scale exactly.
+        let m = max(&row[..valid]) * scale;
         for v in &mut row[..valid] {
-            let e = (*v * scale - m).exp_fast();
-            *v = e;
-            sum += e;
+            *v = (*v * scale - m).exp_fast();
         }
-        let inv = T::one() / sum;
+        let inv = T::one() / sum(&row[..valid]);
         for v in &mut row[..valid] {
             *v *= inv;
         }
@@ -331,13 +393,9 @@ pub fn causal_softmax<T: Real>(s: &mut [T], t: usize, scale: T) {
 pub fn causal_softmax_bwd<T: Real>(p: &[T], da: &mut [T], t: usize, scale: T) {
     for (i, (pr, dr)) in p.chunks(t).zip(da.chunks_mut(t)).enumerate() {
         let valid = i + 1;
-        let dot: T = pr[..valid]
-            .iter()
-            .zip(&dr[..valid])
-            .map(|(a, b)| *a * *b)
-            .sum();
-        for j in 0..valid {
-            dr[j] = scale * pr[j] * (dr[j] - dot);
+        let dt = dot(&pr[..valid], &dr[..valid]);
+        for (d, &p) in dr[..valid].iter_mut().zip(&pr[..valid]) {
+            *d = scale * p * (*d - dt);
         }
         for v in &mut dr[valid..] {
             *v = T::zero();
@@ -403,17 +461,14 @@ pub fn cross_entropy<T: Real>(logits: &mut [T], v: usize, targets: &[u32]) -> T 
         .zip(targets.par_iter())
         .map(|(row, &tg)| {
             let tg = tg as usize;
-            let m = row.iter().fold(T::neg_infinity(), |a, b| Float::max(a, *b));
+            let m = max(row);
             let zt = row[tg];
             for z in row.iter_mut() {
                 *z = (*z - m).exp_fast();
             }
-            let mut sum = T::zero();
-            for z in row.iter() {
-                sum += *z;
-            }
-            let loss = sum.ln() + m - zt;
-            let inv = T::one() / (sum * n);
+            let total = sum(row);
+            let loss = total.ln() + m - zt;
+            let inv = T::one() / (total * n);
             for z in row.iter_mut() {
                 *z *= inv;
             }
