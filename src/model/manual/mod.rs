@@ -32,6 +32,7 @@ mod attention;
 mod backward;
 mod forward;
 pub mod kernels;
+pub mod num;
 
 use super::llama::Llama;
 use candle_core::backprop::GradStore;
