@@ -143,17 +143,50 @@ impl AdamW {
     /// A weight without a gradient (unused this step) is left unchanged.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<StepInfo> {
         let mut flat: Vec<Option<Vec<f32>>> = Vec::with_capacity(self.slots.len());
-        let mut sq = 0f64;
         for s in &self.slots {
-            match grads.get(s.var.as_tensor()) {
-                Some(g) => {
-                    let g = g.flatten_all()?.to_vec1::<f32>()?;
-                    sq += g.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>();
-                    flat.push(Some(g));
-                }
-                None => flat.push(None),
+            flat.push(match grads.get(s.var.as_tensor()) {
+                Some(g) => Some(g.flatten_all()?.to_vec1::<f32>()?),
+                None => None,
+            });
+        }
+        let slices: Vec<Option<&[f32]>> = flat.iter().map(|g| g.as_deref()).collect();
+        self.update(&slices, lr)
+    }
+
+    /// [`AdamW::step`] with the gradients as flat slices: `grad_of` gives
+    /// the gradient of a weight (row-major, one entry per element) or `None`
+    /// to leave it unchanged. This skips building gradient tensors (the
+    /// hand-written training step keeps its own buffers).
+    pub fn step_with<'g>(
+        &mut self,
+        grad_of: impl Fn(&Tensor) -> Option<&'g [f32]>,
+        lr: f64,
+    ) -> Result<StepInfo> {
+        let slices: Vec<Option<&[f32]>> = self
+            .slots
+            .iter()
+            .map(|s| grad_of(s.var.as_tensor()))
+            .collect();
+        for (s, g) in self.slots.iter().zip(&slices) {
+            if let Some(g) = g
+                && g.len() != s.var.elem_count()
+            {
+                candle_core::bail!(
+                    "adamw: gradient of {} values for a weight of {}",
+                    g.len(),
+                    s.var.elem_count()
+                );
             }
         }
+        self.update(&slices, lr)
+    }
+
+    fn update(&mut self, flat: &[Option<&[f32]>], lr: f64) -> Result<StepInfo> {
+        let sq: f64 = flat
+            .iter()
+            .flatten()
+            .map(|g| g.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>())
+            .sum();
         let norm = sq.sqrt();
         let scale = if self.cfg.clip > 0.0 && norm > self.cfg.clip {
             self.cfg.clip / (norm + 1e-6)
@@ -164,11 +197,11 @@ impl AdamW {
         let c1 = 1.0 - self.cfg.beta1.powi(self.step as i32);
         let c2 = 1.0 - self.cfg.beta2.powi(self.step as i32);
         for (s, g) in self.slots.iter_mut().zip(flat) {
-            let Some(g) = g else { continue };
+            let Some(g) = *g else { continue };
             let decay = if s.decay { self.cfg.weight_decay } else { 0.0 };
             if s.var.device().is_cpu() {
                 let op = Update {
-                    grad: &g,
+                    grad: g,
                     m: RefCell::new(&mut s.m),
                     v: RefCell::new(&mut s.v),
                     lr: lr as f32,
@@ -185,7 +218,7 @@ impl AdamW {
                 // Same arithmetic with tensor ops (GPU weights).
                 let dev = s.var.device();
                 let shape = s.var.shape().clone();
-                let g = (Tensor::from_vec(g, shape.clone(), dev)? * scale)?;
+                let g = (Tensor::from_slice(g, shape.clone(), dev)? * scale)?;
                 let m = Tensor::from_slice(&s.m, shape.clone(), dev)?;
                 let v = Tensor::from_slice(&s.v, shape.clone(), dev)?;
                 let m = ((m * self.cfg.beta1)? + (&g * (1.0 - self.cfg.beta1))?)?;

@@ -208,6 +208,42 @@ impl Llama {
         self.logits(&self.hidden(ids, cache, mask, fast)?)
     }
 
+    /// The trainable weights in the order the hand-written training step
+    /// ([`super::manual`]) uses: the embedding, then per layer
+    /// `input_layernorm`, `q`, `k`, `v`, `o`, `post_attention_layernorm`,
+    /// `gate`, `up`, `down`, then the final norm, then the head unless it
+    /// is tied to the embedding.
+    pub fn param_tensors(&self) -> Vec<Tensor> {
+        let mut out = vec![self.embed.clone()];
+        for b in &self.blocks {
+            out.extend(
+                [
+                    &b.input_norm,
+                    &b.q,
+                    &b.k,
+                    &b.v,
+                    &b.o,
+                    &b.post_norm,
+                    &b.gate,
+                    &b.up,
+                    &b.down,
+                ]
+                .map(Tensor::clone),
+            );
+        }
+        out.push(self.norm.clone());
+        if !self.cfg.tie_word_embeddings {
+            out.push(self.head.clone());
+        }
+        out
+    }
+
+    /// The RoPE tables `(cos, sin)`, each `(max_position_embeddings,
+    /// head_dim / 2)` in the weights' float type.
+    pub fn rope_tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     /// Whether the training path uses the fused CPU kernels (with their
     /// own backward passes) instead of composite differentiable ops.
     fn fused(&self, fast: bool) -> bool {
@@ -273,6 +309,9 @@ impl Llama {
 impl CausalLm for Llama {
     fn arch(&self) -> &'static str {
         "llama"
+    }
+    fn as_llama(&self) -> Option<&Llama> {
+        Some(self)
     }
     fn hidden(
         &self,

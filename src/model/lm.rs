@@ -60,6 +60,12 @@ pub trait CausalLm: Send + Sync {
         self.logits(&self.hidden(ids, cache, mask, fast)?)
     }
 
+    /// This model as our LLaMA, which the hand-written training step
+    /// ([`super::manual`]) can run; `None` for other architectures.
+    fn as_llama(&self) -> Option<&super::llama::Llama> {
+        None
+    }
+
     /// Rows of the embedding (and columns of the logits).
     fn vocab_size(&self) -> usize;
 

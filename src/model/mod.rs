@@ -4,7 +4,9 @@
 //! directories ([`load`]), where weights come from ([`params`]), an in-place AdamW
 //! ([`adamw`]), the training loop ([`train`]), batched decoding
 //! ([`generate`]), tokenizers and chat templates ([`tokenizer`]), model
-//! directories ([`checkpoint`]) and CPU tuning ([`cpu`]).
+//! directories ([`checkpoint`]) and CPU tuning ([`cpu`]). On the CPU, training
+//! our LLaMA runs a hand-written forward and backward pass ([`manual`])
+//! instead of candle's autograd.
 
 pub mod adamw;
 pub mod checkpoint;
@@ -21,6 +23,7 @@ pub mod kernels;
 pub mod llama;
 pub mod lm;
 pub mod load;
+pub mod manual;
 pub mod params;
 pub mod tokenizer;
 pub mod train;
