@@ -38,7 +38,10 @@ impl Op for LmFinetuneOp {
     }
     fn version(&self) -> u32 {
         // 2: the training log no longer holds wall-clock fields.
-        2
+        // 3: LLaMA models on the CPU train with the hand-written step
+        //    (`model::manual`) and AVX-512 matrix kernels: same math,
+        //    different float rounding, so different checkpoints.
+        3
     }
     fn doc(&self) -> &'static str {
         "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data); outputs `out` (model, heavy) and `log`."

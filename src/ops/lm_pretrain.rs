@@ -89,7 +89,10 @@ impl Op for LmPretrainOp {
     }
     fn version(&self) -> u32 {
         // 2: the training log no longer holds wall-clock fields.
-        2
+        // 3: LLaMA models on the CPU train with the hand-written step
+        //    (`model::manual`) and AVX-512 matrix kernels: same math,
+        //    different float rounding, so different checkpoints.
+        3
     }
     fn doc(&self) -> &'static str {
         "Pretrains a LLaMA-family (or, with `model_type: gpt2`, GPT-2) model from scratch (inputs `corpus`, `tokenizer`; param `model` in HF config names); outputs `out` (model directory, heavy) and `log` (train.json)."
