@@ -93,8 +93,7 @@ fn loss_and_gradients_match_autograd_in_f64() {
     }
 }
 
-fn manual_grads(model: &repro::model::Llama, threads: usize) -> Vec<Vec<f32>> {
-    let ws = windows();
+fn manual_grads(model: &repro::model::Llama, ws: &[Window], threads: usize) -> Vec<Vec<f32>> {
     let refs: Vec<&Window> = ws.iter().collect();
     let tb = token_batch(&refs).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -115,10 +114,28 @@ fn manual_grads(model: &repro::model::Llama, threads: usize) -> Vec<Vec<f32>> {
 #[test]
 fn gradients_are_bit_identical_across_runs_and_thread_counts() {
     let (model, _) = init(&cfg(4, 2, true, 2), 3, &Device::Cpu, DType::F32).unwrap();
-    let one = manual_grads(&model, 1);
-    assert_eq!(one, manual_grads(&model, 1));
-    assert_eq!(one, manual_grads(&model, 2));
-    assert_eq!(one, manual_grads(&model, 3));
+    let ws = windows();
+    let one = manual_grads(&model, &ws, 1);
+    assert_eq!(one, manual_grads(&model, &ws, 1));
+    assert_eq!(one, manual_grads(&model, &ws, 2));
+    assert_eq!(one, manual_grads(&model, &ws, 3));
+    // Big enough that gemm splits the products over threads.
+    let big: LlamaConfig = serde_json::from_value(serde_json::json!({
+        "hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 1,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300,
+        "max_position_embeddings": 64, "tie_word_embeddings": false
+    }))
+    .unwrap();
+    let (model, _) = init(&big, 3, &Device::Cpu, DType::F32).unwrap();
+    let long: Vec<Window> = pack(
+        &[Example {
+            ids: (0..400u32).map(|i| (i * 37 + 11) % 300).collect(),
+            learn: (0..400).map(|i| i % 5 != 0).collect(),
+        }],
+        64,
+    );
+    let one = manual_grads(&model, &long, 1);
+    assert_eq!(one, manual_grads(&model, &long, 2));
 }
 
 #[test]
