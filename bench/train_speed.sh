@@ -12,7 +12,8 @@
 #   bench/train_speed.sh --out FILE              # also write the markdown report to FILE
 #
 # Options:
-#   --sizes LIST    config names from bench/train_speed/configs/ (s, m, l, 30m) or
+#   --sizes LIST    config names from bench/train_speed/configs/ (s, m, l, 30m;
+#                   s, mini_m, mini_l are exactly the miniature's three bases) or
 #                   paths to Hugging Face LLaMA config.json files (default s,m,l)
 #   --batch LIST    batch sizes (default 16)
 #   --seq LIST      sequence lengths (default 128; at most max_position_embeddings)
