@@ -8,15 +8,18 @@
 //! identical logits; `lm.finetune` on a Gemma 3 base writes a model that
 //! loads; and malformed configs are errors naming the file and the key.
 
+mod gemma_fixture;
+
 use candle_core::{DType, Device, Tensor};
+use gemma_fixture::{gemma_model, gemma_weights};
 use repro::exec::cancel::CancelToken;
 use repro::model::CausalLm;
 use repro::model::checkpoint;
-use repro::model::gemma3::{Gemma3, Gemma3Config};
+use repro::model::gemma3::Gemma3Config;
 use repro::model::load::load;
 use repro::ops::{self, RunContext};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Rows of the tiny vocabulary (the WordLevel tokenizer of
@@ -42,63 +45,6 @@ fn gemma_config(layers: usize, window: usize) -> Gemma3Config {
         "model_type": "gemma3_text"
     }))
     .unwrap()
-}
-
-/// Random HF-named Gemma 3 weights; norms N(0, 0.1) around HF's 0.
-/// Copied from tests/gguf.rs (`gemma_weights`).
-fn gemma_weights(cfg: &Gemma3Config, seed: u64) -> Vec<(String, Tensor)> {
-    let dev = Device::Cpu;
-    let (d, hd, f) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
-    let (q, kv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
-    let mut shapes: Vec<(String, Vec<usize>)> =
-        vec![("model.embed_tokens.weight".into(), vec![cfg.vocab_size, d])];
-    for i in 0..cfg.num_hidden_layers {
-        for (n, s) in [
-            ("input_layernorm", vec![d]),
-            ("self_attn.q_proj", vec![q, d]),
-            ("self_attn.k_proj", vec![kv, d]),
-            ("self_attn.v_proj", vec![kv, d]),
-            ("self_attn.o_proj", vec![d, q]),
-            ("self_attn.q_norm", vec![hd]),
-            ("self_attn.k_norm", vec![hd]),
-            ("post_attention_layernorm", vec![d]),
-            ("pre_feedforward_layernorm", vec![d]),
-            ("post_feedforward_layernorm", vec![d]),
-            ("mlp.gate_proj", vec![f, d]),
-            ("mlp.up_proj", vec![f, d]),
-            ("mlp.down_proj", vec![d, f]),
-        ] {
-            shapes.push((format!("model.layers.{i}.{n}.weight"), s));
-        }
-    }
-    shapes.push(("model.norm.weight".into(), vec![d]));
-    let mut rng = seed;
-    shapes
-        .into_iter()
-        .map(|(n, s)| {
-            let std = if s.len() == 1 { 0.1 } else { 0.2 };
-            let count: usize = s.iter().product();
-            let data: Vec<f32> = (0..count)
-                .map(|_| {
-                    let mut next = || {
-                        rng = rng
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        ((rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-                    };
-                    let (u, v) = (next(), next());
-                    ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos() * std) as f32
-                })
-                .collect();
-            (n, Tensor::from_vec(data, s, &dev).unwrap())
-        })
-        .collect()
-}
-
-fn gemma_model(cfg: &Gemma3Config, weights: &[(String, Tensor)]) -> Gemma3 {
-    let map: HashMap<String, Tensor> = weights.iter().cloned().collect();
-    let mut store = repro::model::params::ParamStore::loaded(map, false, &Device::Cpu, DType::F32);
-    Gemma3::new(cfg, &mut store, &Device::Cpu).unwrap()
 }
 
 /// The `config.json` transformers writes for `cfg` (`Gemma3TextConfig`
