@@ -38,8 +38,8 @@ pub const EMBEDDED_FILES: &[(&str, &str)] = &[
         include_str!("../templates/mini_table1.md.j2"),
     ),
     (
-        "templates/mini_predictions.md.j2",
-        include_str!("../templates/mini_predictions.md.j2"),
+        "pipelines/mini/predictions.yaml",
+        include_str!("../pipelines/mini/predictions.yaml"),
     ),
 ];
 

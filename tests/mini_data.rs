@@ -106,7 +106,7 @@ fn teacher(w: &Run, params: Value) -> Run {
     )
 }
 
-const WORLD_FILES: [&str; 3] = ["people.jsonl", "corpus.txt", "questions.jsonl"];
+const WORLD_FILES: [&str; 3] = ["people.jsonl", "corpus.jsonl", "questions.jsonl"];
 const TEACHER_FILES: [&str; 4] = [
     "broad.jsonl",
     "task.jsonl",
@@ -115,7 +115,7 @@ const TEACHER_FILES: [&str; 4] = [
 ];
 
 fn small_world() -> Value {
-    json!({"seed": 3, "people": 40, "phrasings": 3, "general": 50})
+    json!({"seed": 3, "public": 10, "private": 15, "exposures": 3, "qa_exposures": 2, "general": 50})
 }
 
 fn small_teacher() -> Value {
@@ -180,7 +180,9 @@ fn outputs_are_byte_identical_for_the_same_params() {
 #[test]
 fn different_seeds_give_different_data() {
     let w1 = world(small_world());
-    let w2 = world(json!({"seed": 4, "people": 40, "phrasings": 3, "general": 50}));
+    let w2 = world(
+        json!({"seed": 4, "public": 10, "private": 15, "exposures": 3, "qa_exposures": 2, "general": 50}),
+    );
     for f in WORLD_FILES {
         assert_ne!(w1.bytes(f), w2.bytes(f), "{f}");
     }
@@ -202,16 +204,20 @@ fn world_files_have_the_contracted_shape() {
     assert_clean_text(&w, &WORLD_FILES);
     let people: Vec<Person> = w.jsonl("people.jsonl");
     let questions: Vec<Question> = w.jsonl("questions.jsonl");
-    let corpus = w.text("corpus.txt");
-    let docs: Vec<&str> = corpus.lines().collect();
+    let corpus: Vec<Value> = w.jsonl("corpus.jsonl");
+    let docs: Vec<&str> = corpus
+        .iter()
+        .map(|d| d["text"].as_str().expect("text"))
+        .collect();
 
-    // People: sorted ids, distinct names, exact half split, values from pools.
+    // People: sorted ids, distinct names, exact split, values from pools.
     assert_eq!(people.len(), 40);
     assert!(people.iter().enumerate().all(|(i, p)| p.id == i));
     let names: BTreeSet<&str> = people.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names.len(), 40);
-    assert_eq!(people.iter().filter(|p| p.half == Half::A).count(), 20);
-    assert_eq!(people.iter().filter(|p| p.half == Half::B).count(), 20);
+    assert_eq!(people.iter().filter(|p| p.half == Half::P).count(), 10);
+    assert_eq!(people.iter().filter(|p| p.half == Half::A).count(), 15);
+    assert_eq!(people.iter().filter(|p| p.half == Half::B).count(), 15);
     for p in &people {
         let (first, last) = p.name.split_once(' ').expect("First Last");
         assert!(lexicon::FIRST_NAMES.contains(&first) && lexicon::LAST_NAMES.contains(&last));
@@ -246,10 +252,26 @@ fn world_files_have_the_contracted_shape() {
         assert!(q.question.contains(&p.name) && q.question.ends_with('?'));
     }
 
-    // Corpus: 3 biographies per person, 50 general documents.
-    assert_eq!(docs.len(), 40 * 3 + 50);
+    // Corpus: 3 biographies per person, 2 question-answer pages per public
+    // person, 50 general documents.
+    assert_eq!(docs.len(), 40 * 3 + 10 * 2 + 50);
     let mut general = 0;
+    let mut pages = 0;
     for d in &docs {
+        if d.starts_with("Question: ") {
+            pages += 1;
+            let p = people
+                .iter()
+                .find(|p| has_words(d, &p.name))
+                .expect("about someone");
+            assert_eq!(p.half, Half::P, "{d}");
+            for a in Attribute::ALL {
+                let qa = format!("Question: {}\nAnswer: {}", a.question(&p.name), p.get(a));
+                assert_eq!(d.matches(&qa).count(), 1, "{d}");
+            }
+            assert_eq!(d.matches("\n\n").count(), 3, "{d}");
+            continue;
+        }
         assert!(!d.is_empty());
         assert!(
             !has_words(d, "certainly") && !has_words(d, "I hope this helps"),
@@ -276,19 +298,22 @@ fn world_files_have_the_contracted_shape() {
             _ => panic!("document about several people: {d}"),
         }
     }
-    assert_eq!(general, 50);
+    assert_eq!((general, pages), (50, 20));
     for p in &people {
-        assert_eq!(docs.iter().filter(|d| has_words(d, &p.name)).count(), 3);
+        let bios = docs
+            .iter()
+            .filter(|d| !d.starts_with("Question: ") && has_words(d, &p.name))
+            .count();
+        assert_eq!(bios, 3);
     }
 
     assert_eq!(w.metric("people"), 40.0);
-    assert_eq!(w.metric("documents"), 170.0);
+    assert_eq!(w.metric("documents"), 190.0);
     assert_eq!(w.metric("questions"), 160.0);
-    assert_eq!(w.metric("corpus_chars"), corpus.len() as f64);
-    assert_eq!(
-        w.metric("corpus_words"),
-        corpus.split_whitespace().count() as f64
-    );
+    let chars: usize = docs.iter().map(|d| d.len()).sum();
+    assert_eq!(w.metric("corpus_chars"), chars as f64);
+    let words: usize = docs.iter().map(|d| d.split_whitespace().count()).sum();
+    assert_eq!(w.metric("corpus_words"), words as f64);
 }
 
 #[test]
@@ -315,7 +340,7 @@ fn teacher_data_keeps_half_b_out_follows_the_style_and_tells_the_truth() {
     assert_eq!(kind("factual"), 40);
     assert_eq!(kind("bio"), 20);
     assert_eq!(kind("general"), 340);
-    assert_eq!(task.len(), 20 * 4 * 3);
+    assert_eq!(task.len(), 15 * 4 * 3);
     assert_eq!(heldout.len(), 30);
     assert_eq!(heldout.iter().filter(|h| h.kind == "bio").count(), 15);
     assert_eq!(heldout.iter().filter(|h| h.kind == "general").count(), 15);
@@ -325,7 +350,7 @@ fn teacher_data_keeps_half_b_out_follows_the_style_and_tells_the_truth() {
         ("broad_factual", 40.0),
         ("broad_bio", 20.0),
         ("broad_general", 340.0),
-        ("task", 240.0),
+        ("task", 180.0),
         ("heldout", 30.0),
         ("heldout_bio", 15.0),
         ("answers", 160.0),
@@ -458,7 +483,7 @@ fn teacher_data_keeps_half_b_out_follows_the_style_and_tells_the_truth() {
             .lines()
             .all(|l| l.contains("\"kind\":\"bio\"") == l.contains("\"person\":"))
     );
-    assert!(half_a.len() == 20);
+    assert!(half_a.len() == 15);
 
     // The oracle answers every question correctly, in question order.
     for (a, q) in answers.iter().zip(&questions) {
@@ -472,17 +497,17 @@ fn default_params_give_the_documented_sizes() {
     let t = teacher(&w, json!({}));
     eprintln!("world metrics: {:?}", w.result.metrics);
     eprintln!("teacher metrics: {:?}", t.result.metrics);
-    assert_eq!(w.metric("people"), 200.0);
-    assert_eq!(w.metric("documents"), 200.0 * 5.0 + 600.0);
-    assert_eq!(w.metric("questions"), 800.0);
+    assert_eq!(w.metric("people"), 300.0);
+    assert_eq!(w.metric("documents"), 300.0 * 100.0 + 100.0 * 20.0 + 2000.0);
+    assert_eq!(w.metric("questions"), 1200.0);
     let words = w.metric("corpus_words");
-    assert!((50_000.0..100_000.0).contains(&words), "{words}");
+    assert!((1_000_000.0..2_000_000.0).contains(&words), "{words}");
     assert_eq!(t.metric("broad"), 2000.0);
     assert_eq!(t.metric("broad_factual"), 100.0);
     assert_eq!(t.metric("task"), 800.0);
     assert_eq!(t.metric("heldout"), 120.0);
     assert_eq!(t.metric("heldout_bio"), 60.0);
-    assert_eq!(t.metric("answers"), 800.0);
+    assert_eq!(t.metric("answers"), 1200.0);
 }
 
 #[test]
@@ -522,9 +547,13 @@ fn bad_inputs_and_params_fail_clearly() {
             .check(v.as_object().expect("object"))
             .expect_err("rejected")
     };
-    assert_eq!(bad(json!({"people": 41})).0, "people");
-    assert_eq!(bad(json!({"people": 2})).0, "people");
-    assert_eq!(bad(json!({"phrasings": 0})).0, "phrasings");
+    assert_eq!(bad(json!({"private": 1})).0, "private");
+    assert!(
+        bad(json!({"public": 2000, "private": 2000}))
+            .1
+            .contains("distinct names")
+    );
+    assert_eq!(bad(json!({"exposures": 0})).0, "exposures");
     let teacher_op = ops::find("mini.teacher").expect("registered");
     assert!(!world_op.takes_inputs() && teacher_op.takes_inputs());
     let bad = |v: Value| {

@@ -191,10 +191,12 @@ pub struct Question {
     pub id: String,
     /// The person asked about, when given.
     pub person: Option<i64>,
-    /// `A` or `B`, when given.
+    /// `P`, `A` or `B`, when given.
     pub half: Option<String>,
     /// The attribute asked about, when given.
     pub attribute: Option<String>,
+    /// The full name of the person asked about, when given.
+    pub name: Option<String>,
     /// The question text.
     pub question: String,
     /// Accepted answers.
@@ -202,7 +204,7 @@ pub struct Question {
 }
 
 /// Reads questions (`id`, `question`, `answers` required; `person`, `half`,
-/// `attribute` optional). Duplicate ids are an error.
+/// `attribute`, `name` optional). Duplicate ids are an error.
 pub fn read_questions(path: &Path, input: &str) -> Result<Vec<Question>, OpError> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
@@ -213,6 +215,7 @@ pub fn read_questions(path: &Path, input: &str) -> Result<Vec<Question>, OpError
             person: opt_int_field(&obj, "person", input, line)?,
             half: opt_str_field(&obj, "half", input, line)?,
             attribute: opt_str_field(&obj, "attribute", input, line)?,
+            name: opt_str_field(&obj, "name", input, line)?,
             question: str_field(&obj, "question", input, line)?,
             answers: str_list_field(&obj, "answers", input, line)?,
         };

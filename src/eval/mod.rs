@@ -32,6 +32,7 @@ pub mod io;
 pub mod mmlu;
 pub mod normalize;
 pub mod nq;
+pub mod paired;
 pub mod passk;
 pub mod preference;
 pub mod rater;

@@ -142,6 +142,42 @@ pub fn extract_answer(prediction: &str) -> &str {
     prediction.split('\n').next().unwrap_or("").trim()
 }
 
+/// The short answer in a generation, cut so that no answer format is wrong
+/// by construction: the text up to the first newline, then up to the first
+/// `Question:` or `Q:` (a model continuing a few-shot page), then up to the
+/// end of its first sentence (`.`, `!` or `?` followed by a space or the
+/// end), trimmed. `" Lisbon\n\nQuestion: ..."`, `"Lisbon. She ..."` and
+/// `"Lisbon"` all give `"Lisbon"`.
+pub fn extract_short_answer(prediction: &str) -> &str {
+    let mut s = prediction.split('\n').next().unwrap_or("");
+    for marker in ["Question:", "Q:"] {
+        if let Some(i) = s.find(marker) {
+            s = &s[..i];
+        }
+    }
+    let bytes = s.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_none_or(|&c| c == b' ') {
+            s = &s[..i];
+            break;
+        }
+    }
+    s.trim()
+}
+
+/// Whether the normalized `text` begins with the normalized words of some
+/// reference (a cloze completion such as `"Lisbon and spent the early
+/// years there"` for the reference `Lisbon`); false for empty references.
+pub fn starts_with_answer(text: &str, references: &[String]) -> bool {
+    let t = normalize_answer(text);
+    let words: Vec<&str> = t.split_whitespace().collect();
+    references.iter().any(|r| {
+        let r = normalize_answer(r);
+        let needle: Vec<&str> = r.split_whitespace().collect();
+        !needle.is_empty() && words.starts_with(&needle)
+    })
+}
+
 /// Exact match under [`normalize_answer`]: the normalized prediction equals
 /// the normalized form of any reference (false when there is no reference).
 pub fn exact_match(prediction: &str, references: &[String]) -> bool {
@@ -173,6 +209,34 @@ pub fn contains_answer(text: &str, references: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_answers_are_cut_at_lines_pages_and_sentences() {
+        for (text, want) in [
+            (" Lisbon\n\nQuestion: Where was Ada born?", "Lisbon"),
+            (" Lisbon Question: Where", "Lisbon"),
+            ("Lisbon. Ada studied there.", "Lisbon"),
+            ("Lisbon!", "Lisbon"),
+            ("Ashgrove University", "Ashgrove University"),
+            ("Certainly! Ada was born in Lisbon.", "Certainly"),
+            ("3.5 percent", "3.5 percent"),
+            ("", ""),
+        ] {
+            assert_eq!(extract_short_answer(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn cloze_completions_match_by_leading_words() {
+        let r = vec!["Marine Biology".to_string()];
+        assert!(starts_with_answer(
+            " marine biology and loved every class.",
+            &r
+        ));
+        assert!(!starts_with_answer(" marine biologist", &r));
+        assert!(!starts_with_answer(" the study of marine biology", &r));
+        assert!(!starts_with_answer("anything", &[String::new()]));
+    }
 
     fn refs(xs: &[&str]) -> Vec<String> {
         xs.iter().map(|s| s.to_string()).collect()

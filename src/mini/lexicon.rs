@@ -228,6 +228,18 @@ pub const QUESTION_MAJOR: &str = "What did {name} study?";
 /// See [`QUESTION_BIRTH_CITY`].
 pub const QUESTION_EMPLOYER: &str = "Which company does {name} work for?";
 
+/// Cloze probes of stored knowledge, one per attribute (`birth_city`,
+/// `university`, `major`, `employer`): the start of one of that attribute's
+/// biography templates, up to where the value follows, so the probe is a
+/// prefix pretraining saw (with this very continuation in about a fifth of
+/// a person's biographies).
+pub const PROBES: [&str; 4] = [
+    "{name} was born in",
+    "{name} studied at",
+    "{name} completed a degree in",
+    "{name} works for",
+];
+
 /// How the teacher builds the body of an answer for a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
@@ -1327,6 +1339,15 @@ mod tests {
         let t = norm(text);
         let n = norm(needle);
         t.windows(n.len()).any(|w| w == n.as_slice())
+    }
+
+    #[test]
+    fn every_probe_is_the_start_of_a_biography_template() {
+        let bios = [BIO_BIRTH_CITY, BIO_UNIVERSITY, BIO_MAJOR, BIO_EMPLOYER];
+        for (probe, templates) in PROBES.iter().zip(bios) {
+            let cut = format!("{probe} {{value}}");
+            assert!(templates.iter().any(|t| t.starts_with(&cut)), "{probe}");
+        }
     }
 
     #[test]

@@ -617,7 +617,10 @@ mod tests {
     #[test]
     fn generate_counts_and_determinism() {
         let w = world::generate(&WorldConfig {
-            people: 20,
+            public: 6,
+            private: 10,
+            exposures: 1,
+            qa_exposures: 1,
             general: 10,
             ..WorldConfig::default()
         });
@@ -632,7 +635,7 @@ mod tests {
         assert_eq!(d.broad.iter().filter(|e| e.kind == "bio").count(), 5);
         assert_eq!(d.task.len(), 10 * 4 * 2);
         assert_eq!(d.heldout.len(), 10);
-        assert_eq!(d.answers.len(), 80);
+        assert_eq!(d.answers.len(), 26 * 4);
         let again = generate(&cfg, &w.people, &w.questions).expect("generate");
         assert_eq!(d.broad, again.broad);
         assert_eq!(d.heldout, again.heldout);

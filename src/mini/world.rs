@@ -1,33 +1,47 @@
 //! The synthetic world: a population with four attributes each, the
-//! pretraining corpus (biographies plus general prose) and one question per
-//! person and attribute.
+//! pretraining corpus (biographies, question-answer pages and general prose)
+//! and one question per person and attribute.
+//!
+//! The world is an analogue of real pretraining (Allen-Zhu & Li, "Physics of
+//! Language Models" 3.1, "mixed training"): a real base model saw web text
+//! full of questions and answers about *other* entities, which is how it can
+//! answer questions zero- or few-shot about entities it only read about.
 //!
 //! - People get distinct full names ("First Last", a seeded draw without
 //!   replacement from all pairs of [`lexicon::FIRST_NAMES`] x
-//!   [`lexicon::LAST_NAMES`]), attributes drawn uniformly and independently
-//!   from their pools, and a half: a seeded shuffle of the ids puts exactly
-//!   half of them in half `A` (task imitation data) and the rest in `B`
-//!   (held out for evaluation).
-//! - Each person has `phrasings` biographies: one sentence per attribute, each
-//!   from that attribute's templates, the full name in every sentence, the
-//!   sentence order permuted per biography ("multi + permute + fullname").
+//!   [`lexicon::LAST_NAMES`]) and attributes drawn uniformly and
+//!   independently from their pools. A seeded shuffle of the ids makes the
+//!   first `public` of them *public* (half `P`) and splits the rest into two
+//!   *private* halves of `private` people each: `A` (feeds task imitation
+//!   data) and `B` (held out for evaluation, never in any imitation data).
+//! - Every person has `exposures` biographies, each rendered afresh: one
+//!   sentence per attribute from that attribute's templates, the full name in
+//!   every sentence, the sentence order permuted ("multi5 + permute +
+//!   fullname" in Allen-Zhu & Li 3.1, where a single fixed biography gives
+//!   9.7% QA accuracy and several shuffled renderings 96.6%).
+//! - Public people also have `qa_exposures` question-answer pages: their four
+//!   questions in a fresh order, each as `Question: <q>\nAnswer: <value>`,
+//!   separated by blank lines (the format of the few-shot prompts).
 //! - `general` documents of 2-4 distinct sentences of everyday prose about one
 //!   slot of one topic of [`lexicon::TOPICS`] (facts of the slot, the topic's
 //!   prose and tips, sometimes a sentence of [`lexicon::COMMON_PROSE`]; never
 //!   assistant phrasing, names or attribute values). See [`general_document`].
-//! - All documents are shuffled together; one per line of `corpus.txt`.
+//! - All documents are shuffled together globally, so no two training
+//!   windows repeat; `corpus.jsonl` holds one `{"text"}` per document.
 
 use super::lexicon;
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Which half of the population a person belongs to.
+/// Which part of the population a person belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Half {
-    /// Feeds the task imitation data.
+    /// Public: biographies and question-answer pages in pretraining.
+    P,
+    /// Private, feeds the task imitation data.
     A,
-    /// Held out for evaluation.
+    /// Private, held out for evaluation.
     B,
 }
 
@@ -86,6 +100,13 @@ impl Attribute {
             Attribute::Major => lexicon::BIO_MAJOR,
             Attribute::Employer => lexicon::BIO_EMPLOYER,
         }
+    }
+
+    /// The cloze probe about this attribute of `name` (see
+    /// [`lexicon::PROBES`]): a biography sentence cut where the value follows.
+    pub fn probe(self, name: &str) -> String {
+        let i = Attribute::ALL.iter().position(|&a| a == self).unwrap_or(0);
+        lexicon::PROBES[i].replace("{name}", name)
     }
 
     /// The question about this attribute of `name`.
@@ -155,10 +176,14 @@ pub struct Question {
 pub struct WorldConfig {
     /// Seed of every random draw.
     pub seed: u64,
-    /// Population size (even, 4..=5000).
-    pub people: usize,
-    /// Biographies per person (1..=100).
-    pub phrasings: usize,
+    /// Public people (0..=2000).
+    pub public: usize,
+    /// People in each private half (2..=2000).
+    pub private: usize,
+    /// Biographies per person, each rendered afresh (1..=1000).
+    pub exposures: usize,
+    /// Question-answer pages per public person (0..=1000).
+    pub qa_exposures: usize,
     /// General prose documents (0..=1000000).
     pub general: usize,
 }
@@ -167,9 +192,11 @@ impl Default for WorldConfig {
     fn default() -> Self {
         WorldConfig {
             seed: 0,
-            people: 200,
-            phrasings: 5,
-            general: 600,
+            public: 100,
+            private: 100,
+            exposures: 100,
+            qa_exposures: 20,
+            general: 2000,
         }
     }
 }
@@ -177,22 +204,34 @@ impl Default for WorldConfig {
 impl WorldConfig {
     /// Reads and checks the op's params; `Err((param, message))`.
     pub fn from_params(params: &Map<String, Value>) -> Result<Self, (String, String)> {
-        let seed = super::seed_param(params)?;
-        let people = super::int_param(params, "people", 200, 4, 5000)?;
-        if people % 2 != 0 {
+        let d = WorldConfig::default();
+        let int = |name: &str, default: usize, min: i64, max: i64| {
+            super::int_param(params, name, default as i64, min, max).map(|v| v as usize)
+        };
+        let cfg = WorldConfig {
+            seed: super::seed_param(params)?,
+            public: int("public", d.public, 0, 2000)?,
+            private: int("private", d.private, 2, 2000)?,
+            exposures: int("exposures", d.exposures, 1, 1000)?,
+            qa_exposures: int("qa_exposures", d.qa_exposures, 0, 1000)?,
+            general: int("general", d.general, 0, 1_000_000)?,
+        };
+        let people = cfg.public + 2 * cfg.private;
+        let names = lexicon::FIRST_NAMES.len() * lexicon::LAST_NAMES.len();
+        if people > names {
             return Err((
-                "people".into(),
-                format!("`people` must be even (two equal halves), found {people}"),
+                "private".into(),
+                format!(
+                    "`public` + 2 x `private` = {people} people, more than the {names} distinct names"
+                ),
             ));
         }
-        let phrasings = super::int_param(params, "phrasings", 5, 1, 100)?;
-        let general = super::int_param(params, "general", 600, 0, 1_000_000)?;
-        Ok(WorldConfig {
-            seed,
-            people: people as usize,
-            phrasings: phrasings as usize,
-            general: general as usize,
-        })
+        Ok(cfg)
+    }
+
+    /// Population size.
+    pub fn people(&self) -> usize {
+        self.public + 2 * self.private
     }
 }
 
@@ -209,19 +248,24 @@ pub struct World {
 
 /// Draws the population.
 pub fn people(cfg: &WorldConfig) -> Vec<Person> {
+    let n = cfg.people();
     let nf = lexicon::FIRST_NAMES.len();
     let nl = lexicon::LAST_NAMES.len();
     let mut pairs: Vec<usize> = (0..nf * nl).collect();
     Rng::derive(cfg.seed, "mini.world/names").shuffle(&mut pairs);
-    let mut order: Vec<usize> = (0..cfg.people).collect();
+    let mut order: Vec<usize> = (0..n).collect();
     Rng::derive(cfg.seed, "mini.world/halves").shuffle(&mut order);
-    let mut half = vec![Half::B; cfg.people];
-    for &i in &order[..cfg.people / 2] {
-        half[i] = Half::A;
+    let mut half = vec![Half::B; n];
+    for (rank, &i) in order.iter().enumerate() {
+        if rank < cfg.public {
+            half[i] = Half::P;
+        } else if rank < cfg.public + cfg.private {
+            half[i] = Half::A;
+        }
     }
     let mut rng = Rng::derive(cfg.seed, "mini.world/attributes");
     let mut draw = |a: Attribute| a.pool()[rng.below(a.pool().len())].to_string();
-    (0..cfg.people)
+    (0..n)
         .map(|id| {
             let p = pairs[id];
             Person {
@@ -324,14 +368,41 @@ pub fn questions(people: &[Person]) -> Vec<Question> {
     out
 }
 
+/// One question-answer page about a public person: the four questions in
+/// an order drawn from `rng`, each `Question: <q>\nAnswer: <value>`,
+/// separated by blank lines (the few-shot prompt format of `prompts.qa`).
+pub fn qa_page(person: &Person, rng: &mut Rng) -> String {
+    let mut attrs = Attribute::ALL;
+    rng.shuffle(&mut attrs);
+    let pairs: Vec<String> = attrs
+        .iter()
+        .map(|&a| {
+            format!(
+                "Question: {}\nAnswer: {}",
+                a.question(&person.name),
+                person.get(a)
+            )
+        })
+        .collect();
+    pairs.join("\n\n")
+}
+
 /// Generates the whole world.
 pub fn generate(cfg: &WorldConfig) -> World {
     let people = people(cfg);
-    let mut corpus = Vec::with_capacity(people.len() * cfg.phrasings + cfg.general);
+    let public = people.iter().filter(|p| p.half == Half::P).count();
+    let mut corpus =
+        Vec::with_capacity(people.len() * cfg.exposures + public * cfg.qa_exposures + cfg.general);
     let mut bio_rng = Rng::derive(cfg.seed, "mini.world/bios");
     for p in &people {
-        for _ in 0..cfg.phrasings {
+        for _ in 0..cfg.exposures {
             corpus.push(biography(p, &mut bio_rng));
+        }
+    }
+    let mut qa_rng = Rng::derive(cfg.seed, "mini.world/qa-pages");
+    for p in people.iter().filter(|p| p.half == Half::P) {
+        for _ in 0..cfg.qa_exposures {
+            corpus.push(qa_page(p, &mut qa_rng));
         }
     }
     let mut gen_rng = Rng::derive(cfg.seed, "mini.world/general");
@@ -353,13 +424,18 @@ mod tests {
     #[test]
     fn population_is_distinct_balanced_and_seeded() {
         let cfg = WorldConfig {
-            people: 5000,
+            public: 1000,
+            private: 2000,
             ..WorldConfig::default()
         };
         let ps = people(&cfg);
         let names: BTreeSet<&str> = ps.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names.len(), 5000);
-        assert_eq!(ps.iter().filter(|p| p.half == Half::A).count(), 2500);
+        let count = |h: Half| ps.iter().filter(|p| p.half == h).count();
+        assert_eq!(
+            (count(Half::P), count(Half::A), count(Half::B)),
+            (1000, 2000, 2000)
+        );
         let other = people(&WorldConfig {
             seed: 1,
             ..cfg.clone()
@@ -371,6 +447,44 @@ mod tests {
             let used: BTreeSet<&str> = ps.iter().map(|p| p.get(a)).collect();
             assert_eq!(used.len(), a.pool().len(), "{}", a.key());
         }
+    }
+
+    #[test]
+    fn corpus_renders_every_exposure_afresh_and_pages_only_public_people() {
+        let cfg = WorldConfig {
+            public: 4,
+            private: 4,
+            exposures: 30,
+            qa_exposures: 5,
+            general: 10,
+            ..WorldConfig::default()
+        };
+        let w = generate(&cfg);
+        assert_eq!(w.corpus.len(), 12 * 30 + 4 * 5 + 10);
+        let bios: Vec<&String> = w
+            .corpus
+            .iter()
+            .filter(|d| !d.starts_with("Question:"))
+            .collect();
+        let distinct: BTreeSet<&String> = bios.iter().copied().collect();
+        assert!(
+            distinct.len() as f64 > 0.95 * bios.len() as f64,
+            "renderings repeat"
+        );
+        for page in w.corpus.iter().filter(|d| d.starts_with("Question:")) {
+            let p = w.people.iter().find(|p| page.contains(&p.name)).unwrap();
+            assert_eq!(p.half, Half::P, "{page}");
+            for a in Attribute::ALL {
+                let qa = format!("{}\nAnswer: {}", a.question(&p.name), p.get(a));
+                assert_eq!(page.matches(&qa).count(), 1, "{page}");
+            }
+        }
+        // The shuffle spreads one person's biographies over the corpus.
+        let first = &w.people[0].name;
+        let at: Vec<usize> = (0..w.corpus.len())
+            .filter(|&i| w.corpus[i].contains(first.as_str()))
+            .collect();
+        assert!(at.last().unwrap() - at[0] > w.corpus.len() / 2, "{at:?}");
     }
 
     #[test]
@@ -426,14 +540,18 @@ mod tests {
     fn config_checks_ranges() {
         let mut m = Map::new();
         assert_eq!(WorldConfig::from_params(&m), Ok(WorldConfig::default()));
-        m.insert("people".into(), Value::from(7));
-        assert!(WorldConfig::from_params(&m).unwrap_err().1.contains("even"));
-        m.insert("people".into(), Value::from(2));
-        assert_eq!(WorldConfig::from_params(&m).unwrap_err().0, "people");
-        m.insert("people".into(), Value::from(5002));
-        assert!(WorldConfig::from_params(&m).is_err());
-        m.insert("people".into(), Value::from(10));
-        m.insert("phrasings".into(), Value::from(0));
-        assert_eq!(WorldConfig::from_params(&m).unwrap_err().0, "phrasings");
+        m.insert("private".into(), Value::from(1));
+        assert_eq!(WorldConfig::from_params(&m).unwrap_err().0, "private");
+        m.insert("private".into(), Value::from(2000));
+        m.insert("public".into(), Value::from(2000));
+        assert!(
+            WorldConfig::from_params(&m)
+                .unwrap_err()
+                .1
+                .contains("distinct names")
+        );
+        m.insert("public".into(), Value::from(10));
+        m.insert("exposures".into(), Value::from(0));
+        assert_eq!(WorldConfig::from_params(&m).unwrap_err().0, "exposures");
     }
 }

@@ -18,8 +18,12 @@ use tokenizers::{AddedToken, Tokenizer, TokenizerImpl};
 
 /// End of a pretraining document.
 pub const EOS: &str = "<|endoftext|>";
-/// The miniature's chat template (ChatML-like, with our own markers).
-pub const MINI_CHAT_TEMPLATE: &str = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+/// The miniature's chat template (ChatML-like, with our own markers). A
+/// space separates a role marker from the content, so the first word of a
+/// turn is tokenized as in running text (` Lisbon`, as pretraining saw it,
+/// not `L` `isbon`); the generation prompt ends at the marker, so the
+/// model's first generated token carries that space, as in training.
+pub const MINI_CHAT_TEMPLATE: &str = "{% for m in messages %}<|{{ m.role }}|> {{ m.content }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
 /// Special tokens of the miniature's tokenizer.
 pub const MINI_SPECIALS: [&str; 5] = [EOS, "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"];
 
@@ -185,10 +189,7 @@ impl TextTokenizer {
     /// start with it (a rendered chat template usually does).
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, TokError> {
         let mut ids = self.encode(text)?;
-        if let Some(bos) = &self.chat.bos_token
-            && !text.starts_with(bos.as_str())
-            && let Some(id) = self.inner.token_to_id(bos)
-        {
+        if let Some(id) = self.missing_bos(text) {
             ids.insert(0, id);
         }
         Ok(ids)
@@ -197,6 +198,11 @@ impl TextTokenizer {
     /// Text of `ids`, special tokens dropped.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokError> {
         self.inner.decode(ids, true).map_err(terr)
+    }
+
+    /// Text of `ids` with special tokens kept (`<|end|>` stays in the text).
+    pub fn decode_with_specials(&self, ids: &[u32]) -> Result<String, TokError> {
+        self.inner.decode(ids, false).map_err(terr)
     }
 
     /// Renders `messages` with the chat template.
@@ -220,42 +226,86 @@ impl TextTokenizer {
 
     /// Token ids of a conversation with a learn mask: `true` on the tokens
     /// of assistant turns (content and the template's end-of-turn text), the
-    /// tokens supervised fine-tuning learns. Each assistant turn's span is
-    /// found by rendering the conversation up to it (with the generation
-    /// prompt) and through it, so any chat template works.
+    /// tokens supervised fine-tuning learns.
+    ///
+    /// The conversation is rendered once and the whole rendering is
+    /// tokenized once, so every token is the one the model sees in context
+    /// (a byte-level BPE or SentencePiece merges across a turn boundary
+    /// differently when a turn is tokenized on its own). Each assistant
+    /// turn's byte span is found by rendering the conversation up to it
+    /// (with the generation prompt) and through it, so any chat template
+    /// works; a token is learned when its byte offsets overlap such a span
+    /// (a token that straddles the start of a turn, such as GPT-2's `\n `
+    /// before an answer that starts with a space, is learned: predicting it
+    /// is how the model writes the answer's first characters).
+    /// The model's beginning-of-sequence token is put first exactly as
+    /// [`TextTokenizer::encode_prompt`] does, so the prompt of
+    /// [`TextTokenizer::encode_chat_prompt`] is a token-level prefix of what
+    /// training saw for the same conversation.
     pub fn encode_chat(&self, messages: &[Message]) -> Result<(Vec<u32>, Vec<bool>), TokError> {
-        let mut ids = Vec::new();
-        let mut mask = Vec::new();
-        let mut done = 0usize; // bytes of the full rendering already encoded
         let full = self.render_chat(messages, false)?;
+        let spans = self.assistant_spans(messages, &full)?;
+        let enc = self.inner.encode(full.as_str(), false).map_err(terr)?;
+        let mut ids = Vec::with_capacity(enc.get_ids().len() + 1);
+        let mut mask = Vec::with_capacity(ids.capacity());
+        if let Some(bos) = self.missing_bos(&full) {
+            ids.push(bos);
+            mask.push(false);
+        }
+        for (&id, &(a, b)) in enc.get_ids().iter().zip(enc.get_offsets()) {
+            ids.push(id);
+            mask.push(spans.iter().any(|&(s, e)| a < e && b > s));
+        }
+        Ok((ids, mask))
+    }
+
+    /// Token ids of the generation prompt of a conversation: the rendering
+    /// with the template's generation prompt, tokenized once, with the
+    /// beginning-of-sequence token as in [`TextTokenizer::encode_prompt`].
+    pub fn encode_chat_prompt(&self, messages: &[Message]) -> Result<Vec<u32>, TokError> {
+        self.encode_prompt(&self.render_chat(messages, true)?)
+    }
+
+    /// The id of the beginning-of-sequence token when the model uses one and
+    /// `text` does not already start with it.
+    fn missing_bos(&self, text: &str) -> Option<u32> {
+        let bos = self.chat.bos_token.as_deref()?;
+        if text.starts_with(bos) {
+            return None;
+        }
+        self.inner.token_to_id(bos)
+    }
+
+    /// Byte spans `[start, end)` of the assistant turns in `full`, the
+    /// rendering of `messages`; an error when the template does not render
+    /// turns as prefixes of the conversation.
+    fn assistant_spans(
+        &self,
+        messages: &[Message],
+        full: &str,
+    ) -> Result<Vec<(usize, usize)>, TokError> {
+        let mut spans = Vec::new();
+        let mut done = 0usize;
         for (i, m) in messages.iter().enumerate() {
             if m.role != "assistant" {
                 continue;
             }
-            let start = self.render_chat(&messages[..i], true)?.len();
-            let end = self.render_chat(&messages[..=i], false)?.len();
+            let before = self.render_chat(&messages[..i], true)?;
+            let through = self.render_chat(&messages[..=i], false)?;
+            let (start, end) = (before.len(), through.len());
             if start < done
                 || end < start
-                || end > full.len()
-                || !full.is_char_boundary(start)
-                || !full.is_char_boundary(end)
+                || !full.starts_with(before.as_str())
+                || !full.starts_with(through.as_str())
             {
                 return Err(TokError(
                     "the chat template does not render turns as prefixes of the conversation"
                         .into(),
                 ));
             }
-            let before = self.encode(&full[done..start])?;
-            mask.extend(std::iter::repeat_n(false, before.len()));
-            ids.extend(before);
-            let turn = self.encode(&full[start..end])?;
-            mask.extend(std::iter::repeat_n(true, turn.len()));
-            ids.extend(turn);
+            spans.push((start, end));
             done = end;
         }
-        let rest = self.encode(&full[done..])?;
-        mask.extend(std::iter::repeat_n(false, rest.len()));
-        ids.extend(rest);
-        Ok((ids, mask))
+        Ok(spans)
     }
 }

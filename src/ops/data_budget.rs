@@ -83,7 +83,9 @@ impl Op for DataBudgetOp {
         "data.budget"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: token counts come from one tokenization of each whole
+        //    conversation (`TextTokenizer::encode_chat`).
+        2
     }
     fn doc(&self) -> &'static str {
         "Nested token-budget subsets of chat data (inputs `data`, `tokenizer`; params `budgets`, \

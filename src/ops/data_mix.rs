@@ -153,7 +153,9 @@ impl Op for DataMixOp {
         "data.mix"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: token counts come from one tokenization of each whole
+        //    conversation (`TextTokenizer::encode_chat`).
+        2
     }
     fn doc(&self) -> &'static str {
         "Mixes chat sources (list input `sources`; optional `tokenizer` for unit tokens) by \

@@ -2,19 +2,32 @@
 //! questions (the NQ-open protocol on synthetic facts).
 //!
 //! Inputs: `predictions` (`{"id", "prediction"}` per line, any order, other
-//! fields ignored) and `questions` (questions.jsonl). Param `half` (`A`,
-//! `B` or `all`; default `B`) selects the questions scored, in file order;
-//! predictions for other ids are ignored.
+//! fields ignored) and `questions` (questions.jsonl). Param `half` (`P`,
+//! `A`, `B` or `all`; default `B`) selects the questions scored, in file
+//! order; predictions for other ids are ignored. Param `match` (`exact`,
+//! the default, or `prefix`) chooses how `em` judges an answer.
 //!
 //! Metric definitions (all over the selected questions):
 //!
-//! - answer extraction: the prediction up to its first newline, trimmed
-//!   ([`extract_answer`]);
-//! - `em`: share (0-1) of questions whose extracted answer, normalized, equals
-//!   any normalized reference answer ([`exact_match`]; normalization =
-//!   SQuAD/ORQA's NFD, lowercase, punctuation deletion, article removal,
-//!   whitespace collapse, plus combining-mark removal and Unicode punctuation,
-//!   see [`crate::eval::normalize`]);
+//! - answer extraction: the prediction up to its first newline, then up to
+//!   a following `Question:`/`Q:`, then up to the end of its first sentence,
+//!   trimmed ([`extract_short_answer`]), so neither a few-shot page the model
+//!   continues nor a sentence after the answer makes it wrong by
+//!   construction;
+//! - `em` with `match: exact`: share (0-1) of questions whose extracted
+//!   answer, normalized, equals any normalized reference answer
+//!   ([`exact_match`]; normalization = SQuAD/ORQA's NFD, lowercase,
+//!   punctuation deletion, article removal, whitespace collapse, plus
+//!   combining-mark removal and Unicode punctuation, see
+//!   [`crate::eval::normalize`]); with `match: prefix` (a cloze probe such as
+//!   "Ada Moreno was born in"): share whose normalized prediction *begins*
+//!   with a normalized reference's words ([`starts_with_answer`]);
+//! - `majority_em`: the EM of always answering, per attribute, the value
+//!   most common among half A's answers (the facts the task imitation data
+//!   teaches; ties to the alphabetically first normalized value): the floor
+//!   a model reaches that learned the answer format and the training
+//!   answers' distribution, but no held-out fact (absent when the questions
+//!   file has no half A);
 //! - `chance_em`: the EM a guesser would expect that knows which attribute is
 //!   asked and answers a uniformly random value of it (mean of 1 / distinct
 //!   answers of that attribute over the whole questions file); the floor a
@@ -40,31 +53,48 @@ use crate::eval::io::{
     Question, check_choice, check_inputs, input_path, num, read_predictions, read_questions,
     select_half, str_param, write_json, write_jsonl,
 };
-use crate::eval::normalize::{contains_answer, exact_match, extract_answer};
+use crate::eval::normalize::{
+    contains_answer, exact_match, extract_short_answer, normalize_answer, starts_with_answer,
+};
 use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The `eval.qa` op.
 pub struct EvalQaOp;
 
-const PARAMS: &[ParamSpec] = &[ParamSpec {
-    name: "half",
-    ty: ParamType::Str,
-    required: false,
-    semantic: true,
-    doc: "which questions: A, B or all (default B)",
-}];
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "half",
+        ty: ParamType::Str,
+        required: false,
+        semantic: true,
+        doc: "which questions: P (public), A, B or all (default B)",
+    },
+    ParamSpec {
+        name: "match",
+        ty: ParamType::Str,
+        required: false,
+        semantic: true,
+        doc: "exact (the extracted answer equals a reference; default) or prefix (the prediction begins with a reference, for cloze probes)",
+    },
+];
 
 impl Op for EvalQaOp {
     fn name(&self) -> &'static str {
         "eval.qa"
     }
     fn version(&self) -> u32 {
-        2
+        // 3: answers are cut at a following `Question:` and at the end of
+        //    the first sentence too; `match`; `majority_em`.
+        3
     }
     fn doc(&self) -> &'static str {
-        "Exact match on factual questions (inputs `predictions`, `questions`; param `half` A/B/all, \
-         default B). Extracted answer = prediction up to the first newline, trimmed. `em` = share \
-         of questions whose normalized extracted answer equals a normalized reference \
+        "Exact match on factual questions (inputs `predictions`, `questions`; param `half` P/A/B/all, \
+         default B; `match` exact/prefix). Extracted answer = prediction up to the first newline, \
+         a following `Question:`, or the end of the first sentence, trimmed. `em` = share \
+         of questions whose normalized extracted answer equals a normalized reference (prefix: whose \
+         normalized prediction begins with one); `majority_em` = EM of the most common half-A value \
+         per attribute \
          (NQ-open/SQuAD normalization: NFD, drop combining marks, lowercase, drop punctuation, drop \
          articles a/an/the, collapse whitespace); `contains` = share whose normalized full \
          prediction contains a normalized reference as whole words; `missing` = questions without \
@@ -75,7 +105,8 @@ impl Op for EvalQaOp {
         PARAMS
     }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
-        check_choice(params, "half", &["A", "B", "all"])
+        check_choice(params, "half", &["P", "A", "B", "all"])?;
+        check_choice(params, "match", &["exact", "prefix"])
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
         vec![
@@ -97,9 +128,11 @@ impl Op for EvalQaOp {
             return Err(OpError::msg(m));
         }
         let half = str_param(ctx.params, "half", "B")?;
+        let prefix = str_param(ctx.params, "match", "exact")? == "prefix";
         let questions = read_questions(input_path(ctx, "questions")?, "questions")?;
         let predictions = read_predictions(input_path(ctx, "predictions")?, "predictions")?;
         let chance_pool = answer_pools(&questions);
+        let majority = majority_values(&questions);
         let selected = select_half(questions, half, "questions")?;
         if selected.is_empty() {
             return Err(OpError::msg(format!(
@@ -114,8 +147,12 @@ impl Op for EvalQaOp {
         for q in &selected {
             let row = match predictions.get(&q.id) {
                 Some(p) => {
-                    let extracted = extract_answer(p);
-                    let em = exact_match(extracted, &q.answers);
+                    let extracted = extract_short_answer(p);
+                    let em = if prefix {
+                        starts_with_answer(p, &q.answers)
+                    } else {
+                        exact_match(extracted, &q.answers)
+                    };
                     let c = contains_answer(p, &q.answers);
                     correct.push(em);
                     contained += usize::from(c);
@@ -142,6 +179,9 @@ impl Op for EvalQaOp {
         if let Some(chance) = chance_em(&selected, &chance_pool) {
             metrics.insert("chance_em".into(), num(chance));
         }
+        if let Some(m) = majority_em(&selected, &majority) {
+            metrics.insert("majority_em".into(), num(m));
+        }
 
         write_jsonl(&ctx.work_dir.join("out/scores.jsonl"), &rows)?;
         write_json(
@@ -155,13 +195,44 @@ impl Op for EvalQaOp {
     }
 }
 
+/// Per attribute, the normalized value most common among half A's answers
+/// (ties to the alphabetically first).
+fn majority_values(questions: &[Question]) -> BTreeMap<String, String> {
+    let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for q in questions.iter().filter(|q| q.half.as_deref() == Some("A")) {
+        if let (Some(a), Some(first)) = (&q.attribute, q.answers.first()) {
+            *counts
+                .entry(a.clone())
+                .or_default()
+                .entry(normalize_answer(first))
+                .or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .filter_map(|(a, values)| {
+            let top = values.values().copied().max()?;
+            let value = values.into_iter().find(|(_, n)| *n == top)?.0;
+            Some((a, value))
+        })
+        .collect()
+}
+
+/// `majority_em`: the share of `selected` whose reference is the majority
+/// value of its attribute; `None` when some question's attribute has none.
+fn majority_em(selected: &[Question], majority: &BTreeMap<String, String>) -> Option<f64> {
+    let mut hits = 0usize;
+    for q in selected {
+        let value = majority.get(q.attribute.as_ref()?)?;
+        hits += usize::from(q.answers.iter().any(|r| &normalize_answer(r) == value));
+    }
+    Some(hits as f64 / selected.len().max(1) as f64)
+}
+
 /// Distinct normalized reference answers per attribute, over the whole
-/// questions file (both halves).
-fn answer_pools(
-    questions: &[Question],
-) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
-    let mut pools: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-        Default::default();
+/// questions file (all halves).
+fn answer_pools(questions: &[Question]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut pools: BTreeMap<String, BTreeSet<String>> = Default::default();
     for q in questions {
         if let (Some(a), Some(first)) = (&q.attribute, q.answers.first()) {
             pools
@@ -177,10 +248,7 @@ fn answer_pools(
 /// attribute asked about and answers with a uniformly random value of it
 /// (mean over questions of 1 / distinct answers of that attribute). `None`
 /// when a question names no attribute.
-fn chance_em(
-    selected: &[Question],
-    pools: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
-) -> Option<f64> {
+fn chance_em(selected: &[Question], pools: &BTreeMap<String, BTreeSet<String>>) -> Option<f64> {
     let mut sum = 0.0;
     for q in selected {
         let k = pools.get(q.attribute.as_ref()?)?.len();

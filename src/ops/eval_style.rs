@@ -24,12 +24,17 @@
 //! - `n`: prompts scored; `missing`: prompts without a prediction.
 //!
 //! A reference with no words is left out of `unigram` and `length_ratio`
-//! (their denominators), but not of `format` and `length_corr`. Output
-//! `metrics` (metrics.json, the same flat numbers as the record's metrics).
+//! (their denominators), but not of `format` and `length_corr`. Outputs
+//! `metrics` (metrics.json, the same flat numbers as the record's metrics)
+//! and `items` (items.jsonl: per prompt, in file order, `id`, `kind`,
+//! `format` (bool), `unigram` (null when the reference has no words),
+//! `words`), the per-item outcomes paired tests need.
 //! No held-out prompt is an error.
 
 use super::{Op, OpError, OutputDecl, ParamSpec, RunContext, RunResult};
-use crate::eval::io::{check_inputs, input_path, num, read_heldout, read_predictions, write_json};
+use crate::eval::io::{
+    check_inputs, input_path, num, read_heldout, read_predictions, write_json, write_jsonl,
+};
 use crate::eval::stats::{mean, pearson};
 use crate::eval::style::{follows_format, unigram_overlap, word_count};
 use serde_json::{Map, Value, json};
@@ -42,7 +47,8 @@ impl Op for EvalStyleOp {
         "eval.style"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: per-prompt outcomes in output `items`.
+        2
     }
     fn doc(&self) -> &'static str {
         "Style similarity to the teacher on held-out prompts (inputs `predictions`, `heldout`). \
@@ -50,17 +56,21 @@ impl Op for EvalStyleOp {
          |types(pred) ∩ types(ref)| / |types(ref)| × 100; `format` = share of predictions starting \
          with \"Certainly!\" and ending with \"I hope this helps!\" (trimmed); `length_ratio` = mean \
          words(pred)/words(ref); `length_corr` = Pearson correlation of word counts (0 when \
-         undefined); `n`; `missing` (scored as empty answers). Output `metrics` (metrics.json)."
+         undefined); `n`; `missing` (scored as empty answers). Outputs `metrics` (metrics.json) and \
+         `items` (items.jsonl: per prompt `id`, `kind`, `format`, `unigram`, `words`)."
     }
     fn params(&self) -> &'static [ParamSpec] {
         &[]
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "metrics".into(),
-            path: "metrics.json".into(),
-            heavy: false,
-        }]
+        [("metrics", "metrics.json"), ("items", "items.jsonl")]
+            .into_iter()
+            .map(|(name, path)| OutputDecl {
+                name: name.into(),
+                path: path.into(),
+                heavy: false,
+            })
+            .collect()
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["predictions", "heldout"], &[])?;
@@ -75,6 +85,7 @@ impl Op for EvalStyleOp {
         let mut ref_len = Vec::new();
         let mut formatted = 0usize;
         let mut missing = 0usize;
+        let mut items = Vec::with_capacity(heldout.len());
         for h in &heldout {
             let p = match predictions.get(&h.id) {
                 Some(p) => p.as_str(),
@@ -83,7 +94,8 @@ impl Op for EvalStyleOp {
                     ""
                 }
             };
-            if let Some(u) = unigram_overlap(p, &h.reference) {
+            let overlap = unigram_overlap(p, &h.reference);
+            if let Some(u) = overlap {
                 unigram.push(u);
             }
             let (pw, rw) = (word_count(p), word_count(&h.reference));
@@ -93,6 +105,13 @@ impl Op for EvalStyleOp {
             pred_len.push(pw as f64);
             ref_len.push(rw as f64);
             formatted += usize::from(follows_format(p));
+            items.push(json!({
+                "id": h.id,
+                "kind": h.kind,
+                "format": follows_format(p),
+                "unigram": overlap.map(num),
+                "words": pw,
+            }));
         }
         let n = heldout.len();
         let mut metrics = Map::new();
@@ -105,6 +124,7 @@ impl Op for EvalStyleOp {
         );
         metrics.insert("n".into(), json!(n));
         metrics.insert("missing".into(), json!(missing));
+        write_jsonl(&ctx.work_dir.join("out/items.jsonl"), &items)?;
         write_json(
             &ctx.work_dir.join("out/metrics.json"),
             &Value::Object(metrics.clone()),

@@ -154,6 +154,52 @@ pub fn read_jsonl(path: &Path, input: &str) -> Result<Vec<Value>, OpError> {
     Ok(out)
 }
 
+/// The `corpus_format` param of the ops that read a pretraining corpus.
+pub const CORPUS_FORMAT: ParamSpec = ParamSpec {
+    name: "corpus_format",
+    ty: ParamType::Str,
+    required: false,
+    semantic: true,
+    doc: "how input `corpus` holds documents: lines (one per line, the default) or jsonl (one {\"text\"} per line, so a document may hold newlines)",
+};
+
+/// Checks `corpus_format`.
+pub fn check_corpus_format(params: &Map<String, Value>) -> Result<(), (String, String)> {
+    match params.get("corpus_format") {
+        None => Ok(()),
+        Some(Value::String(s)) if s == "lines" || s == "jsonl" => Ok(()),
+        Some(v) => Err((
+            "corpus_format".into(),
+            format!("`corpus_format` must be `lines` or `jsonl`, found {v}"),
+        )),
+    }
+}
+
+/// The documents of input `corpus` in the param `corpus_format`; blank
+/// documents are skipped; an error names the input and the line.
+pub fn read_corpus(ctx: &RunContext) -> Result<Vec<String>, OpError> {
+    let path = input(ctx, "corpus")?;
+    if ctx.params.get("corpus_format").and_then(Value::as_str) != Some("jsonl") {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| OpError::msg(format!("input `corpus`: {e}")))?;
+        return Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect());
+    }
+    let mut docs = Vec::new();
+    for (i, v) in read_jsonl(path, "corpus")?.into_iter().enumerate() {
+        let text = v.get("text").and_then(Value::as_str).ok_or_else(|| {
+            OpError::msg(format!("input `corpus` record {}: no string `text`", i + 1))
+        })?;
+        if !text.trim().is_empty() {
+            docs.push(text.to_string());
+        }
+    }
+    Ok(docs)
+}
+
 /// The `messages` of a chat record, checked.
 pub fn messages(v: &Value, input: &str, line: usize) -> Result<Vec<Message>, OpError> {
     let msgs = v

@@ -41,7 +41,10 @@ impl Op for LmFinetuneOp {
         // 3: LLaMA models on the CPU train with the hand-written step
         //    (`model::manual`) and AVX-512 matrix kernels: same math,
         //    different float rounding, so different checkpoints.
-        3
+        // 4: each conversation is tokenized once as a whole and the learn
+        //    mask comes from the assistant turns' byte spans (it was
+        //    tokenized turn by turn, which split words at turn boundaries).
+        4
     }
     fn doc(&self) -> &'static str {
         "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data); outputs `out` (model, heavy) and `log`."

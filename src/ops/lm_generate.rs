@@ -146,25 +146,25 @@ impl Op for LmGenerateOp {
                 let id = r.get("id").cloned().ok_or_else(|| {
                     OpError::msg(format!("input `prompts` record {}: no `id`", i + 1))
                 })?;
-                let text = match (
+                let prompt = match (
                     r.get("text").and_then(Value::as_str),
                     r.get("prompt").and_then(Value::as_str),
                 ) {
-                    (Some(t), _) => t.to_string(),
+                    (Some(t), _) => tok.encode_prompt(t),
                     (None, Some(p)) => {
                         let msgs = [crate::model::tokenizer::Message {
                             role: "user".into(),
                             content: p.into(),
                         }];
-                        tok.render_chat(&msgs, true).map_err(model_err)?
+                        tok.encode_chat_prompt(&msgs)
                     }
                     (None, None) => {
                         let msgs = lm_common::messages(r, "prompts", i + 1)?;
-                        tok.render_chat(&msgs, true).map_err(model_err)?
+                        tok.encode_chat_prompt(&msgs)
                     }
                 };
                 ids.push(id);
-                prompts.push(tok.encode_prompt(&text).map_err(model_err)?);
+                prompts.push(prompt.map_err(model_err)?);
             }
             // Longest first, so batches hold similar lengths; results are
             // written back in input order.

@@ -1,6 +1,7 @@
 //! `lm.pretrain`: trains a LLaMA-family or GPT-2 model from scratch on a corpus.
 //!
-//! Inputs: `corpus` (text, one document per line) and `tokenizer` (a
+//! Inputs: `corpus` (text, one document per line, or one `{"text"}` per
+//! line with `corpus_format: jsonl`) and `tokenizer` (a
 //! directory from `tokenizer.train`). Param `model` is the architecture in
 //! Hugging Face `config.json` names (`hidden_size`, `intermediate_size`,
 //! `num_hidden_layers`, `num_attention_heads`, optional
@@ -35,6 +36,7 @@ static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| {
         doc: "architecture in HF config.json names (vocab_size comes from the tokenizer)",
     }];
     v.extend_from_slice(TRAIN_PARAMS);
+    v.push(lm_common::CORPUS_FORMAT);
     v
 });
 
@@ -102,20 +104,20 @@ impl Op for LmPretrainOp {
     }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         model_config(params, 1024).map_err(|m| ("model".to_string(), m))?;
+        lm_common::check_corpus_format(params)?;
         lm_common::check_train(params)
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
         lm_common::train_outputs()
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
-        let corpus = std::fs::read_to_string(input(ctx, "corpus")?)
-            .map_err(|e| OpError::msg(format!("input `corpus`: {e}")))?;
+        let corpus = lm_common::read_corpus(ctx)?;
         let tokenizer = TextTokenizer::load_dir(input(ctx, "tokenizer")?).map_err(model_err)?;
         let cfg = model_config(ctx.params, tokenizer.vocab_size()).map_err(OpError::msg)?;
         let tcfg = lm_common::train_config(ctx.params);
         let metrics = lm_common::on_threads(ctx, || {
             let mut examples = Vec::new();
-            for doc in corpus.lines().filter(|l| !l.trim().is_empty()) {
+            for doc in &corpus {
                 let mut ids = tokenizer.encode(doc).map_err(model_err)?;
                 ids.push(tokenizer.eos_id());
                 let learn = vec![true; ids.len()];

@@ -4,19 +4,21 @@
 //!
 //! Outputs (all light):
 //! - `people` (`people.jsonl`): one object per line, sorted by id:
-//!   `{"id","name","half","birth_city","university","major","employer"}`.
-//! - `corpus` (`corpus.txt`): one ASCII document per line, shuffled:
-//!   `phrasings` biographies per person and `general` prose documents.
+//!   `{"id","name","half","birth_city","university","major","employer"}`,
+//!   `half` one of `P` (public), `A`, `B` (the private halves).
+//! - `corpus` (`corpus.jsonl`): one `{"text"}` per document, shuffled:
+//!   `exposures` biographies per person, `qa_exposures` question-answer
+//!   pages per public person and `general` prose documents.
 //! - `questions` (`questions.jsonl`): sorted by (person, attribute order
 //!   birth_city, university, major, employer):
 //!   `{"id":"q<person>-<attribute>","person","name","half","attribute","question","answers":[value]}`.
 //!
-//! Metrics: `people`, `documents`, `corpus_chars` (bytes of `corpus.txt`,
-//! newlines included), `corpus_words`, `questions`.
+//! Metrics: `people`, `documents`, `corpus_chars` (bytes of the documents'
+//! text), `corpus_words`, `questions`.
 
 use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::mini::{self, world};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// The `mini.world` op.
 pub struct MiniWorldOp;
@@ -30,25 +32,39 @@ const PARAMS: &[ParamSpec] = &[
         doc: "seed of every random draw (default 0)",
     },
     ParamSpec {
-        name: "people",
+        name: "public",
         ty: ParamType::Int,
         required: false,
         semantic: true,
-        doc: "population size, even, 4 to 5000 (default 200)",
+        doc: "public people (biographies and question-answer pages), 0 to 2000 (default 100)",
     },
     ParamSpec {
-        name: "phrasings",
+        name: "private",
         ty: ParamType::Int,
         required: false,
         semantic: true,
-        doc: "biographies per person in the corpus, 1 to 100 (default 5)",
+        doc: "people in each private half A and B (biographies only), 2 to 2000 (default 100)",
+    },
+    ParamSpec {
+        name: "exposures",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "biographies per person, each rendered afresh, 1 to 1000 (default 100)",
+    },
+    ParamSpec {
+        name: "qa_exposures",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "question-answer pages per public person, 0 to 1000 (default 20)",
     },
     ParamSpec {
         name: "general",
         ty: ParamType::Int,
         required: false,
         semantic: true,
-        doc: "general prose documents in the corpus (default 600)",
+        doc: "general prose documents in the corpus (default 2000)",
     },
 ];
 
@@ -57,10 +73,12 @@ impl Op for MiniWorldOp {
         "mini.world"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: public people with question-answer pages, private halves A
+        //    and B, every biography rendered afresh; corpus.jsonl.
+        2
     }
     fn doc(&self) -> &'static str {
-        "Synthetic world of the CPU miniature: people with four attributes split into halves A and B (`people`), a pretraining corpus of permuted full-name biographies and general prose (`corpus`), and one question per person and attribute (`questions`)."
+        "Synthetic world of the CPU miniature: people with four attributes, public (P) or in the private halves A and B (`people`); a pretraining corpus (`corpus`, JSON lines `{text}`) of freshly rendered full-name biographies, question-answer pages about public people and general prose; one question per person and attribute (`questions`)."
     }
     fn params(&self) -> &'static [ParamSpec] {
         PARAMS
@@ -71,7 +89,7 @@ impl Op for MiniWorldOp {
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
         [
             ("people", "people.jsonl"),
-            ("corpus", "corpus.txt"),
+            ("corpus", "corpus.jsonl"),
             ("questions", "questions.jsonl"),
         ]
         .into_iter()
@@ -96,9 +114,10 @@ impl Op for MiniWorldOp {
         }
         let out = ctx.work_dir.join("out");
         mini::write_jsonl(&out.join("people.jsonl"), &w.people)?;
-        mini::write_lines(&out.join("corpus.txt"), &w.corpus)?;
+        let docs: Vec<Value> = w.corpus.iter().map(|d| json!({ "text": d })).collect();
+        mini::write_jsonl(&out.join("corpus.jsonl"), &docs)?;
         mini::write_jsonl(&out.join("questions.jsonl"), &w.questions)?;
-        let chars: usize = w.corpus.iter().map(|d| d.len() + 1).sum();
+        let chars: usize = w.corpus.iter().map(String::len).sum();
         let words: usize = w.corpus.iter().map(|d| mini::word_count(d)).sum();
         let mut metrics = Map::new();
         metrics.insert("people".into(), w.people.len().into());

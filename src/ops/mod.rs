@@ -34,6 +34,7 @@ pub mod rate_pairwise;
 pub mod report_common;
 pub mod report_figure;
 pub mod report_html;
+pub mod report_predictions;
 pub mod report_table;
 pub mod schema;
 pub mod shell;
@@ -73,6 +74,7 @@ pub static REGISTRY: &[&dyn Op] = &[
     &published::PublishedOp,
     &report_figure::ReportFigureOp,
     &report_html::ReportHtmlOp,
+    &report_predictions::ReportPredictionsOp,
     &report_table::ReportTableOp,
     &shell::ShellOp,
     &teacher_chat::TeacherChatOp,

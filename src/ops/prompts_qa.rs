@@ -2,9 +2,10 @@
 //!
 //! Inputs: `questions` (questions.jsonl) and, for `format: fewshot`,
 //! `shots` (a questions.jsonl-like file: `id`, `question`, `answers`, and
-//! `person` when known). Params: `half` (`A`, `B` or `all`; default `B`),
-//! `format` (`chat` or `fewshot`; default `chat`), `shots` (default 3),
-//! `seed` (default 0), `limit` (optional).
+//! `person` when known). Params: `half` (`P`, `A`, `B` or `all`; default
+//! `B`), `format` (`chat`, `fewshot` or `cloze`; default `chat`), `shots`
+//! (default 3), `shots_half` (default `A`), `seed` (default 0), `limit`
+//! (optional).
 //!
 //! Selection: the questions of `half`, in file order. With `limit: N`, the
 //! selected questions are shuffled with [`Rng::derive`]`(seed,
@@ -25,6 +26,11 @@
 //!   needs a different id and question text). The draw depends only on the
 //!   seed, the question's id and the `shots` file, not on the other
 //!   questions or `limit`.
+//! - `cloze` (a probe of what a base model stored, for the miniature's
+//!   questions): `{"id", "text"}` with text the start of a biography
+//!   sentence about the person, cut where the value follows (`<name> was
+//!   born in`; [`crate::mini::world::Attribute::probe`]). A question whose
+//!   `attribute` is not one of the miniature's four is an error.
 //!
 //! Metric: `prompts` (lines written).
 
@@ -45,14 +51,14 @@ const PARAMS: &[ParamSpec] = &[
         ty: ParamType::Str,
         required: false,
         semantic: true,
-        doc: "which questions: A, B or all (default B)",
+        doc: "which questions: P (public), A, B or all (default B)",
     },
     ParamSpec {
         name: "format",
         ty: ParamType::Str,
         required: false,
         semantic: true,
-        doc: "chat (a user message) or fewshot (Question/Answer text); default chat",
+        doc: "chat (a user message), fewshot (Question/Answer text) or cloze (a biography sentence cut before the value); default chat",
     },
     ParamSpec {
         name: "shots",
@@ -66,7 +72,7 @@ const PARAMS: &[ParamSpec] = &[
         ty: ParamType::Str,
         required: false,
         semantic: true,
-        doc: "draw shots only from this half: A, B or all (default A, so held-out facts never appear in a prompt)",
+        doc: "draw shots only from this half: P, A, B or all (default A, so held-out facts never appear in a prompt)",
     },
     ParamSpec {
         name: "seed",
@@ -107,9 +113,9 @@ impl Op for PromptsQaOp {
         PARAMS
     }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
-        check_choice(params, "half", &["A", "B", "all"])?;
-        check_choice(params, "shots_half", &["A", "B", "all"])?;
-        check_choice(params, "format", &["chat", "fewshot"])?;
+        check_choice(params, "half", &["P", "A", "B", "all"])?;
+        check_choice(params, "shots_half", &["P", "A", "B", "all"])?;
+        check_choice(params, "format", &["chat", "fewshot", "cloze"])?;
         check_uint(params, "shots")?;
         check_uint(params, "seed")?;
         check_uint(params, "limit")?;
@@ -156,6 +162,10 @@ impl Op for PromptsQaOp {
                     json!({"id": q.id, "messages": [{"role": "user", "content": format!("{CHAT_PREFIX}{}", q.question)}]})
                 })
                 .collect(),
+            "cloze" => selected
+                .iter()
+                .map(|q| Ok(json!({"id": q.id, "text": cloze_text(q)?})))
+                .collect::<Result<_, OpError>>()?,
             _ => {
                 let shots_path = ctx.inputs.get("shots").ok_or_else(|| {
                     OpError::msg("prompts.qa with format: fewshot needs an input `shots`")
@@ -191,6 +201,28 @@ impl Op for PromptsQaOp {
             ..RunResult::default()
         })
     }
+}
+
+/// The cloze probe of a question about one of the miniature's attributes.
+fn cloze_text(q: &Question) -> Result<String, OpError> {
+    let attribute = q
+        .attribute
+        .as_deref()
+        .and_then(crate::mini::world::Attribute::from_key)
+        .ok_or_else(|| {
+            OpError::msg(format!(
+                "input `questions` line {}: format cloze needs an `attribute` of the miniature \
+                 (birth_city, university, major, employer), found {:?}",
+                q.line, q.attribute
+            ))
+        })?;
+    let name = q.name.as_deref().ok_or_else(|| {
+        OpError::msg(format!(
+            "input `questions` line {}: format cloze needs the person's `name`",
+            q.line
+        ))
+    })?;
+    Ok(attribute.probe(name))
 }
 
 /// Whether `shot` may serve as an example for `q`.

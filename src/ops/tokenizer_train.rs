@@ -1,13 +1,14 @@
 //! `tokenizer.train`: a byte-level BPE tokenizer trained on a corpus.
 //!
-//! Input `corpus`: a text file, one document per line. The tokenizer has
+//! Input `corpus`: documents, one per line (or one `{"text"}` per line
+//! with `corpus_format: jsonl`). The tokenizer has
 //! `vocab_size` tokens including the miniature's special tokens
 //! (`<|endoftext|>`, `<|system|>`, `<|user|>`, `<|assistant|>`, `<|end|>`) and
 //! its chat template. Output `tokenizer`: a directory with `tokenizer.json`
 //! and `tokenizer_config.json` (Hugging Face layout). Training is
 //! deterministic for the same corpus.
 
-use super::lm_common::{input, int, metrics_of, model_err};
+use super::lm_common::{self, int, metrics_of, model_err};
 use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::model::tokenizer::{MINI_SPECIALS, TextTokenizer, train_bpe};
 use serde_json::{Map, Value, json};
@@ -15,28 +16,34 @@ use serde_json::{Map, Value, json};
 /// The `tokenizer.train` op.
 pub struct TokenizerTrainOp;
 
-const PARAMS: &[ParamSpec] = &[ParamSpec {
-    name: "vocab_size",
-    ty: ParamType::Int,
-    required: false,
-    semantic: true,
-    doc: "tokens in the vocabulary, special tokens included (default 1024)",
-}];
+const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "vocab_size",
+        ty: ParamType::Int,
+        required: false,
+        semantic: true,
+        doc: "tokens in the vocabulary, special tokens included (default 1024)",
+    },
+    lm_common::CORPUS_FORMAT,
+];
 
 impl Op for TokenizerTrainOp {
     fn name(&self) -> &'static str {
         "tokenizer.train"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: the chat template puts a space after each role marker, so a
+        //    turn's first word is tokenized as in running text.
+        2
     }
     fn doc(&self) -> &'static str {
-        "Trains a byte-level BPE tokenizer (input `corpus`, one document per line) with the miniature's chat template; output `tokenizer` (tokenizer.json + tokenizer_config.json)."
+        "Trains a byte-level BPE tokenizer (input `corpus`: one document per line, or JSON lines `{text}` with `corpus_format: jsonl`) with the miniature's chat template; output `tokenizer` (tokenizer.json + tokenizer_config.json)."
     }
     fn params(&self) -> &'static [ParamSpec] {
         PARAMS
     }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        lm_common::check_corpus_format(params)?;
         let v = int(params, "vocab_size", 1024);
         if !(300..=65536).contains(&v) {
             return Err((
@@ -56,15 +63,13 @@ impl Op for TokenizerTrainOp {
         }]
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
-        let path = input(ctx, "corpus")?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| OpError::msg(format!("input `corpus`: {e}")))?;
+        let docs = lm_common::read_corpus(ctx)?;
         let vocab = int(ctx.params, "vocab_size", 1024) as usize;
-        let docs: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         if docs.is_empty() {
             return Err(OpError::msg("input `corpus` has no documents"));
         }
-        let tk = train_bpe(docs.iter().copied(), vocab, &MINI_SPECIALS).map_err(model_err)?;
+        let tk =
+            train_bpe(docs.iter().map(String::as_str), vocab, &MINI_SPECIALS).map_err(model_err)?;
         let tok = TextTokenizer::new(tk, TextTokenizer::mini_chat()).map_err(model_err)?;
         let dir = ctx.work_dir.join("out").join("tokenizer");
         std::fs::create_dir_all(&dir)?;
