@@ -46,6 +46,13 @@ fn conversations() -> Vec<Vec<Message>> {
                 "Statistics is the science of data.\n\nIt has two parts.",
             ),
         ],
+        // A conversation cut out of a longer one (ShareGPT's split parts)
+        // opens with an assistant turn.
+        vec![
+            msg("assistant", "As I said, Lisbon."),
+            msg("user", "And Porto?"),
+            msg("assistant", "Porto too."),
+        ],
         vec![
             msg("system", "You are brief."),
             msg("user", "x = 12 + 3;\n\ttab naïve"),
@@ -54,13 +61,23 @@ fn conversations() -> Vec<Vec<Message>> {
     ]
 }
 
-/// The byte spans of the assistant turns in the full rendering.
+/// The byte spans of the assistant turns in the full rendering: a turn ends
+/// where the rendering through it ends and starts where the generation
+/// prompt before it ends, or, when the template renders that prompt
+/// differently on its own (SmolLM2's default system prompt), where its
+/// content starts.
 fn assistant_spans(tok: &TextTokenizer, msgs: &[Message]) -> Vec<(usize, usize)> {
+    let full = tok.render_chat(msgs, false).unwrap();
     (0..msgs.len())
         .filter(|&i| msgs[i].role == "assistant")
         .map(|i| {
-            let start = tok.render_chat(&msgs[..i], true).unwrap().len();
             let end = tok.render_chat(&msgs[..=i], false).unwrap().len();
+            let before = tok.render_chat(&msgs[..i], true).unwrap();
+            let start = if full.starts_with(&before) {
+                before.len()
+            } else {
+                full[..end].rfind(msgs[i].content.as_str()).unwrap()
+            };
             (start, end)
         })
         .collect()
@@ -111,6 +128,11 @@ fn check_tokenizer(name: &str, tok: &TextTokenizer) {
             .map(|(i, _)| i)
             .zip(&learned)
         {
+            // A template may render a first turn differently on its own
+            // (SmolLM2's default system prompt): no prompt ever ends there.
+            if !full.starts_with(&tok.render_chat(&msgs[..turn], true).unwrap()) {
+                continue;
+            }
             let prompt = tok.encode_chat_prompt(&msgs[..turn]).unwrap();
             assert_eq!(
                 prompt,

@@ -562,7 +562,11 @@ fn teacher_outputs_score_perfectly() {
         run_in(name, params, &dir, &map).unwrap();
         dir.join("out")
     };
-    let world = step("mini.world", json!({"people": 200}), &[]);
+    let world = step(
+        "mini.world",
+        json!({"public": 0, "private": 100, "exposures": 1, "qa_exposures": 0, "general": 10}),
+        &[],
+    );
     let people = world.join("people.jsonl");
     let questions = world.join("questions.jsonl");
     let teacher = step(
@@ -620,6 +624,103 @@ fn teacher_outputs_score_perfectly() {
         &[("questions", questions.clone()), ("shots", questions)],
     );
     assert_eq!(metric(&p, "prompts"), 10.0);
+}
+
+#[test]
+fn qa_answers_are_cut_at_a_new_page_or_sentence_and_cloze_probes_match_by_prefix() {
+    let preds = jsonl(&[
+        json!({"id": "q1-birth_city", "prediction": " Porto\n\nQuestion: Where was Ada born?"}),
+        json!({"id": "q1-major", "prediction": "History. Bo liked it."}),
+        json!({"id": "q2-employer", "prediction": "Certainly! Cy Dee works for Acme Corp."}),
+    ]);
+    let (r, dir) = run_op(
+        "eval.qa",
+        json!({}),
+        &[("predictions", preds.clone()), ("questions", questions())],
+    );
+    let r = r.unwrap();
+    assert!((metric(&r, "em") - 2.0 / 3.0).abs() < 1e-9, "{:?}", r.metrics);
+    assert_eq!(metric(&r, "contains"), 1.0);
+    let rows = read_jsonl(&dir.path().join("out/scores.jsonl"));
+    let extracted: Vec<&str> = rows.iter().map(|r| r["extracted"].as_str().unwrap()).collect();
+    assert_eq!(extracted, ["Porto", "History", "Certainly"]);
+    // The floor of always answering half A's most common value per
+    // attribute: half A has only Lisbon (birth_city), which no half-B
+    // answer is, and no value of the other attributes.
+    assert!(r.metrics.get("majority_em").is_none(), "{:?}", r.metrics);
+
+    let cloze = jsonl(&[
+        json!({"id": "q1-birth_city", "prediction": "Porto and spent the early years there."}),
+        json!({"id": "q1-major", "prediction": "historical studies"}),
+        json!({"id": "q2-employer", "prediction": "the offices of Acme Corp"}),
+    ]);
+    let (r, _dir) = run_op(
+        "eval.qa",
+        json!({"match": "prefix"}),
+        &[("predictions", cloze), ("questions", questions())],
+    );
+    assert!((metric(&r.unwrap(), "em") - 1.0 / 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn the_majority_floor_is_half_a_s_most_common_value_scored_on_the_half_asked() {
+    let q = jsonl(&[
+        json!({"id": "a0", "half": "A", "attribute": "birth_city", "question": "?", "answers": ["Oslo"]}),
+        json!({"id": "a1", "half": "A", "attribute": "birth_city", "question": "?", "answers": ["Oslo"]}),
+        json!({"id": "a2", "half": "A", "attribute": "birth_city", "question": "?", "answers": ["Lima"]}),
+        json!({"id": "b0", "half": "B", "attribute": "birth_city", "question": "?", "answers": ["Oslo"]}),
+        json!({"id": "b1", "half": "B", "attribute": "birth_city", "question": "?", "answers": ["Lima"]}),
+        json!({"id": "b2", "half": "B", "attribute": "birth_city", "question": "?", "answers": ["Perth"]}),
+        json!({"id": "b3", "half": "B", "attribute": "birth_city", "question": "?", "answers": ["Oslo"]}),
+    ]);
+    let preds = jsonl(&[json!({"id": "b0", "prediction": "Oslo"})]);
+    let (r, _dir) = run_op("eval.qa", json!({}), &[("predictions", preds), ("questions", q)]);
+    let r = r.unwrap();
+    assert_eq!(metric(&r, "majority_em"), 0.5);
+    assert!((metric(&r, "chance_em") - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(metric(&r, "em"), 0.25);
+}
+
+#[test]
+fn cloze_prompts_cut_a_biography_sentence_before_the_value() {
+    let (r, dir) = run_op(
+        "prompts.qa",
+        json!({"format": "cloze", "half": "all"}),
+        &[("questions", questions())],
+    );
+    assert_eq!(metric(&r.unwrap(), "prompts"), 4.0);
+    let texts: Vec<String> = read_jsonl(&dir.path().join("out/prompts.jsonl"))
+        .iter()
+        .map(|r| r["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Ada Moreno was born in",
+            "Bo Chen was born in",
+            "Bo Chen completed a degree in",
+            "Cy Dee works for"
+        ]
+    );
+    let odd = jsonl(&[json!({"id": "x", "attribute": "age", "name": "A B", "question": "?", "answers": ["3"]})]);
+    let (r, _dir) = run_op("prompts.qa", json!({"format": "cloze", "half": "all"}), &[("questions", odd)]);
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("line 1") && e.contains("age"), "{e}");
+}
+
+#[test]
+fn style_writes_one_outcome_per_prompt() {
+    let preds = perfect_answers(&heldout());
+    let (r, dir) = run_op(
+        "eval.style",
+        json!({}),
+        &[("predictions", preds), ("heldout", heldout())],
+    );
+    assert_eq!(metric(&r.unwrap(), "format"), 1.0);
+    let items = read_jsonl(&dir.path().join("out/items.jsonl"));
+    let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["h0", "h1", "h2"]);
+    assert!(items.iter().all(|i| i["format"] == json!(true) && i["unigram"] == json!(100.0)));
 }
 
 #[test]

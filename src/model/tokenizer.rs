@@ -277,8 +277,13 @@ impl TextTokenizer {
     }
 
     /// Byte spans `[start, end)` of the assistant turns in `full`, the
-    /// rendering of `messages`; an error when the template does not render
-    /// turns as prefixes of the conversation.
+    /// rendering of `messages`. A turn starts where the rendering up to it
+    /// with the generation prompt ends; templates that render the first turn
+    /// differently when it is alone (SmolLM2 adds its default system prompt
+    /// only when there is a first message that is not a system message, so
+    /// a conversation that opens with an assistant turn has none before it)
+    /// are handled by finding the generation prompt in `full` after the
+    /// previous turn. An error when neither works.
     fn assistant_spans(
         &self,
         messages: &[Message],
@@ -290,22 +295,38 @@ impl TextTokenizer {
             if m.role != "assistant" {
                 continue;
             }
-            let before = self.render_chat(&messages[..i], true)?;
             let through = self.render_chat(&messages[..=i], false)?;
-            let (start, end) = (before.len(), through.len());
-            if start < done
-                || end < start
-                || !full.starts_with(before.as_str())
-                || !full.starts_with(through.as_str())
-            {
-                return Err(TokError(
-                    "the chat template does not render turns as prefixes of the conversation"
-                        .into(),
-                ));
+            let start = self.turn_start(&messages[..i], full, done)?;
+            let end = through.len();
+            if !full.starts_with(through.as_str()) || end < start {
+                return Err(TokError(format!(
+                    "the chat template does not render turns as prefixes of the conversation \
+                     (assistant turn {} of {})",
+                    i + 1,
+                    messages.len()
+                )));
             }
             spans.push((start, end));
             done = end;
         }
         Ok(spans)
+    }
+
+    /// Where the assistant turn after `history` starts in `full`, searching
+    /// from byte `from` when the rendering of `history` with the generation
+    /// prompt is not a prefix of `full`.
+    fn turn_start(&self, history: &[Message], full: &str, from: usize) -> Result<usize, TokError> {
+        let before = self.render_chat(history, true)?;
+        if full.starts_with(before.as_str()) {
+            return Ok(before.len());
+        }
+        let plain = self.render_chat(history, false)?;
+        let prompt = before.strip_prefix(plain.as_str()).unwrap_or(&before);
+        match full.get(from..).and_then(|rest| rest.find(prompt)) {
+            Some(at) if !prompt.is_empty() => Ok(from + at + prompt.len()),
+            _ => Err(TokError(
+                "the chat template does not render turns as prefixes of the conversation".into(),
+            )),
+        }
     }
 }

@@ -70,7 +70,9 @@ impl Op for LmFinetuneOp {
             let mut used_tokens = 0usize;
             for (i, r) in records.iter().enumerate() {
                 let msgs = lm_common::messages(r, "data", i + 1)?;
-                let (ids, learn) = loaded.tokenizer.encode_chat(&msgs).map_err(model_err)?;
+                let (ids, learn) = loaded.tokenizer.encode_chat(&msgs).map_err(|e| {
+                    OpError::msg(format!("input `data` record {}: {e}", i + 1))
+                })?;
                 if let Some(b) = budget
                     && used_tokens + ids.len() > b as usize
                 {
