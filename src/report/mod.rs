@@ -5,4 +5,5 @@
 pub mod compare;
 pub mod figure;
 pub mod inputs;
+pub mod metrics;
 pub mod template;
