@@ -71,7 +71,8 @@ pub fn diff(a: DiffArgs) -> Outcome {
     l.cache.stat.save().ok();
     let old_records = records_at(&l, &rev, &old_lock)?;
     let mut rows = Vec::new();
-    for &i in &l.dag.order {
+    // Pipeline order (as written and expanded), then what was removed.
+    for i in 0..l.dag.nodes.len() {
         rows.push(node_diff(&l, &evals, i, &old_lock, &old_records));
     }
     for (id, e) in &old_lock.nodes {
@@ -189,7 +190,7 @@ fn node_diff(
             key::diff(&then, &now)
                 .into_iter()
                 .map(|c| {
-                    let text = eval::describe_change(&l.dag, i, &c);
+                    let text = change_text(l, i, &c);
                     (c, text)
                 })
                 .collect()
@@ -217,6 +218,47 @@ fn node_diff(
         changes,
         note,
     }
+}
+
+/// One change as a line, as `repro explain` words it; a long string (a
+/// shell command, a template) shows the stretch around its first
+/// difference instead of its cut-off start.
+fn change_text(l: &Loaded, i: usize, c: &FieldChange) -> String {
+    let (Some(Value::String(a)), Some(Value::String(b))) = (&c.old, &c.new) else {
+        return eval::describe_change(&l.dag, i, c);
+    };
+    if a.chars().count() <= 60 && b.chars().count() <= 60 {
+        return eval::describe_change(&l.dag, i, c);
+    }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let start = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let end = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+        .min(a.len().min(b.len()) - start);
+    let snippet = |s: &[char]| {
+        let from = start.saturating_sub(20);
+        let to = (s.len() - end + 20).min(s.len());
+        let body: String = s[from..to].iter().collect();
+        format!(
+            "{}{}{}",
+            if from > 0 { "..." } else { "" },
+            serde_json::to_string(&body)
+                .unwrap_or_default()
+                .trim_matches('"'),
+            if to < s.len() { "..." } else { "" }
+        )
+    };
+    format!(
+        "{}: \"{}\" -> \"{}\" (from character {})",
+        c.path,
+        snippet(&a),
+        snippet(&b),
+        start + 1
+    )
 }
 
 fn print_diff(l: &Loaded, rev: &GitRev, rows: &[NodeDiff], json_out: bool, all: bool) {

@@ -98,6 +98,24 @@ fn coords_of(id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether an instance id that is no longer in the pipeline matches a
+/// selector (`qa`, `qa[size=l,*]`, an instance id).
+fn matches(id: &str, pattern: &str) -> bool {
+    if id == pattern {
+        return true;
+    }
+    match crate::spec::refs::parse(pattern) {
+        Ok(crate::spec::refs::Ref::Node(r)) => {
+            let coords = coords_of(id);
+            r.node == node_of(id)
+                && r.filters
+                    .iter()
+                    .all(|(k, v)| coords.iter().any(|(ck, cv)| ck == k && cv == v))
+        }
+        _ => false,
+    }
+}
+
 /// The instances the arguments select, in pipeline order; every selector
 /// must match something.
 fn select(l: &Loaded, nodes: &[String]) -> Result<Vec<usize>, Failure> {
@@ -153,6 +171,16 @@ fn current_rows(
                 (Ok(None), (state, reason)) if reason.is_empty() => Err(state.to_string()),
                 (Ok(None), (state, reason)) => Err(format!("{state}: {reason}")),
             };
+            // The metric names of the last run, for a row without a record.
+            let last = match &metrics {
+                Ok(_) => Vec::new(),
+                Err(_) => lock
+                    .nodes
+                    .get(n.id())
+                    .and_then(|e| l.cache.read_record(&e.key).ok().flatten())
+                    .map(|r| r.metrics.keys().cloned().collect())
+                    .unwrap_or_default(),
+            };
             let row = Row {
                 id: n.id().to_string(),
                 node: l.dag.pipeline.node_ids[n.inst.node].clone(),
@@ -163,6 +191,7 @@ fn current_rows(
                     .map(|(k, c)| (k.clone(), c.text.clone()))
                     .collect(),
                 metrics,
+                last,
             };
             (row, rec.ok().flatten())
         })
@@ -321,6 +350,7 @@ fn rows_at(
             metrics: rec
                 .map(|r| r.metrics)
                 .ok_or_else(|| format!("no record at {}", rev.name)),
+            last: Vec::new(),
         })
         .collect())
 }
@@ -341,7 +371,6 @@ fn gate(l: &Loaded, id: &str, metric: &str) -> Option<Gate> {
 fn diff(l: &Loaded, a: &MetricsArgs, rev: &str, new: Vec<Row>) -> Outcome {
     let rev = GitRev::open(&l.dag.root, rev)?;
     let new_ids: BTreeSet<&str> = new.iter().map(|r| r.id.as_str()).collect();
-    let named: BTreeSet<&str> = a.nodes.iter().map(|n| node_of(n)).collect();
     let keep = |id: &str, rec: Option<&Record>| -> bool {
         if new_ids.contains(id) {
             return true;
@@ -355,7 +384,7 @@ fn diff(l: &Loaded, a: &MetricsArgs, rev: &str, new: Vec<Row>) -> Outcome {
                     crate::ops::find(r.preimage["op"].as_str().unwrap_or(""))
                         .is_some_and(|op| op.is_report())
                 });
-                (named.is_empty() && !is_report) || named.contains(node_of(id))
+                (a.nodes.is_empty() && !is_report) || a.nodes.iter().any(|p| matches(id, p))
             }
         }
     };
@@ -466,13 +495,8 @@ fn export_lm_eval(
         if !(named || is_evaluation(op)) || !rec.metrics.values().any(Value::is_number) {
             continue;
         }
-        let coords: Vec<String> = row
-            .coords
-            .iter()
-            .filter(|(k, _)| k != "from")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let args = coords.join(",");
+        let (model_coords, own) = split_coords(l, row);
+        let args = model_coords.join(",");
         let name = if args.is_empty() {
             l.dag.pipeline.name.clone()
         } else {
@@ -496,7 +520,11 @@ fn export_lm_eval(
             *newest = rec.provenance.started.clone();
             m.git_hash = rec.provenance.git_rev.clone();
         }
-        let mut task = row.node.clone();
+        let mut task = if own.is_empty() {
+            row.node.clone()
+        } else {
+            format!("{}[{}]", row.node, own.join(","))
+        };
         if m.tasks.iter().any(|t| t.name == task) {
             task = row.id.clone();
         }
@@ -557,6 +585,33 @@ fn export_lm_eval(
     Ok(())
 }
 
+/// An instance's coordinates as `k=v`, split into those of the model it
+/// evaluates (inherited from an upstream instance) and its own (a matrix
+/// of the evaluation itself, such as `rater`); `from` (which upstream node
+/// a `for_each` instance came from) is in neither.
+fn split_coords(l: &Loaded, row: &Row) -> (Vec<String>, Vec<String>) {
+    let inherited: BTreeSet<&str> = l
+        .dag
+        .index_of(&row.id)
+        .map(|i| {
+            l.dag.nodes[i]
+                .upstream
+                .iter()
+                .flat_map(|&u| l.dag.nodes[u].inst.coords.iter().map(|(k, _)| k.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (mut model, mut own) = (Vec::new(), Vec::new());
+    for (k, v) in row.coords.iter().filter(|(k, _)| k != "from") {
+        if inherited.contains(k.as_str()) {
+            model.push(format!("{k}={v}"));
+        } else {
+            own.push(format!("{k}={v}"));
+        }
+    }
+    (model, own)
+}
+
 /// Seconds since 1970 of an RFC 3339 UTC time (`2026-11-20T10:00:01.5Z`).
 fn unix_time(t: &str) -> f64 {
     let num = |s: &str| s.parse::<i64>().ok();
@@ -594,6 +649,10 @@ mod tests {
             ]
         );
         assert!(coords_of("world").is_empty());
+        assert!(matches("qa[from=answer,size=l]", "qa"));
+        assert!(matches("qa[from=answer,size=l]", "qa[size=l,*]"));
+        assert!(!matches("qa[from=answer,size=l]", "qa[size=m,*]"));
+        assert!(!matches("qa_seen[size=l]", "qa"));
     }
 
     #[test]

@@ -225,7 +225,10 @@ pub fn higher_is_better(metric: &str) -> Option<bool> {
         "score",
         "exact_match",
     ];
-    if LOWER.iter().any(|w| metric.contains(w)) {
+    if metric.starts_with("chance") || metric.starts_with("length") {
+        // Baselines and descriptive statistics have no better direction.
+        None
+    } else if LOWER.iter().any(|w| metric.contains(w)) {
         Some(false)
     } else if HIGHER.iter().any(|w| metric.contains(w)) {
         Some(true)
@@ -235,15 +238,17 @@ pub fn higher_is_better(metric: &str) -> Option<bool> {
 }
 
 /// The metrics of a task that lm-eval would list: numbers, not stderrs,
-/// not bookkeeping (`n`, `missing`), not interval bounds (kept in metadata).
+/// not counts (`n`, `n_*`, `missing`), not interval bounds (all of them
+/// stay in the task's `metadata`).
 fn exported_metrics(m: &Map<String, Value>) -> Vec<(&String, &Value)> {
     m.iter()
         .filter(|(k, v)| {
             v.is_number()
                 && !k.ends_with("_stderr")
-                && !k.ends_with("_ci_low")
-                && !k.ends_with("_ci_high")
-                && !["n", "n_shot", "missing"].contains(&k.as_str())
+                && !k.ends_with("ci_low")
+                && !k.ends_with("ci_high")
+                && !k.starts_with("n_")
+                && !["n", "missing"].contains(&k.as_str())
         })
         .collect()
 }

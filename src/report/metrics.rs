@@ -22,6 +22,9 @@ pub struct Row {
     pub coords: Vec<(String, String)>,
     /// The record's metrics, or why there is no record (`stale: ...`).
     pub metrics: Result<Map<String, Value>, String>,
+    /// For a row without a record: the metric names of its last run (so a
+    /// stale table keeps its columns, as dashes).
+    pub last: Vec<String>,
 }
 
 /// How a metric may move before `--diff --check` fails (the node's `tolerance:`).
@@ -119,8 +122,10 @@ fn coord_names(rows: &[Row]) -> Vec<String> {
 pub fn metric_names(rows: &[Row]) -> Vec<String> {
     let set: BTreeSet<&String> = rows
         .iter()
-        .filter_map(|r| r.metrics.as_ref().ok())
-        .flat_map(|m| m.keys())
+        .flat_map(|r| match &r.metrics {
+            Ok(m) => m.keys().collect::<Vec<_>>(),
+            Err(_) => r.last.iter().collect(),
+        })
         .collect();
     set.into_iter().cloned().collect()
 }
@@ -174,10 +179,10 @@ pub fn table(rows: &[Row], metrics: &[String]) -> Table {
                 cells.push(v.cloned().unwrap_or(Value::Null));
             }
             if any_absent {
-                cells.push(match &r.metrics {
-                    Err(why) => Value::String(why.clone()),
-                    Ok(_) => Value::Null,
-                });
+                cells.push(Value::String(match &r.metrics {
+                    Err(why) => why.clone(),
+                    Ok(_) => String::new(),
+                }));
             }
             cells
         })
@@ -542,8 +547,9 @@ pub fn render_diff(
             if gated {
                 r.push(match (l.gate, l.within) {
                     (Some(g), Some(false)) => json!(format!("FAIL (abs {} rel {})", g.abs, g.rel)),
-                    (Some(g), _) => json!(format!("ok (abs {} rel {})", g.abs, g.rel)),
-                    (None, _) => Value::Null,
+                    (Some(g), Some(true)) => json!(format!("ok (abs {} rel {})", g.abs, g.rel)),
+                    // Added, removed, or a dash on one side: nothing to gate.
+                    _ => Value::Null,
                 });
             }
             r
@@ -608,6 +614,7 @@ mod tests {
                 Some(v) => Ok([("em".to_string(), json!(v))].into_iter().collect()),
                 None => Err("stale: params.lr: 1 -> 2".into()),
             },
+            last: Vec::new(),
         }
     }
 
@@ -686,6 +693,7 @@ mod tests {
             metrics: Ok([("v".to_string(), json!(0.123456789))]
                 .into_iter()
                 .collect()),
+            last: Vec::new(),
         }];
         let t = table(&rows, &metric_names(&rows));
         assert_eq!(
