@@ -351,9 +351,45 @@ pub fn report(p: &PipelineArgs, positional: Option<&str>) -> Outcome {
         s.unavailable,
         s.elapsed.as_secs_f64()
     );
+    if s.unavailable > 0 {
+        blocked_note(&l)?;
+    }
     if !s.failed.is_empty() {
         let names: Vec<&str> = s.failed.iter().map(|(n, _)| n.as_str()).collect();
         return Err(Failure::Failed(format!("failed: {}", names.join(", "))));
+    }
+    Ok(())
+}
+
+/// After `repro report`: which of the nodes it could not use are blocked,
+/// and why (the same states and reasons as `repro status`).
+fn blocked_note(l: &super::Loaded) -> Outcome {
+    let lock = l.lock()?;
+    let ev = crate::exec::eval::Evaluator {
+        missing_ok: true,
+        ..l.evaluator(&lock, Check::Exists)
+    };
+    let evals = crate::exec::eval::evaluate_all(&ev);
+    let states = super::status::states(l, &lock, &evals);
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for (state, reason) in &states {
+        if *state == "blocked" {
+            let why = if reason.starts_with("missing input") {
+                "a missing input file".to_string()
+            } else {
+                let r = reason
+                    .split_once(" (upstream ")
+                    .map_or(reason.as_str(), |(w, _)| w);
+                r.trim_start_matches("needs ").to_string()
+            };
+            *by_reason.entry(why).or_default() += 1;
+        }
+    }
+    for (why, n) in &by_reason {
+        eprintln!("  blocked: {n} node(s) need {why}");
+    }
+    if !by_reason.is_empty() {
+        eprintln!("  (`repro status` lists every node with its reason)");
     }
     Ok(())
 }
