@@ -1,8 +1,10 @@
 //! One state for "cannot run here": a node that needs the chat API (a
 //! credential this machine lacks) is *blocked*, with the reason, in
-//! `status`, `run`, `verify` and `metrics`, exactly as a node whose `file:`
-//! input is missing is; everything downstream of it too. Plain `verify`
-//! lists it and passes; a node that simply never ran still fails it.
+//! `status`, `verify`, `report` and `metrics`, exactly as a node whose
+//! `file:` input is missing is; everything downstream of it too. `run`
+//! tries it (the request store may answer) and fails it with the same
+//! variables named. Plain `verify` lists it and passes; a node that simply
+//! never ran still fails it.
 
 mod common;
 use common::Project;
@@ -76,24 +78,19 @@ fn a_node_needing_a_credential_is_blocked_everywhere_with_the_reason() {
         "{status}"
     );
     assert!(line("local").starts_with("missing"), "{status}");
-    // `run` stops before running anything and says why; -k runs the rest.
-    let (code, run) = bare(&p, &["run", "-p", "b"]);
+    // `run` tries it (the request store could answer every request) and
+    // fails it naming the same variables; the rest runs with -k.
+    let (code, run) = bare(&p, &["run", "-p", "b", "-k"]);
     assert_eq!(code, Some(1), "{run}");
     assert!(
-        run.contains(&format!(
-            "blocked: 2 node(s) of this run {REASON}; nothing was run"
-        )),
+        run.contains("are not in the request store") && run.contains("set REPRO_API_BASE"),
         "{run}"
     );
-    assert!(run.contains("teacher, after"), "{run}");
-    let (code, dry) = bare(&p, &["run", "-p", "b", "--dry-run"]);
-    assert_eq!(code, Some(0), "{dry}");
+    let (_, status) = bare(&p, &["status", "-p", "b"]);
     assert!(
-        dry.lines().any(|l| l.starts_with("blocked  teacher ")),
-        "{dry}"
+        status.lines().any(|l| l.starts_with("cached   local ")),
+        "{status}"
     );
-    let (code, keep) = bare(&p, &["run", "-p", "b", "-k"]);
-    assert_eq!(code, Some(1), "{keep}");
     // Plain verify: the blocked nodes are listed with their reason, not failed.
     let (code, v) = bare(&p, &["verify", "-p", "b", "--json"]);
     assert_eq!(code, Some(0), "{v}");

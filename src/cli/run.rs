@@ -147,11 +147,8 @@ pub fn run(a: RunArgs) -> Outcome {
 /// Nodes cached from an earlier run (the lock file names them) need nothing.
 fn missing_inputs_check(l: &super::Loaded, opts: &RunOptions) -> Outcome {
     let dag = &l.dag;
-    let unmet = crate::exec::needs::unmet_here(dag);
-    let blocked = match dag.missing_inputs() {
-        Some(b) => b,
-        None if unmet.iter().any(Option::is_some) => vec![Vec::new(); dag.nodes.len()],
-        None => return Ok(()),
+    let Some(blocked) = dag.missing_inputs() else {
+        return Ok(());
     };
     let lock = l.lock()?;
     let evals = l.evaluate_all(&lock, Check::Exists);
@@ -169,20 +166,8 @@ fn missing_inputs_check(l: &super::Loaded, opts: &RunOptions) -> Outcome {
         .copied()
         .filter(|&i| selected(i) && !blocked[i].is_empty() && computes(i))
         .collect();
-    // Nodes that need a credential this machine lacks (and no missing file).
-    let wanting: Vec<usize> = dag
-        .order
-        .iter()
-        .copied()
-        .filter(|&i| selected(i) && blocked[i].is_empty() && unmet[i].is_some() && computes(i))
-        .collect();
     if needing.is_empty() {
-        return match credentials_message(dag, &unmet, &wanting) {
-            Some(m) => Err(Failure::Failed(format!(
-                "{m}\nset them, run what does not need them with `repro run -k`, or pick nodes with `--only`; `repro status` lists every node"
-            ))),
-            None => Ok(()),
-        };
+        return Ok(());
     }
     let mut used: Vec<usize> = needing.iter().flat_map(|&i| blocked[i].clone()).collect();
     used.sort_unstable();
@@ -211,36 +196,10 @@ fn missing_inputs_check(l: &super::Loaded, opts: &RunOptions) -> Outcome {
             f.origin()
         ));
     }
-    if let Some(m) = credentials_message(dag, &unmet, &wanting) {
-        msg.push('\n');
-        msg.push_str(&m);
-    }
     msg.push_str(
         "\nprovide the files (or point the params at them with -s), run what does not need them with `repro run -k`, or pick nodes with `--only`; `repro status` lists every node",
     );
     Err(Failure::Failed(msg))
-}
-
-/// `blocked: N node(s) of this run need a credential: ...`, naming them.
-fn credentials_message(
-    dag: &crate::graph::Dag,
-    unmet: &[Option<String>],
-    wanting: &[usize],
-) -> Option<String> {
-    let first = *wanting.first()?;
-    let why = unmet[first].as_deref().unwrap_or("");
-    let why = why.split_once(" (upstream ").map_or(why, |(w, _)| w);
-    let shown: Vec<&str> = wanting.iter().take(4).map(|&i| dag.nodes[i].id()).collect();
-    let more = if wanting.len() > 4 {
-        format!(" and {} more", wanting.len() - 4)
-    } else {
-        String::new()
-    };
-    Some(format!(
-        "blocked: {} node(s) of this run {why}; nothing was run\n      {}{more}",
-        wanting.len(),
-        shown.join(", ")
-    ))
 }
 
 fn read_plan(path: &PathBuf, pipeline: &str) -> Result<BTreeMap<String, Option<String>>, Failure> {
@@ -273,7 +232,6 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
     let lock = l.lock()?;
     let evals = l.evaluate_all(&lock, Check::Quick);
     let blocked = l.dag.missing_inputs();
-    let unmet = crate::exec::needs::unmet_here(&l.dag);
     let mut rows = Vec::new();
     for &i in &l.dag.order {
         if opts.selected.as_ref().is_some_and(|s| !s[i]) {
@@ -282,7 +240,6 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
         let id = l.dag.nodes[i].id();
         let forced = opts.force.get(i).copied().unwrap_or(false);
         let needs_missing = blocked.as_ref().map(|b| &b[i]).filter(|b| !b.is_empty());
-        let lacking = unmet[i].as_ref();
         let (status, reason) = match &evals[i] {
             Eval::Hit { .. } if forced => ("miss", "forced".to_string()),
             Eval::Hit { .. } => ("hit", "cached".to_string()),
@@ -291,7 +248,6 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
                 l.dag
                     .missing_reason(needs_missing.map_or(&[][..], |b| b.as_slice())),
             ),
-            _ if lacking.is_some() => ("blocked", lacking.cloned().unwrap_or_default()),
             Eval::Miss { reason, .. } => ("miss", reason.clone()),
             Eval::Pending { reason } => ("pending", reason.clone()),
         };
@@ -316,7 +272,7 @@ fn dry_run(l: &super::Loaded, opts: &RunOptions, json_out: bool) -> Outcome {
         let count = |s: &str| rows.iter().filter(|r| r["status"] == s).count();
         let blocked = if count("blocked") > 0 {
             format!(
-                ", {} blocked by missing inputs or credentials (`repro status` lists them)",
+                ", {} blocked by missing inputs (`repro status` lists them)",
                 count("blocked")
             )
         } else {

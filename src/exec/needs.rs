@@ -2,11 +2,13 @@
 //! API for ops that call it (`teacher.chat`, `data.nq_synthetic` in teacher
 //! mode, `eval.preference` with a judge model). Where none is configured, a
 //! node that needs one and is not cached is *blocked* (with this reason)
-//! in `status`, `run`, `verify` and `report` alike, as a node whose `file:`
-//! input is missing is; so is everything downstream of it.
+//! in `status`, `verify`, `report` and `metrics` alike, as a node whose
+//! `file:` input is missing is; so is everything downstream of it.
 //!
-//! `REPRO_API_OFFLINE=1` counts as configured: it asks for answers from
-//! the request store only (a clone replaying recorded requests).
+//! `repro run` still tries such a node: the request store (`cache/api/`)
+//! may hold every request it makes (a clone replaying recorded requests);
+//! when it does not, the node fails naming the same variables.
+//! `REPRO_API_OFFLINE=1` counts as configured (store only, on purpose).
 
 use crate::api::ApiConfig;
 use crate::graph::Dag;
