@@ -227,7 +227,11 @@ fn change_text(l: &Loaded, i: usize, c: &FieldChange) -> String {
     let (Some(Value::String(a)), Some(Value::String(b))) = (&c.old, &c.new) else {
         return eval::describe_change(&l.dag, i, c);
     };
-    if a.chars().count() <= 60 && b.chars().count() <= 60 {
+    let digest = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if (a.chars().count() <= 60 && b.chars().count() <= 60)
+        || c.path.starts_with("inputs.")
+        || (digest(a) && digest(b))
+    {
         return eval::describe_change(&l.dag, i, c);
     }
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());

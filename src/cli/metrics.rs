@@ -413,7 +413,7 @@ fn diff(l: &Loaded, a: &MetricsArgs, rev: &str, new: Vec<Row>) -> Outcome {
         .count();
     let changed: BTreeSet<&str> = lines
         .iter()
-        .filter(|x| x.change == "same" && x.old != x.new)
+        .filter(|x| x.change == "kept" && x.old != x.new)
         .map(|x| x.id.as_str())
         .collect();
     let old_name = format!("{} ({})", rev.name, rev.short());

@@ -429,7 +429,7 @@ pub struct DiffLine {
     pub new: Option<Value>,
     /// `new - old` when both are numbers.
     pub delta: Option<f64>,
-    /// Whether the instance exists only now (`added`), only then (`removed`), or both.
+    /// Whether the instance exists only now (`added`), only then (`removed`), or in both (`kept`).
     pub change: &'static str,
     /// The gate, when the node's `tolerance:` covers this metric.
     pub gate: Option<Gate>,
@@ -463,7 +463,7 @@ pub fn diff(
         let change = match (o, n) {
             (None, _) => "added",
             (_, None) => "removed",
-            _ => "same",
+            _ => "kept",
         };
         let om = o.and_then(|r| r.metrics.as_ref().ok());
         let nm = n.and_then(|r| r.metrics.as_ref().ok());
@@ -505,7 +505,7 @@ pub fn diff(
 
 /// Whether a diff line shows a change (a moved value, an added or removed instance).
 pub fn is_change(l: &DiffLine) -> bool {
-    l.change != "same" || l.old != l.new
+    l.change != "kept" || l.old != l.new
 }
 
 /// Renders diff lines (instance, metric, old, new, delta, and the gate when any line has one).
@@ -594,6 +594,10 @@ pub fn render_diff(
 /// `+0.0125`, `-0.1`, `0`: a delta with its sign and at most `precision` decimals.
 fn signed(d: f64, precision: usize) -> String {
     let t = cell_text(&json!(d), precision);
+    if t == "0" && d != 0.0 {
+        // Smaller than the decimals shown: say so rather than print 0.
+        return format!("{d:+.1e}");
+    }
     if d > 0.0 && t != "0" {
         format!("+{t}")
     } else {
@@ -672,7 +676,7 @@ mod tests {
         assert_eq!(
             summary,
             [
-                ("qa[size=s]", "same", Some(false)),
+                ("qa[size=s]", "kept", Some(false)),
                 ("qa[size=m]", "added", None),
                 ("qa[size=x]", "removed", None)
             ]
