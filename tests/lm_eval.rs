@@ -62,6 +62,28 @@ vllm  mini_qa       -         -                -           -        0.375       
 vllm  mini_mc  0.1667    0.3333           0.2108      0.1667            -                   -  6       0
 "
     );
+    // One table per node; a sort column only one of them has sorts that one.
+    let o = p.repro(&[
+        "metrics",
+        "-p",
+        "l",
+        "--sort",
+        "acc:desc",
+        "-m",
+        "exact_match,acc",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "node  task     exact_match     acc\nvllm  mini_mc            -  0.1667\nvllm  mini_qa        0.375       -\nours  -                0.5       -\n"
+    );
+    let o = p.repro(&["metrics", "-p", "l", "--sort", "acc:desc"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(text.contains("vllm  mini_mc  0.1667"), "{text}");
+    assert!(
+        text.contains("\nnode  exact_match  n\nours          0.5  8\n"),
+        "{text}"
+    );
     let table = p.read("side_by_side.md");
     assert!(
         table.contains("| lm-eval 0.375 ± 0.183 (n=8) | vllm[task=mini_qa] | 0.375 |"),

@@ -274,15 +274,39 @@ pub fn metrics(a: MetricsArgs) -> Outcome {
         } else {
             vec![rows]
         };
+    let tables: Vec<table::Table> = groups
+        .iter()
+        .map(|rows| {
+            let cols = if a.metrics.is_empty() {
+                table::metric_names(rows)
+            } else {
+                chosen.clone()
+            };
+            table::table(rows, &cols)
+        })
+        .collect();
+    // A sort column must exist in some table; tables without it keep their order.
+    for k in &sort {
+        if !tables.is_empty() && !tables.iter().any(|t| t.columns.contains(&k.column)) {
+            let mut all: Vec<&String> = tables.iter().flat_map(|t| &t.columns).collect();
+            all.sort();
+            all.dedup();
+            let all: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+            return Err(Failure::Input(format!(
+                "--sort {}: no such column (columns: {})",
+                k.column,
+                all.join(", ")
+            )));
+        }
+    }
     let mut out = String::new();
-    for (g, rows) in groups.iter().enumerate() {
-        let cols = if a.metrics.is_empty() {
-            table::metric_names(rows)
-        } else {
-            chosen.clone()
-        };
-        let mut t = table::table(rows, &cols);
-        table::sort(&mut t, &sort).map_err(Failure::Input)?;
+    for (g, (rows, mut t)) in groups.iter().zip(tables).enumerate() {
+        let keys: Vec<SortKey> = sort
+            .iter()
+            .filter(|k| t.columns.contains(&k.column))
+            .cloned()
+            .collect();
+        table::sort(&mut t, &keys).map_err(Failure::Input)?;
         if g > 0 {
             out.push('\n');
         }
