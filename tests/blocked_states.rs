@@ -86,6 +86,12 @@ fn a_node_needing_a_credential_is_blocked_everywhere_with_the_reason() {
         run.contains("are not in the request store") && run.contains("set REPRO_API_BASE"),
         "{run}"
     );
+    assert!(
+        run.contains(&format!(
+            "note: blocked: teacher {REASON}; trying the request store"
+        )),
+        "{run}"
+    );
     let (_, status) = bare(&p, &["status", "-p", "b"]);
     assert!(
         status.lines().any(|l| l.starts_with("cached   local ")),

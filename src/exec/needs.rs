@@ -32,14 +32,17 @@ pub fn api_unmet(lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
 /// its own or an upstream node's (`None`: nothing is missing).
 pub fn unmet(dag: &Dag, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Option<String>> {
     let mut out: Vec<Option<String>> = vec![None; dag.nodes.len()];
-    if !dag.nodes.iter().any(|n| n.op.needs_api(&n.inst.params)) {
+    let needs = |n: &crate::graph::DagNode| n.op.calls_api() && n.op.needs_api(&n.inst.params);
+    if !dag.nodes.iter().any(needs) {
         return out;
     }
-    let api = api_unmet(lookup);
+    let Some(api) = api_unmet(lookup) else {
+        return out;
+    };
     for &i in &dag.order {
         let n = &dag.nodes[i];
-        if n.op.needs_api(&n.inst.params) {
-            out[i] = api.clone();
+        if needs(n) {
+            out[i] = Some(api.clone());
         } else if let Some(&u) = n.upstream.iter().find(|&&u| out[u].is_some()) {
             let (up, why) = (dag.nodes[u].id(), out[u].as_deref().unwrap_or(""));
             // Name the node that needs it, once.

@@ -221,6 +221,9 @@ impl Op for DataNqSyntheticOp {
         }
         Ok(())
     }
+    fn calls_api(&self) -> bool {
+        true
+    }
     fn needs_api(&self, params: &Map<String, Value>) -> bool {
         params.get("mode").and_then(Value::as_str) != Some("surrogate")
     }

@@ -145,6 +145,9 @@ impl Op for EvalPreferenceOp {
         }
         Ok(())
     }
+    fn calls_api(&self) -> bool {
+        true
+    }
     fn needs_api(&self, params: &Map<String, Value>) -> bool {
         params.get("judge_model").is_some_and(|m| !m.is_null())
     }

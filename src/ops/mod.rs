@@ -212,6 +212,11 @@ pub trait Op: Send + Sync {
     fn needs_api(&self, _params: &Map<String, Value>) -> bool {
         false
     }
+    /// Whether any params make [`Op::needs_api`] true (checked first, so
+    /// that a pipeline without such ops never decodes its nodes' params).
+    fn calls_api(&self) -> bool {
+        false
+    }
     /// Runs the op.
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError>;
 }
