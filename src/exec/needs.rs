@@ -57,3 +57,53 @@ pub fn unmet(dag: &Dag, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Option<S
 pub fn unmet_here(dag: &Dag) -> Vec<Option<String>> {
     unmet(dag, &|k| std::env::var(k).ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dag(yaml: &str) -> Dag {
+        let root = tempfile::tempdir().expect("tmp");
+        let p = crate::spec::load_str(Path::new("p.yaml"), yaml.to_string(), &[]).expect("spec");
+        crate::graph::compile(root.path(), p).expect("compile")
+    }
+
+    const YAML: &str = "pipeline: p
+nodes:
+  prompts:
+    op: shell
+    params: {cmd: 'echo > out/p', outs: p}
+  teacher:
+    op: teacher.chat
+    inputs: {prompts: prompts}
+    params: {model: m}
+  after:
+    op: shell
+    inputs: {r: teacher}
+    params: {cmd: 'cp in/r out/r', outs: r}
+  surrogate:
+    op: data.nq_synthetic
+    inputs: {pool: prompts}
+    params: {mode: surrogate}
+";
+
+    #[test]
+    fn api_nodes_and_their_downstream_are_unmet_without_an_api() {
+        let d = dag(YAML);
+        let none = |_: &str| None;
+        let got = unmet(&d, &none);
+        let of = |id: &str| got[d.index_of(id).expect("node")].clone();
+        assert_eq!(of("prompts"), None);
+        assert!(of("teacher").is_some_and(|r| r.starts_with("needs a credential: the chat API")));
+        assert!(of("after").is_some_and(|r| r.ends_with("(upstream teacher)")));
+        assert_eq!(of("surrogate"), None, "surrogate mode calls no API");
+        // A base URL, or store-only replay, is enough.
+        let base = |k: &str| (k == "REPRO_API_BASE").then(|| "http://localhost:1".to_string());
+        assert!(unmet(&d, &base).iter().all(Option::is_none));
+        let offline = |k: &str| (k == "REPRO_API_OFFLINE").then(|| "1".to_string());
+        assert!(unmet(&d, &offline).iter().all(Option::is_none));
+        // An empty value counts as unset.
+        let empty = |_: &str| Some(String::new());
+        assert!(unmet(&d, &empty)[d.index_of("teacher").expect("t")].is_some());
+    }
+}
