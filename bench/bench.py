@@ -115,6 +115,10 @@ class Bench:
         subprocess.run(cmd, check=True, stdout=sys.stderr)
         with open(self.jsonl) as f:
             recs = [json.loads(line) for line in f][before:]
+        # A benchmark never times a failing command: stop loudly instead.
+        if any(rc != 0 for rc in recs[-1]["rcs"]):
+            raise SystemExit(f"bench: {' '.join(argv)} (in {cwd}) exited {recs[-1]['rcs']}; "
+                             "run it by hand to see why")
         return recs[-1]
 
     def add_row(self, rec, engine, kind, shape, style, n, cmd_text, noop_ok):

@@ -91,13 +91,31 @@ python3 "$ROOT/bench/bench.py" --repro "$REPRO" --venv "$VENV" --scratch "$SCRAT
 echo "results: $SCRATCH/results.md, raw: $SCRATCH/results.jsonl" >&2
 
 # Rendering the paper's reports from a warm cache (tables, figures, page):
-# a copy of pipelines/paper.yaml in a scratch project, timed with measure.py.
+# a copy of pipelines/paper.yaml in a scratch project (with the repository's
+# data/, as a clone has it), timed with measure.py. Every timed command is
+# first run once, untimed: if it fails, or does not do what its row says,
+# the benchmark stops with its output instead of timing a failure.
 report_dir="$SCRATCH/report"
 rm -rf "$report_dir" && mkdir -p "$report_dir/pipelines"
 cp -r "$ROOT/pipelines/paper.yaml" "$ROOT/pipelines/published" "$report_dir/pipelines/"
 cp -r "$ROOT/templates" "$report_dir/"
-(cd "$report_dir" && "$REPRO" report -p paper >/dev/null 2>&1)
-force=(--force table1 --force figure1 --force figure3 --force figure4 --force figure5 --force report)
+ln -s "$ROOT/data" "$report_dir/data"
+checked() {  # checked EXPECTED CMD...: runs CMD once in $report_dir; stops on failure
+    local expected="$1" out; shift
+    if ! out=$(cd "$report_dir" && "$@" 2>&1); then
+        printf 'bench/run.sh: `%s` failed in %s:\n%s\n' "$*" "$report_dir" "$out" >&2
+        exit 1
+    fi
+    if [[ "$out" != *"$expected"* ]]; then
+        printf 'bench/run.sh: `%s` did not print "%s":\n%s\n' "$*" "$expected" "$out" >&2
+        exit 1
+    fi
+}
+checked "repro report: " "$REPRO" report -p paper
+# A real re-render: before each timed run (untimed, measure.py --prepare) the
+# records of the 8 report nodes are dropped, so `repro report` renders all of
+# them again from the cached inputs.
+drop='grep -l "\"op\": \"report\." cache/records/*.json | xargs rm -f'
 {
     echo
     echo "## Rendering the paper's reports (warm cache)"
@@ -105,11 +123,22 @@ force=(--force table1 --force figure1 --force figure3 --force figure4 --force fi
     echo "| what | median wall ms | peak RSS MiB |"
     echo "|---|---:|---:|"
     for what in noop rerender; do
-        if [[ $what == noop ]]; then argv=("$REPRO" report -p paper); label="\`repro report -p paper\` (all cached: nothing to render)";
-        else argv=("$REPRO" run -p paper -q "${force[@]}"); label="\`repro run -p paper --force\` on all 8 report nodes (re-render 3 tables, 4 figures as SVG+PNG, 1 page)"; fi
-        line=$(python3 "$SHARED/measure.py" -r 5 -w 1 --cwd "$report_dir" -- "${argv[@]}" 2>&1 | grep -E "wall" | head -1)
-        med=$(echo "$line" | grep -oE "[0-9.]+" | sed -n 2p)
-        rss=$(python3 "$SHARED/measure.py" -r 3 -w 0 --cwd "$report_dir" -- "${argv[@]}" 2>&1 | grep -iE "rss|MiB" | grep -oE "[0-9.]+" | sed -n 2p)
+        if [[ $what == noop ]]; then
+            prepare=":"; expected="0 rendered"
+            label="\`repro report -p paper\` (all cached: nothing to render)"
+        else
+            prepare="$drop"; expected="8 rendered"
+            label="\`repro report -p paper\` after dropping the 8 report nodes' records (re-render 3 tables, 4 figures as SVG+PNG, 1 page)"
+        fi
+        (cd "$report_dir" && bash -c "$prepare")
+        checked "$expected" "$REPRO" report -p paper
+        argv=("$REPRO" report -p paper)
+        out=$(python3 "$SHARED/measure.py" -r 5 -w 1 --prepare "$prepare" --cwd "$report_dir" -- "${argv[@]}" 2>&1)
+        [[ "$out" == *"exit codes [0]"* ]] || { printf 'bench/run.sh: a timed run failed:\n%s\n' "$out" >&2; exit 1; }
+        med=$(echo "$out" | grep -E "wall" | head -1 | grep -oE "[0-9.]+" | sed -n 2p)
+        out=$(python3 "$SHARED/measure.py" -r 3 -w 0 --prepare "$prepare" --cwd "$report_dir" -- "${argv[@]}" 2>&1)
+        [[ "$out" == *"exit codes [0]"* ]] || { printf 'bench/run.sh: a timed run failed:\n%s\n' "$out" >&2; exit 1; }
+        rss=$(echo "$out" | grep -iE "rss|MiB" | grep -oE "[0-9.]+" | sed -n 2p)
         echo "| $label | $(python3 -c "print(round(float('${med:-0}')*1000))") | ${rss:-} |"
     done
 } | tee -a "$SCRATCH/results.md"

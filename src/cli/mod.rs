@@ -6,9 +6,12 @@
 
 mod bench;
 mod cancel;
+mod diff;
+mod gitrev;
 mod inspect;
 mod jobs;
 mod load;
+mod metrics;
 mod remote;
 mod run;
 mod status;
@@ -76,6 +79,24 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// The metrics of every instance as a table: coordinates and metrics as
+    /// columns, one row per instance; `--diff [REV]` compares with a git revision.
+    Metrics(metrics::MetricsArgs),
+    /// Which nodes' keys changed between a git revision (default HEAD) and
+    /// the working tree, and why, field by field.
+    Diff(diff::DiffArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man {
+        /// Write repro.1, repro-run.1, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Print the graph as DOT (default) or Mermaid.
     Dag {
@@ -219,6 +240,14 @@ fn dispatch(cli: Cli) -> Outcome {
         Command::Status { p, json } => status::status(&p, json),
         Command::Explain { node, p, json } => status::explain(&p, &node, json),
         Command::Dag { p, format } => inspect::dag(&p, format),
+        Command::Metrics(a) => metrics::metrics(a),
+        Command::Diff(a) => diff::diff(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "repro", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir),
         Command::Verify(a) => verify::verify(a),
         Command::Gc { p, force } => inspect::gc(&p, force),
         Command::Cache {
@@ -237,6 +266,30 @@ fn dispatch(cli: Cli) -> Outcome {
         },
         Command::BenchTrain(a) => bench::bench_train(a),
         Command::Init => init(),
+    }
+}
+
+/// `repro man`: the man page from the same clap definitions (clap_mangen).
+fn man(dir: Option<PathBuf>) -> Outcome {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)
+                .and_then(|_| clap_mangen::generate_to(cmd, &d))
+                .map_err(|e| Failure::Failed(format!("{}: {e}", d.display())))?;
+            eprintln!("wrote the man pages into {}", d.display());
+            Ok(())
+        }
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| Failure::Failed(format!("rendering the man page: {e}")))?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| Failure::Failed(format!("writing the man page: {e}")))
+        }
     }
 }
 

@@ -101,6 +101,7 @@ pub fn run(a: RunArgs) -> Outcome {
     if !a.keep_going {
         missing_inputs_check(&l, &opts)?;
     }
+    credentials_note(&l, &opts)?;
     let token = cancel::CancelToken::default();
     cancel::install(&token);
     let s = exec::run(dag, &l.cache, &l.lock_path, &opts, &token).map_err(|e| match e {
@@ -200,6 +201,46 @@ fn missing_inputs_check(l: &super::Loaded, opts: &RunOptions) -> Outcome {
         "\nprovide the files (or point the params at them with -s), run what does not need them with `repro run -k`, or pick nodes with `--only`; `repro status` lists every node",
     );
     Err(Failure::Failed(msg))
+}
+
+/// Before a run: the nodes it would compute that need a credential this
+/// machine lacks are blocked in `repro status`; `run` still tries them,
+/// since the request store may answer every request, and says so.
+fn credentials_note(l: &super::Loaded, opts: &RunOptions) -> Outcome {
+    let dag = &l.dag;
+    let unmet = crate::exec::needs::unmet_here(dag);
+    if unmet.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let lock = l.lock()?;
+    let evals = l.evaluate_all(&lock, Check::Exists);
+    let selected = |i: usize| match (&opts.plan, &opts.selected) {
+        (Some(plan), _) => plan.contains_key(dag.nodes[i].id()),
+        (None, Some(sel)) => sel[i],
+        (None, None) => true,
+    };
+    let direct: Vec<&str> = dag
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| {
+            selected(i)
+                && !matches!(evals[i], Eval::Hit { .. })
+                && unmet[i]
+                    .as_deref()
+                    .is_some_and(|u| !u.contains(" (upstream "))
+        })
+        .map(|i| dag.nodes[i].id())
+        .collect();
+    if let Some(first) = direct.first() {
+        let i = dag.index_of(first).unwrap_or(0);
+        eprintln!(
+            "note: blocked: {} {}; trying the request store (cache/api/), which fails the node if it lacks a request",
+            direct.join(", "),
+            unmet[i].as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
 }
 
 fn read_plan(path: &PathBuf, pipeline: &str) -> Result<BTreeMap<String, Option<String>>, Failure> {
@@ -307,9 +348,45 @@ pub fn report(p: &PipelineArgs, positional: Option<&str>) -> Outcome {
         s.unavailable,
         s.elapsed.as_secs_f64()
     );
+    if s.unavailable > 0 {
+        blocked_note(&l)?;
+    }
     if !s.failed.is_empty() {
         let names: Vec<&str> = s.failed.iter().map(|(n, _)| n.as_str()).collect();
         return Err(Failure::Failed(format!("failed: {}", names.join(", "))));
+    }
+    Ok(())
+}
+
+/// After `repro report`: which of the nodes it could not use are blocked,
+/// and why (the same states and reasons as `repro status`).
+fn blocked_note(l: &super::Loaded) -> Outcome {
+    let lock = l.lock()?;
+    let ev = crate::exec::eval::Evaluator {
+        missing_ok: true,
+        ..l.evaluator(&lock, Check::Exists)
+    };
+    let evals = crate::exec::eval::evaluate_all(&ev);
+    let states = super::status::states(l, &lock, &evals);
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for (state, reason) in &states {
+        if *state == "blocked" {
+            let why = if reason.starts_with("missing input") {
+                "a missing input file".to_string()
+            } else {
+                let r = reason
+                    .split_once(" (upstream ")
+                    .map_or(reason.as_str(), |(w, _)| w);
+                r.trim_start_matches("needs ").to_string()
+            };
+            *by_reason.entry(why).or_default() += 1;
+        }
+    }
+    for (why, n) in &by_reason {
+        eprintln!("  blocked: {n} node(s) need {why}");
+    }
+    if !by_reason.is_empty() {
+        eprintln!("  (`repro status` lists every node with its reason)");
     }
     Ok(())
 }

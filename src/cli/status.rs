@@ -11,13 +11,15 @@ use std::io::Write;
 
 /// cached / stale / missing / blocked, with a reason, for one node.
 /// `blocked_by` lists the missing `file:` inputs the node needs (indices
-/// into [`Dag::missing`]).
+/// into [`Dag::missing`]); `unmet` says why it cannot run here for want of
+/// a credential ([`crate::exec::needs`]).
 fn classify(
     e: &Eval,
     lock: &LockFile,
     i: usize,
     dag: &Dag,
     blocked_by: &[usize],
+    unmet: Option<&str>,
 ) -> (&'static str, String) {
     let id = dag.nodes[i].id();
     match e {
@@ -37,6 +39,9 @@ fn classify(
         _ if !blocked_by.is_empty() && !dag.nodes[i].op.is_report() => {
             ("blocked", dag.missing_reason(blocked_by))
         }
+        _ if unmet.is_some() && !dag.nodes[i].op.is_report() => {
+            ("blocked", unmet.unwrap_or_default().to_string())
+        }
         Eval::Miss { reason, .. } | Eval::Pending { reason } => (
             if lock.nodes.contains_key(id) {
                 "stale"
@@ -46,6 +51,20 @@ fn classify(
             reason.clone(),
         ),
     }
+}
+
+/// Per node (by index): its state (cached / stale / missing / blocked) and
+/// the reason, exactly as `repro status` prints them.
+pub(super) fn states(l: &Loaded, lock: &LockFile, evals: &[Eval]) -> Vec<(&'static str, String)> {
+    let blocked = l.dag.missing_inputs();
+    let unmet = crate::exec::needs::unmet_here(&l.dag);
+    let none: &[usize] = &[];
+    (0..l.dag.nodes.len())
+        .map(|i| {
+            let b = blocked.as_ref().map_or(none, |b| b[i].as_slice());
+            classify(&evals[i], lock, i, &l.dag, b, unmet[i].as_deref())
+        })
+        .collect()
 }
 
 /// The missing `file:` inputs of a pipeline as lines for the end of `repro
@@ -108,10 +127,18 @@ pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
     let none: &[usize] = &[];
     let blocked_by = |i: usize| blocked.as_ref().map_or(none, |b| b[i].as_slice());
     let jobs = super::jobs::live_jobs(&l);
+    let unmet = crate::exec::needs::unmet_here(&l.dag);
     let mut rows = Vec::with_capacity(l.dag.nodes.len());
     for &i in &l.dag.order {
         let id = l.dag.nodes[i].id();
-        let (state, mut reason) = classify(&evals[i], &lock, i, &l.dag, blocked_by(i));
+        let (state, mut reason) = classify(
+            &evals[i],
+            &lock,
+            i,
+            &l.dag,
+            blocked_by(i),
+            unmet[i].as_deref(),
+        );
         if let Some((job, st)) = evals[i]
             .key()
             .and_then(|k| jobs.get(k))
@@ -164,7 +191,10 @@ pub fn status(p: &PipelineArgs, json_out: bool) -> Outcome {
             })
             .and_then(|_| {
                 let blocked = if count("blocked") > 0 {
-                    format!(", {} blocked by missing inputs", count("blocked"))
+                    format!(
+                        ", {} blocked by missing inputs or credentials",
+                        count("blocked")
+                    )
                 } else {
                     String::new()
                 };
@@ -225,7 +255,15 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
     let blocked = dag.missing_inputs();
     let none: &[usize] = &[];
     let blocked_by = |i: usize| blocked.as_ref().map_or(none, |b| b[i].as_slice());
-    let (state, reason) = classify(&evals[i], ev.lock, i, dag, blocked_by(i));
+    let unmet = crate::exec::needs::unmet_here(dag);
+    let (state, reason) = classify(
+        &evals[i],
+        ev.lock,
+        i,
+        dag,
+        blocked_by(i),
+        unmet[i].as_deref(),
+    );
     // Inputs: digest (or why unknown) and where from.
     let mut inputs = Vec::new();
     let describe = |s: &Source| -> (Value, String) {
@@ -250,7 +288,14 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
                     }
                     _ => Value::Null,
                 };
-                let (ust, ur) = classify(&evals[*idx], ev.lock, *idx, dag, blocked_by(*idx));
+                let (ust, ur) = classify(
+                    &evals[*idx],
+                    ev.lock,
+                    *idx,
+                    dag,
+                    blocked_by(*idx),
+                    unmet[*idx].as_deref(),
+                );
                 let tail = if ur.is_empty() {
                     String::new()
                 } else {

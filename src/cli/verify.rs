@@ -3,9 +3,9 @@
 //! heavy blobs that are present; absent ones are fine: a reviewer's clone
 //! has none), checks each record's key against its own preimage, and checks
 //! that the lock file is current. A compute node the lock file does not
-//! name and that cannot run here because a `file:` input (model weights) is
-//! missing is listed as "not run", not failed (any never-run compute node
-//! with `--allow-not-run`); report nodes
+//! name and that cannot run here because a `file:` input (model weights) or
+//! a credential (the chat API) is missing is listed as "not run", not failed
+//! (any never-run compute node with `--allow-not-run`); report nodes
 //! are checked as `repro report` renders them (an upstream that is not cached
 //! is a missing input, shown as a dash). `--rerun NODE` re-executes nodes and
 //! compares their metrics with the cached ones within declared tolerances.
@@ -32,9 +32,9 @@ pub struct VerifyArgs {
     /// Re-execute these nodes and compare metrics within their `tolerance:`.
     #[arg(long = "rerun", value_name = "NODE")]
     pub rerun: Vec<String>,
-    /// Accept compute nodes that never ran (not in the lock file), e.g. ones
-    /// that need an API or hardware this machine lacks; they are listed.
-    /// Without it only nodes blocked by a missing `file:` input may be unrun.
+    /// Accept any compute node that never ran (not in the lock file); they
+    /// are listed. Without it only blocked nodes (a missing `file:` input or
+    /// credential, with the reason) may be unrun.
     #[arg(long = "allow-not-run")]
     pub allow_not_run: bool,
 }
@@ -57,21 +57,24 @@ pub fn verify(a: VerifyArgs) -> Outcome {
     let evals = eval::evaluate_all(&ev);
     l.cache.stat.save().ok();
     let blocked = l.dag.missing_inputs();
+    let unmet = crate::exec::needs::unmet_here(&l.dag);
     let mut rows = Vec::new();
     for &i in &l.dag.order {
         let n = &l.dag.nodes[i];
         let id = n.id();
         let blocked_by = blocked.as_ref().map(|b| &b[i]).filter(|b| !b.is_empty());
-        let why = |reason: &str| match blocked_by {
-            Some(b) => l.dag.missing_reason(b),
-            None => reason.to_string(),
+        let why = |reason: &str| match (blocked_by, &unmet[i]) {
+            (Some(b), _) => l.dag.missing_reason(b),
+            (None, Some(u)) => u.clone(),
+            (None, None) => reason.to_string(),
         };
         // A compute node that was never run here (the lock file does not
-        // name it) is not a claim to check: it is listed, not failed. The
-        // lock file's entries and every report node must check out.
+        // name it) and cannot run here (a missing `file:` input, a missing
+        // credential) is not a claim to check: it is listed as blocked, not
+        // failed. The lock file's entries and every report node must check out.
         let never_run = !lock.nodes.contains_key(id)
             && !n.op.is_report()
-            && (blocked_by.is_some() || a.allow_not_run);
+            && (blocked_by.is_some() || unmet[i].is_some() || a.allow_not_run);
         let (status, problem) = match &evals[i] {
             Eval::Miss { reason, .. } | Eval::Pending { reason } if never_run => {
                 ("not-run", Some(why(reason)))
@@ -130,6 +133,15 @@ pub fn verify(a: VerifyArgs) -> Outcome {
                 .iter()
                 .filter(|r| r.get("missing_inputs").is_some())
                 .count();
+            let n_unmet = not_run
+                .iter()
+                .filter(|r| {
+                    r.get("missing_inputs").is_none()
+                        && r["reason"]
+                            .as_str()
+                            .is_some_and(|x| x.starts_with("needs a credential"))
+                })
+                .count();
             let files: Vec<String> = l.dag.missing.iter().map(|m| m.phrase()).collect();
             println!(
                 "note: {} node(s) never ran here and are not in {} (not checked){}; `repro status` lists them",
@@ -144,6 +156,14 @@ pub fn verify(a: VerifyArgs) -> Outcome {
                     String::new()
                 }
             );
+            if n_unmet > 0 {
+                println!(
+                    "note: {n_unmet} of them need a credential this machine lacks: {}",
+                    crate::exec::needs::api_unmet(&|_| None)
+                        .unwrap_or_default()
+                        .trim_start_matches("needs a credential: ")
+                );
+            }
         }
         println!(
             "verify {}: {} nodes checked, {} ok, {} not run, {} failing",

@@ -29,6 +29,7 @@
 pub mod bootstrap;
 pub mod csv;
 pub mod io;
+pub mod lm_eval;
 pub mod mmlu;
 pub mod normalize;
 pub mod nq;

@@ -18,6 +18,7 @@ pub mod cancel;
 pub mod eval;
 pub mod executor;
 pub mod export;
+pub mod needs;
 pub mod node;
 pub mod progress;
 pub mod task;

@@ -221,6 +221,12 @@ impl Op for DataNqSyntheticOp {
         }
         Ok(())
     }
+    fn calls_api(&self) -> bool {
+        true
+    }
+    fn needs_api(&self, params: &Map<String, Value>) -> bool {
+        params.get("mode").and_then(Value::as_str) != Some("surrogate")
+    }
     fn outputs(&self, params: &Map<String, Value>) -> Vec<OutputDecl> {
         let mut v = vec![OutputDecl {
             name: "out".into(),

@@ -145,6 +145,12 @@ impl Op for EvalPreferenceOp {
         }
         Ok(())
     }
+    fn calls_api(&self) -> bool {
+        true
+    }
+    fn needs_api(&self, params: &Map<String, Value>) -> bool {
+        params.get("judge_model").is_some_and(|m| !m.is_null())
+    }
     fn outputs(&self, params: &Map<String, Value>) -> Vec<OutputDecl> {
         let mut v = vec![
             OutputDecl {

@@ -21,6 +21,7 @@ pub mod eval_qa;
 pub mod eval_style;
 pub mod eval_toxicity;
 pub mod file;
+pub mod ingest_lm_eval;
 pub mod lm_common;
 pub mod lm_finetune;
 pub mod lm_generate;
@@ -63,6 +64,7 @@ pub static REGISTRY: &[&dyn Op] = &[
     &eval_style::EvalStyleOp,
     &eval_toxicity::EvalToxicityOp,
     &file::FileOp,
+    &ingest_lm_eval::IngestLmEvalOp,
     &lm_finetune::LmFinetuneOp,
     &lm_generate::LmGenerateOp,
     &lm_pretrain::LmPretrainOp,
@@ -203,6 +205,18 @@ pub trait Op: Send + Sync {
     /// Ops that only read files of the repository and are cheap (`file`,
     /// `ref.published`): `repro report` may run them, as it runs report ops.
     fn is_ingest(&self) -> bool {
+        false
+    }
+    /// Whether a run with these params calls the chat API (`crate::api`),
+    /// so it cannot run on a machine where no API is configured: such a
+    /// node that is not cached is *blocked*, as one whose `file:` input is
+    /// missing (see `crate::exec::needs`).
+    fn needs_api(&self, _params: &Map<String, Value>) -> bool {
+        false
+    }
+    /// Whether any params make [`Op::needs_api`] true (checked first, so
+    /// that a pipeline without such ops never decodes its nodes' params).
+    fn calls_api(&self) -> bool {
         false
     }
     /// Runs the op.

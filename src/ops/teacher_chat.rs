@@ -123,6 +123,12 @@ impl Op for TeacherChatOp {
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_sampling(params)
     }
+    fn calls_api(&self) -> bool {
+        true
+    }
+    fn needs_api(&self, _params: &Map<String, Value>) -> bool {
+        true
+    }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
         vec![
             OutputDecl {

@@ -5,5 +5,6 @@
 pub mod compare;
 pub mod figure;
 pub mod inputs;
+pub mod metrics;
 pub mod predictions;
 pub mod template;
