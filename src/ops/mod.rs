@@ -23,6 +23,7 @@ pub mod eval_toxicity;
 pub mod file;
 pub mod lm_common;
 pub mod lm_finetune;
+pub mod lm_finetune_torch;
 pub mod lm_generate;
 pub mod lm_pretrain;
 pub mod mini_teacher;
