@@ -162,11 +162,14 @@ fn fixture() -> Fixture {
 /// The candle engine's loss per step, at full precision.
 fn candle_losses(f: &Fixture) -> Vec<f64> {
     let loaded = checkpoint::load(&f.base, true, &Device::Cpu).unwrap();
-    let (ex, _) = repro::ops::lm_finetune::examples(&loaded.tokenizer, &records(&f.data), None)
-        .unwrap();
+    let (ex, _) =
+        repro::ops::lm_finetune::examples(&loaded.tokenizer, &records(&f.data), None).unwrap();
     let windows = train::pack(&ex, f.cfg.seq_len);
     let vars: Vec<_> = loaded.vars.iter().map(|(_, v)| v.clone()).collect();
-    let r = train::train(loaded.model.as_ref(), &vars, &windows, &f.cfg, |_, _, _| true).unwrap();
+    let r = train::train(loaded.model.as_ref(), &vars, &windows, &f.cfg, |_, _, _| {
+        true
+    })
+    .unwrap();
     r.losses
 }
 
@@ -237,8 +240,15 @@ fn settings(checkpoint_every: usize) -> PlanSettings {
 fn run_trainer(f: &Fixture, dir: &Path, nproc: usize, every: usize, extra: &[String]) -> bool {
     let py = python().unwrap();
     let (ex, _) = repro::ops::lm_finetune::examples(&f.tok, &records(&f.data), None).unwrap();
-    let p = windows::prepare(dir, &f.base, &dir.join("model"), &ex, &f.cfg, &settings(every))
-        .unwrap();
+    let p = windows::prepare(
+        dir,
+        &f.base,
+        &dir.join("model"),
+        &ex,
+        &f.cfg,
+        &settings(every),
+    )
+    .unwrap();
     let script = launch::script(
         &py,
         &root().join("trainer/fsdp_train.py"),
@@ -283,10 +293,7 @@ fn weights(dir: &Path) -> BTreeMap<String, Vec<f32>> {
 
 fn weight_diff(a: &Path, b: &Path) -> f64 {
     let (wa, wb) = (weights(a), weights(b));
-    assert_eq!(
-        wa.keys().collect::<Vec<_>>(),
-        wb.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
     let mut worst = 0f64;
     for (k, x) in &wa {
         for (p, q) in x.iter().zip(&wb[k]) {
@@ -305,7 +312,10 @@ fn parity_torch_matches_candle_over_20_steps() {
     let (work, r) = run_op(&f, json!({"engine": "torch", "precision": "f32"}));
     let got = result_losses(&work.path().join("torch"));
     let d = max_diff(&want, &got);
-    println!("torch-check: parity steps={} max_abs_loss_diff={d:.3e}", got.len());
+    println!(
+        "torch-check: parity steps={} max_abs_loss_diff={d:.3e}",
+        got.len()
+    );
     println!(
         "torch-check: parity first_loss candle={:.6} torch={:.6} last_loss candle={:.6} torch={:.6}",
         want[0],
@@ -313,12 +323,23 @@ fn parity_torch_matches_candle_over_20_steps() {
         want[STEPS - 1],
         got[STEPS - 1]
     );
-    for k in ["torch_version", "transformers_version", "python_version", "cuda_version"] {
+    for k in [
+        "torch_version",
+        "transformers_version",
+        "python_version",
+        "cuda_version",
+    ] {
         println!("torch-check: metric {k}={}", r.metrics[k]);
     }
     assert_eq!(got.len(), STEPS);
-    assert!(want[STEPS - 1] < want[0] - 0.1, "the run must learn: {want:?}");
-    assert!(d < 1e-4, "loss curves differ by {d}: candle {want:?} torch {got:?}");
+    assert!(
+        want[STEPS - 1] < want[0] - 0.1,
+        "the run must learn: {want:?}"
+    );
+    assert!(
+        d < 1e-4,
+        "loss curves differ by {d}: candle {want:?} torch {got:?}"
+    );
     // The op's log and metrics have the candle engine's shape.
     let log: Value =
         serde_json::from_str(&std::fs::read_to_string(work.path().join("out/train.json")).unwrap())
@@ -355,17 +376,22 @@ fn round_trip_export_loads_in_repro_and_generates_like_transformers() {
     let (work, _) = run_op(&f, json!({"engine": "torch", "precision": "f32"}));
     let out = work.path().join("out/model");
     let loaded = checkpoint::load(&out, false, &Device::Cpu).unwrap();
-    let prompts: Vec<Vec<u32>> = ["Ada", "Finn", "Hana", "Zed"]
-        .iter()
-        .map(|n| {
-            let msgs = vec![Message {
-                role: "user".into(),
-                content: format!("Tell me about {n} and the stars."),
-            }];
-            let text = loaded.tokenizer.render_chat(&msgs, true).unwrap();
-            loaded.tokenizer.encode_prompt(&text).unwrap()
-        })
-        .collect();
+    let prompts: Vec<Vec<u32>> = [
+        "Tell me about Ada and the stars.",
+        "Why maps?",
+        "Finn",
+        "What do trains and rivers have in common?",
+    ]
+    .iter()
+    .map(|q| {
+        let msgs = vec![Message {
+            role: "user".into(),
+            content: q.to_string(),
+        }];
+        let text = loaded.tokenizer.render_chat(&msgs, true).unwrap();
+        loaded.tokenizer.encode_prompt(&text).unwrap()
+    })
+    .collect();
     let stops = loaded.tokenizer.stop_ids();
     let cfg = GenConfig {
         max_new_tokens: 16,
@@ -391,7 +417,11 @@ for p in prompts:
     new = g[0, len(p):].tolist()
     cut = [i for i, t in enumerate(new) if t in stops]
     out.append(new[: cut[0]] if cut else new)
-print(json.dumps(out))
+last = []
+for p in prompts:
+    with torch.no_grad():
+        last.append(m(torch.tensor([p])).logits[0, -1].tolist())
+print(json.dumps({"gen": out, "logits": last}))
 "#;
     let o = std::process::Command::new(&py)
         .args(["-c", script])
@@ -401,12 +431,29 @@ print(json.dumps(out))
         .arg("16")
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let theirs: Vec<Vec<u32>> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let theirs: Vec<Vec<u32>> = serde_json::from_value(v["gen"].clone()).unwrap();
+    // The next-token logits of each prompt, repro against transformers.
+    let mut worst = 0f64;
+    for (p, want) in prompts.iter().zip(v["logits"].as_array().unwrap()) {
+        let ids = candle_core::Tensor::from_vec(p.clone(), (1, p.len()), &Device::Cpu).unwrap();
+        let got: Vec<f32> = loaded
+            .model
+            .forward(&ids, None, None, true)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(p.len() - 1)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (g, w) in got.iter().zip(want.as_array().unwrap()) {
+            worst = worst.max((*g as f64 - w.as_f64().unwrap()).abs());
+        }
+    }
+    println!("torch-check: round-trip max_abs_next_token_logit_diff={worst:.3e}");
+    assert!(worst < 1e-4, "logits differ by {worst}");
     let same = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
     let tokens: usize = ours.iter().map(Vec::len).sum();
     println!(
@@ -433,7 +480,13 @@ fn resume_after_a_kill_equals_an_uninterrupted_run() {
     let (whole, cut) = (tmp.path().join("whole"), tmp.path().join("cut"));
     assert!(run_trainer(&f, &whole, 1, 5, &[]));
     // Killed after step 12: the last checkpoint is after step 10.
-    assert!(!run_trainer(&f, &cut, 1, 5, &["--fail-after-step".into(), "12".into()]));
+    assert!(!run_trainer(
+        &f,
+        &cut,
+        1,
+        5,
+        &["--fail-after-step".into(), "12".into()]
+    ));
     assert!(cut.join("ckpt/step-00000010").is_dir());
     assert!(!cut.join("result.json").exists());
     assert!(run_trainer(&f, &cut, 1, 5, &[]));

@@ -109,7 +109,10 @@ pub fn check(params: &Map<String, Value>) -> Result<(), (String, String)> {
         ));
     }
     if params.get("micro_batch").and_then(Value::as_u64) == Some(0) {
-        return Err(("micro_batch".into(), "`micro_batch` must be positive".into()));
+        return Err((
+            "micro_batch".into(),
+            "`micro_batch` must be positive".into(),
+        ));
     }
     Ok(())
 }
@@ -302,14 +305,20 @@ fn finish(
         &Value::Object(log),
     )?;
     let mut m = lm_common::metrics_of(&Value::Object(extra));
-    m.insert("seconds".into(), json!((num("seconds") * 100.0).round() / 100.0));
+    m.insert(
+        "seconds".into(),
+        json!((num("seconds") * 100.0).round() / 100.0),
+    );
     m.insert("tokens_per_s".into(), json!(num("tokens_per_s").round()));
     m.insert(
         "peak_memory_mib".into(),
         json!((num("peak_memory_bytes") / 1048576.0).round()),
     );
     m.insert("world_size".into(), json!(num("world_size") as u64));
-    m.insert("resumed_from_step".into(), json!(num("resumed_from") as u64));
+    m.insert(
+        "resumed_from_step".into(),
+        json!(num("resumed_from") as u64),
+    );
     for k in ["python", "torch", "transformers", "cuda"] {
         if let Some(v) = py.versions.get(k) {
             m.insert(format!("{k}_version"), json!(v));

@@ -261,7 +261,9 @@ mod tests {
 
     #[test]
     fn pins_read_name_equals_version_lines() {
-        let p = pins("# header\ntorch==2.15.0\nTransformers==5.23.0 ; python_version >= '3.10'\nsafetensors == 0.8.0\nfoo>=1\n");
+        let p = pins(
+            "# header\ntorch==2.15.0\nTransformers==5.23.0 ; python_version >= '3.10'\nsafetensors == 0.8.0\nfoo>=1\n",
+        );
         assert_eq!(p["torch"], "2.15.0");
         assert_eq!(p["transformers"], "5.23.0");
         assert_eq!(p["safetensors"], "0.8.0");
@@ -279,14 +281,25 @@ mod tests {
         let e = check_versions(Path::new("/py"), &v, &pins, "trainer/requirements.lock")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("transformers 4.57.6 (the lock pins 5.23.0)"), "{e}");
-        assert!(e.contains("/py -m pip install -r trainer/requirements.lock"), "{e}");
+        assert!(
+            e.contains("transformers 4.57.6 (the lock pins 5.23.0)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("/py -m pip install -r trainer/requirements.lock"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_missing_interpreter_is_a_clear_error() {
-        let e = probe(Path::new("/nonexistent/python3")).unwrap_err().to_string();
-        assert!(e.contains("cannot run the Python interpreter /nonexistent/python3"), "{e}");
+        let e = probe(Path::new("/nonexistent/python3"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot run the Python interpreter /nonexistent/python3"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -294,6 +307,12 @@ mod tests {
         let a = venv_dir(Path::new("/w"), "torch==1\n");
         let b = venv_dir(Path::new("/w"), "torch==2\n");
         assert_ne!(a, b);
-        assert!(a.starts_with("/w") && a.file_name().unwrap().to_string_lossy().starts_with("python-"));
+        assert!(
+            a.starts_with("/w")
+                && a.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("python-")
+        );
     }
 }

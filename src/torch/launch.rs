@@ -90,7 +90,9 @@ pub fn script(
         tail.push(' ');
         tail.push_str(&q(a));
     }
-    let mut s = String::from("#!/usr/bin/env bash\n# Written by repro (lm.finetune, engine: torch).\nset -euo pipefail\n");
+    let mut s = String::from(
+        "#!/usr/bin/env bash\n# Written by repro (lm.finetune, engine: torch).\nset -euo pipefail\n",
+    );
     match topo {
         Topology::Single { nproc } => {
             s.push_str(&format!(
@@ -168,10 +170,16 @@ mod tests {
             Topology::Slurm { nodes: 2, nproc: 8 },
             &["--fail-after-step".into(), "3".into()],
         );
-        assert!(s.contains("head=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"));
-        assert!(s.contains("exec srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1"));
+        assert!(
+            s.contains("head=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n")
+        );
+        assert!(
+            s.contains("exec srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1")
+        );
         assert!(s.contains("-m torch.distributed.run --nnodes=2 --nproc_per_node=8"));
-        assert!(s.contains("--rdzv_id=\"$SLURM_JOB_ID\" --rdzv_backend=c10d --rdzv_endpoint=\"$head:29400\""));
+        assert!(s.contains(
+            "--rdzv_id=\"$SLURM_JOB_ID\" --rdzv_backend=c10d --rdzv_endpoint=\"$head:29400\""
+        ));
         assert!(s.contains("--plan '/w/it'\\''s/plan.json' '--fail-after-step' '3'\n"));
         assert!(!s.contains("--standalone"));
         // The script is valid shell.

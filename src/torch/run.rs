@@ -155,7 +155,12 @@ mod tests {
         .unwrap();
         assert_eq!(r["losses"][0], 2.5);
         let lines = lines.into_inner().unwrap();
-        assert!(lines.iter().any(|l| l.contains("torch step 1/1  loss 2.500")), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("torch step 1/1  loss 2.500")),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub fn schedule(windows: usize, cfg: &TrainConfig) -> Schedule {
     let total = total_steps(cfg, windows);
     let mut order = WindowOrder::new(windows, cfg.seed);
     Schedule {
-        order: (0..total).map(|_| order.next_batch(cfg.batch_size)).collect(),
+        order: (0..total)
+            .map(|_| order.next_batch(cfg.batch_size))
+            .collect(),
         lr: (0..total).map(|s| lr_at(cfg, s, total)).collect(),
     }
 }
@@ -84,7 +86,9 @@ fn tensors(windows: &[Window], seq_len: usize, s: &Schedule) -> Result<Tensors, 
     for w in windows {
         let n = w.ids().len();
         if n > width {
-            return Err(format!("a window of {n} tokens exceeds seq_len + 1 = {width}"));
+            return Err(format!(
+                "a window of {n} tokens exceeds seq_len + 1 = {width}"
+            ));
         }
         for j in 0..width {
             let id = w.ids().get(j).copied().unwrap_or(0);
@@ -216,7 +220,12 @@ mod tests {
         }
     }
 
-    fn read(path: &Path) -> (HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>, HashMap<String, String>) {
+    fn read(
+        path: &Path,
+    ) -> (
+        HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
+        HashMap<String, String>,
+    ) {
         let bytes = std::fs::read(path).unwrap();
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -318,8 +327,20 @@ mod tests {
         };
         let p = plan_json(&cfg(2, 1.0), &s, Path::new("/b"), Path::new("/o"));
         for k in [
-            "format", "windows", "base", "out", "betas", "eps", "weight_decay", "clip", "seed",
-            "precision", "micro_batch", "checkpoint_every", "activation_checkpointing", "threads",
+            "format",
+            "windows",
+            "base",
+            "out",
+            "betas",
+            "eps",
+            "weight_decay",
+            "clip",
+            "seed",
+            "precision",
+            "micro_batch",
+            "checkpoint_every",
+            "activation_checkpointing",
+            "threads",
         ] {
             assert!(p.get(k).is_some(), "{k}");
         }
