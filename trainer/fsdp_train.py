@@ -107,7 +107,7 @@ def versions():
     }
 
 
-def build_model(plan, device, rank, world):
+def build_model(plan, device, rank, world, random_init=False):
     """The model on `device`, sharded with FSDP2, weights from the base."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
@@ -132,6 +132,15 @@ def build_model(plan, device, rank, world):
     fully_shard(model, mp_policy=mp)
     model.to_empty(device=device)
     reinit_buffers(lm, config, device)
+    if random_init:
+        # Benchmarks only: N(0, 0.02) matrices and unit gains, no weights read.
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim >= 2:
+                    p.normal_(0.0, 0.02)
+                else:
+                    p.fill_(1.0)
+        return model, lm, config
     full = None
     if rank == 0:
         full = {"lm." + k: v for k, v in read_weights(base).items()}
@@ -358,6 +367,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plan", required=True, help="plan.json written by repro")
     ap.add_argument("--fail-after-step", type=int, default=0, help="testing: exit hard after this step (simulates a kill)")
+    ap.add_argument("--random-init", action="store_true", help="benchmarks: random weights instead of the base's")
+    ap.add_argument("--no-export", action="store_true", help="benchmarks: write no model directory")
     args = ap.parse_args()
     plan = read_plan(args.plan)
     run_dir = os.path.dirname(os.path.abspath(args.plan))
@@ -377,7 +388,7 @@ def main():
     order, lrs = win["order"], win["lr"]
     steps, batch = order.shape
     micro = max(1, int(plan["micro_batch"]))
-    model, lm, config = build_model(plan, device, rank, world)
+    model, lm, config = build_model(plan, device, rank, world, args.random_init)
     opt = optimizer(model, plan)
     ckpt_dir = os.path.join(run_dir, "ckpt")
     start, history = load_checkpoint(model, opt, ckpt_dir)
@@ -443,7 +454,8 @@ def main():
             dist.barrier()
             os._exit(3)
     seconds = time.perf_counter() - t_run
-    export(model, config, plan, rank)
+    if not args.no_export:
+        export(model, config, plan, rank)
     peak = torch.tensor([peak_memory(device)], dtype=torch.float64, device=device)
     if world > 1:
         dist.all_reduce(peak, op=dist.ReduceOp.MAX)
