@@ -266,7 +266,9 @@ fn run_trainer(f: &Fixture, dir: &Path, nproc: usize, every: usize, extra: &[Str
         status: &|_| {},
         steps: p.steps,
     });
-    if let Err(e) = &r {
+    if let Err(e) = &r
+        && extra.is_empty()
+    {
         eprintln!("trainer: {e}");
         if let repro::torch::TorchError::Trainer { stderr, .. } = e {
             eprintln!("{stderr}");

@@ -94,7 +94,10 @@ fn an_omitted_engine_leaves_the_preimage_as_before() {
     let v = p.json(&["explain", "torch", "-p", "t", "--json"]);
     let text = v.to_string();
     assert!(text.contains("\"engine\""), "{text}");
-    assert!(text.contains("python_lock") && text.contains("trainer"), "{text}");
+    assert!(
+        text.contains("python_lock") && text.contains("trainer"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -105,11 +108,17 @@ fn torch_only_params_need_the_torch_engine() {
         "pipeline: bad\nnodes:\n  f:\n    op: lm.finetune\n    inputs: {base: file:base, data: file:data.jsonl}\n    params: {precision: f32}\n",
     );
     let err = p.fails(&["run", "-p", "bad", "--dry-run"], 2);
-    assert!(err.contains("`precision` applies to `engine: torch` only"), "{err}");
+    assert!(
+        err.contains("`precision` applies to `engine: torch` only"),
+        "{err}"
+    );
     p.write(
         "pipelines/bad2.yaml",
         "pipeline: bad2\nnodes:\n  f:\n    op: lm.finetune\n    inputs: {base: file:base, data: file:data.jsonl}\n    params: {engine: jax}\n",
     );
     let err = p.fails(&["run", "-p", "bad2", "--dry-run"], 2);
-    assert!(err.contains("`engine` must be `candle` or `torch`"), "{err}");
+    assert!(
+        err.contains("`engine` must be `candle` or `torch`"),
+        "{err}"
+    );
 }

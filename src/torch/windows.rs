@@ -220,12 +220,9 @@ mod tests {
         }
     }
 
-    fn read(
-        path: &Path,
-    ) -> (
-        HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>,
-        HashMap<String, String>,
-    ) {
+    type Raw = HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
+    fn read(path: &Path) -> (Raw, HashMap<String, String>) {
         let bytes = std::fs::read(path).unwrap();
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
