@@ -375,7 +375,13 @@ fn sharding_two_processes_match_one() {
 fn round_trip_export_loads_in_repro_and_generates_like_transformers() {
     let py = need_python!();
     let f = fixture();
-    let (work, _) = run_op(&f, json!({"engine": "torch", "precision": "f32"}));
+    // Trained harder than the parity run (3x the steps, a higher rate), so
+    // that the continuations depend on the prompt.
+    let epochs = f.params["epochs"].as_f64().unwrap() * 3.0;
+    let (work, _) = run_op(
+        &f,
+        json!({"engine": "torch", "precision": "f32", "lr": 0.02, "epochs": epochs}),
+    );
     let out = work.path().join("out/model");
     let loaded = checkpoint::load(&out, false, &Device::Cpu).unwrap();
     let prompts: Vec<Vec<u32>> = [
