@@ -77,7 +77,7 @@ impl Op for LmFinetuneOp {
         3
     }
     fn doc(&self) -> &'static str {
-        "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data); outputs `out` (model, heavy) and `log`."
+        "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data; `engine: torch` trains with PyTorch FSDP2 under torchrun instead of repro's own trainer); outputs `out` (model, heavy) and `log`."
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
