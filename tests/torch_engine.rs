@@ -325,13 +325,11 @@ fn parity_torch_matches_candle_over_20_steps() {
         want[STEPS - 1],
         got[STEPS - 1]
     );
-    for k in [
-        "torch_version",
-        "transformers_version",
-        "python_version",
-        "cuda_version",
-    ] {
-        println!("torch-check: metric {k}={}", r.metrics[k]);
+    for k in ["torch", "transformers", "python", "cuda", "device"] {
+        println!(
+            "torch-check: provenance.environment {k}={}",
+            r.environment[k]
+        );
     }
     assert_eq!(got.len(), STEPS);
     assert!(

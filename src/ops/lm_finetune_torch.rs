@@ -239,11 +239,12 @@ pub fn run(
     extra.insert("data_tokens".into(), json!(used_tokens));
     extra.insert("available_examples".into(), json!(records.len()));
     extra.insert("windows".into(), json!(prepared.windows));
-    let metrics = finish(ctx, base, &result, &py, extra)?;
+    let metrics = finish(ctx, base, &result, extra)?;
     let log = std::fs::read_to_string(dir.join("trainer.log")).unwrap_or_default();
     Ok(RunResult {
         metrics,
         stderr: crate::ops::tail(&log, 16_000),
+        environment: environment(&py, &result, topo),
         ..Default::default()
     })
 }
@@ -252,15 +253,33 @@ fn r4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 
+/// The record's `provenance.environment`: the interpreter and where it came
+/// from, the versions of Python, torch, transformers and CUDA, the device
+/// and the launch topology.
+fn environment(py: &env::PythonEnv, result: &Value, topo: launch::Topology) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("engine".into(), json!("torch"));
+    m.insert("python_path".into(), json!(py.python.display().to_string()));
+    m.insert("python_source".into(), json!(py.source));
+    for k in ["python", "torch", "transformers", "safetensors", "cuda"] {
+        if let Some(v) = py.versions.get(k) {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    if let Some(d) = result["versions"]["device"].as_str() {
+        m.insert("device".into(), json!(d));
+    }
+    m.insert("launch".into(), json!(format!("{topo:?}")));
+    m
+}
+
 /// Writes `out/train.json` (what the same inputs always give, as the candle
 /// engine's log, plus `engine`) and returns the record metrics: the candle
-/// engine's, peak memory, world size, the step resumed from, and the
-/// versions of Python, torch, transformers and CUDA.
+/// engine's, peak memory, world size and the step resumed from.
 fn finish(
     ctx: &RunContext,
     base: &Path,
     result: &Value,
-    py: &env::PythonEnv,
     mut extra: Map<String, Value>,
 ) -> Result<Map<String, Value>, OpError> {
     let losses: Vec<f64> = result["losses"]
@@ -319,13 +338,5 @@ fn finish(
         "resumed_from_step".into(),
         json!(num("resumed_from") as u64),
     );
-    for k in ["python", "torch", "transformers", "cuda"] {
-        if let Some(v) = py.versions.get(k) {
-            m.insert(format!("{k}_version"), json!(v));
-        }
-    }
-    if let Some(d) = result["versions"]["device"].as_str() {
-        m.insert("torch_device".into(), json!(d));
-    }
     Ok(m)
 }

@@ -136,6 +136,10 @@ pub struct RunResult {
     pub metrics: Map<String, Value>,
     /// Peak resident memory of the op's process tree, KiB, when known.
     pub peak_rss_kib: Option<u64>,
+    /// What the op knows about where it ran beyond what the executor
+    /// records (e.g. the torch engine's Python, torch, transformers and CUDA
+    /// versions): the record's `provenance.environment`, never the key.
+    pub environment: Map<String, Value>,
 }
 
 /// Why an op failed.
