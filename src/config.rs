@@ -20,6 +20,9 @@
 //! repro_bin = "/shared/bin/repro"          # the binary jobs run (default: this one)
 //! poll_ms = 500                  # squeue interval (backs off when many jobs)
 //!
+//! [python]                     # the torch engine of `lm.finetune` (see `torch::env`)
+//! path = "/shared/envs/repro/bin/python"   # default: a venv repro creates from trainer/requirements.lock
+//!
 //! [remotes.origin]
 //! url = "/mnt/lab/repro-remote"  # a directory, `ssh://host/path` or `host:path`
 //! ssh_command = "ssh -p 2222"    # optional
@@ -84,6 +87,15 @@ pub struct RemoteConfig {
     pub ssh_command: Option<String>,
 }
 
+/// The Python interpreter of the torch engine.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PythonConfig {
+    /// The interpreter (with torch and transformers as the lock file pins
+    /// them); default: a venv repro creates from the lock file.
+    pub path: Option<PathBuf>,
+}
+
 /// All settings, merged.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +108,9 @@ pub struct Config {
     /// Named remotes.
     #[serde(default)]
     pub remotes: BTreeMap<String, RemoteConfig>,
+    /// The torch engine's Python.
+    #[serde(default)]
+    pub python: PythonConfig,
 }
 
 impl Config {
@@ -156,6 +171,7 @@ impl Config {
         s.poll_ms = o.poll_ms.or(s.poll_ms.take());
         self.remote = other.remote.or(self.remote.take());
         self.remotes.extend(other.remotes);
+        self.python.path = other.python.path.or(self.python.path.take());
     }
 }
 

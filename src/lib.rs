@@ -25,3 +25,4 @@ pub mod remote;
 pub mod report;
 pub mod rng;
 pub mod spec;
+pub mod torch;

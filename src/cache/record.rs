@@ -70,6 +70,11 @@ pub struct Provenance {
     /// The cluster job that ran it (`slurm` executor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// What the op reported about its environment (tool versions, e.g. the
+    /// torch engine's Python, torch, transformers and CUDA); absent when
+    /// empty.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub environment: Map<String, Value>,
 }
 
 /// Everything known about one computed key.

@@ -168,6 +168,7 @@ pub fn run_node(
             params: Value::Object(n.inst.params.to_map()),
             resources: serde_json::to_value(&n.resources).unwrap_or(Value::Null),
             job_id: ran.job_id,
+            environment: result.environment,
         },
     };
     if record {

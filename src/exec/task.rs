@@ -86,6 +86,9 @@ pub struct Status {
     pub duration_s: f64,
     /// Start time, RFC 3339.
     pub started: String,
+    /// What the op reported about its environment (`RunResult::environment`).
+    #[serde(default)]
+    pub environment: Map<String, Value>,
 }
 
 impl Task {
@@ -130,6 +133,7 @@ impl Status {
             stderr: self.stderr,
             metrics: self.metrics,
             peak_rss_kib: self.peak_rss_kib,
+            environment: self.environment,
         })
     }
 }
@@ -229,6 +233,7 @@ pub fn exec_node(work: &Path) -> i32 {
             st.stderr = r.stderr;
             st.metrics = r.metrics;
             st.peak_rss_kib = r.peak_rss_kib;
+            st.environment = r.environment;
         }
         Err(OpError::Cancelled) => st.cancelled = true,
         Err(OpError::Failed { message, stderr }) => {

@@ -80,7 +80,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Version of the memo layout; a memo of another version is ignored.
-pub const MEMO_FORMAT: u64 = 3;
+pub const MEMO_FORMAT: u64 = 4;
 
 const MAGIC: &[u8; 16] = b"repro-dag-memo\n\0";
 

@@ -32,10 +32,19 @@ pub struct Resources {
     /// Times a cluster job is resubmitted after preemption or a node failure.
     #[serde(skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// Cluster nodes of one job (`sbatch --nodes`; `gpus` is per node). Only
+    /// the torch engine of `lm.finetune` spreads over several (see
+    /// `torch::launch`); the local executor runs everything on this machine.
+    #[serde(skip_serializing_if = "is_one")]
+    pub nodes: usize,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for Resources {
@@ -51,6 +60,7 @@ impl Default for Resources {
             qos: None,
             extra: Vec::new(),
             retries: 0,
+            nodes: 1,
         }
     }
 }
@@ -68,6 +78,7 @@ const KEYS: &[&str] = &[
     "qos",
     "extra",
     "retries",
+    "nodes",
 ];
 
 /// Parses `resources:` (already interpolated).
@@ -138,6 +149,13 @@ pub fn parse_resources(
                     val.as_u64().filter(|n| *n <= 100).ok_or_else(|| {
                         err(k, "`retries` must be a whole number up to 100".into())
                     })? as u32;
+            }
+            "nodes" => {
+                r.nodes = val
+                    .as_u64()
+                    .filter(|n| (1..=4096).contains(n))
+                    .ok_or_else(|| err(k, "`nodes` must be a whole number from 1".into()))?
+                    as usize;
             }
             "partition" => r.partition = Some(s()?),
             "account" => r.account = Some(s()?),

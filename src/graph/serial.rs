@@ -98,6 +98,7 @@ fn write_node(w: &mut Writer, n: &DagNode, op: usize, root: &Path) {
     w.len(r.extra.len());
     r.extra.iter().for_each(|x| w.str(x));
     w.len(r.retries as usize);
+    w.len(r.nodes);
     w.len(n.tolerance.len());
     for (k, t) in &n.tolerance {
         w.str(k);
@@ -267,6 +268,7 @@ fn read_node(r: &mut Reader, cx: &Cx) -> Result<DagNode, Corrupt> {
             v
         },
         retries: r.u64()? as u32,
+        nodes: r.u64()? as usize,
     };
     let n_tol = r.count()?;
     let mut tolerance = BTreeMap::new();

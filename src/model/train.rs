@@ -79,6 +79,59 @@ impl Window {
     pub fn positions(&self) -> usize {
         self.ids.len() - 1
     }
+
+    /// The window's token ids (`seq_len + 1` at most).
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The learn flag of each token.
+    pub fn learn(&self) -> &[bool] {
+        &self.learn
+    }
+}
+
+/// Optimizer steps of a run over `windows` windows: `epochs` passes of
+/// `ceil(windows / batch_size)` steps, rounded up, at least one.
+pub fn total_steps(cfg: &TrainConfig, windows: usize) -> usize {
+    let per_epoch = windows.div_ceil(cfg.batch_size.max(1));
+    ((cfg.epochs * per_epoch as f64).ceil() as usize).max(1)
+}
+
+/// The seeded order in which training visits windows: each epoch a fresh
+/// shuffle of all of them, batches taken in turn across epoch boundaries.
+pub struct WindowOrder {
+    rng: Rng,
+    n: usize,
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl WindowOrder {
+    /// The order over `n` windows for `seed`.
+    pub fn new(n: usize, seed: u64) -> Self {
+        WindowOrder {
+            rng: Rng::derive(seed, "window-order"),
+            n,
+            order: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// The indices of the next batch of `size` windows.
+    pub fn next_batch(&mut self, size: usize) -> Vec<usize> {
+        let mut batch = Vec::with_capacity(size);
+        while batch.len() < size && self.n > 0 {
+            if self.cursor >= self.order.len() {
+                self.order = (0..self.n).collect();
+                self.rng.shuffle(&mut self.order);
+                self.cursor = 0;
+            }
+            batch.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+        batch
+    }
 }
 
 /// Packs examples into windows of `seq_len + 1` tokens (consecutive windows
@@ -278,25 +331,17 @@ pub fn train_with(
     if windows.is_empty() || cfg.batch_size == 0 {
         return Ok(report);
     }
-    let per_epoch = windows.len().div_ceil(cfg.batch_size);
-    let total = ((cfg.epochs * per_epoch as f64).ceil() as usize).max(1);
+    let total = total_steps(cfg, windows.len());
     let mut opt = AdamW::new(vars, cfg.adamw);
     let mut stepper = Stepper::new(model, engine)?;
-    let mut rng = Rng::derive(cfg.seed, "window-order");
-    let mut order: Vec<usize> = Vec::new();
-    let mut cursor = 0;
+    let mut order = WindowOrder::new(windows.len(), cfg.seed);
     let t0 = Instant::now();
     for step in 0..total {
-        let mut batch = Vec::with_capacity(cfg.batch_size);
-        while batch.len() < cfg.batch_size {
-            if cursor >= order.len() {
-                order = (0..windows.len()).collect();
-                rng.shuffle(&mut order);
-                cursor = 0;
-            }
-            batch.push(&windows[order[cursor]]);
-            cursor += 1;
-        }
+        let batch: Vec<&Window> = order
+            .next_batch(cfg.batch_size)
+            .into_iter()
+            .map(|i| &windows[i])
+            .collect();
         let lr = lr_at(cfg, step, total);
         let Some((l, learned)) = stepper.step(model, &mut opt, &batch, lr)? else {
             continue;

@@ -9,10 +9,18 @@
 //! rendered tokens add up to at most `tokens`, so smaller budgets are
 //! prefixes of larger ones (nested subsets, as a scaling sweep needs).
 //! Outputs: `out` the model directory (heavy) and `log` (`train.json`).
+//!
+//! Param `engine` picks the trainer: `candle` (the default; repro's own,
+//! one device) or `torch` (PyTorch FSDP2 under `torchrun`, for models that
+//! need many GPUs; see [`super::lm_finetune_torch`]). With `torch` the
+//! trainer script and the Python lock file are implicit inputs, so their
+//! digests, and the engine, are in the key.
 
 use super::lm_common::{self, TRAIN_PARAMS, input, model_err, read_jsonl};
+use super::lm_finetune_torch as torch_engine;
 use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::model::checkpoint;
+use crate::model::tokenizer::TextTokenizer;
 use crate::model::train::Example;
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
@@ -29,8 +37,35 @@ static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| {
         doc: "imitation-data budget in tokens: the leading conversations that fit (default: all)",
     }];
     v.extend_from_slice(TRAIN_PARAMS);
+    v.extend_from_slice(torch_engine::PARAMS);
     v
 });
+
+/// The chat records as training examples (one `encode_chat` per
+/// conversation), the leading ones within `budget` tokens; also the tokens
+/// they hold.
+pub fn examples(
+    tokenizer: &TextTokenizer,
+    records: &[Value],
+    budget: Option<u64>,
+) -> Result<(Vec<Example>, usize), OpError> {
+    let mut examples = Vec::new();
+    let mut used_tokens = 0usize;
+    for (i, r) in records.iter().enumerate() {
+        let msgs = lm_common::messages(r, "data", i + 1)?;
+        let (ids, learn) = tokenizer
+            .encode_chat(&msgs)
+            .map_err(|e| OpError::msg(format!("input `data` record {}: {e}", i + 1)))?;
+        if let Some(b) = budget
+            && used_tokens + ids.len() > b as usize
+        {
+            break;
+        }
+        used_tokens += ids.len();
+        examples.push(Example { ids, learn });
+    }
+    Ok((examples, used_tokens))
+}
 
 impl Op for LmFinetuneOp {
     fn name(&self) -> &'static str {
@@ -47,13 +82,17 @@ impl Op for LmFinetuneOp {
         4
     }
     fn doc(&self) -> &'static str {
-        "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data); outputs `out` (model, heavy) and `log`."
+        "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data; `engine: torch` trains with PyTorch FSDP2 under torchrun instead of repro's own trainer); outputs `out` (model, heavy) and `log`."
     }
     fn params(&self) -> &'static [ParamSpec] {
         &PARAMS
     }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
-        lm_common::check_train(params)
+        lm_common::check_train(params)?;
+        torch_engine::check(params)
+    }
+    fn implicit_inputs(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
+        torch_engine::implicit_inputs(params)
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
         lm_common::train_outputs()
@@ -63,24 +102,13 @@ impl Op for LmFinetuneOp {
         let records = read_jsonl(input(ctx, "data")?, "data")?;
         let budget = ctx.params.get("tokens").and_then(Value::as_u64);
         let tcfg = lm_common::train_config(ctx.params);
+        if torch_engine::selected(ctx.params) {
+            return torch_engine::run(ctx, &base, &records, budget, &tcfg);
+        }
         let metrics = lm_common::on_threads(ctx, || {
             let device = crate::model::cpu::device();
             let loaded = checkpoint::load(&base, true, &device).map_err(model_err)?;
-            let mut examples = Vec::new();
-            let mut used_tokens = 0usize;
-            for (i, r) in records.iter().enumerate() {
-                let msgs = lm_common::messages(r, "data", i + 1)?;
-                let (ids, learn) = loaded.tokenizer.encode_chat(&msgs).map_err(|e| {
-                    OpError::msg(format!("input `data` record {}: {e}", i + 1))
-                })?;
-                if let Some(b) = budget
-                    && used_tokens + ids.len() > b as usize
-                {
-                    break;
-                }
-                used_tokens += ids.len();
-                examples.push(Example { ids, learn });
-            }
+            let (examples, used_tokens) = examples(&loaded.tokenizer, &records, budget)?;
             let mut extra = Map::new();
             extra.insert("examples".into(), json!(examples.len()));
             extra.insert("data_tokens".into(), json!(used_tokens));

@@ -24,6 +24,7 @@ pub mod file;
 pub mod ingest_lm_eval;
 pub mod lm_common;
 pub mod lm_finetune;
+pub mod lm_finetune_torch;
 pub mod lm_generate;
 pub mod lm_pretrain;
 pub mod mini_teacher;
@@ -139,6 +140,10 @@ pub struct RunResult {
     pub metrics: Map<String, Value>,
     /// Peak resident memory of the op's process tree, KiB, when known.
     pub peak_rss_kib: Option<u64>,
+    /// What the op knows about where it ran beyond what the executor
+    /// records (e.g. the torch engine's Python, torch, transformers and CUDA
+    /// versions): the record's `provenance.environment`, never the key.
+    pub environment: Map<String, Value>,
 }
 
 /// Why an op failed.

@@ -206,6 +206,7 @@ impl Op for ShellOp {
             stderr,
             metrics,
             peak_rss_kib: Some(rss),
+            ..RunResult::default()
         })
     }
 }

@@ -354,6 +354,7 @@ fn ran(st: Status, job_id: Option<String>) -> Ran {
             stderr: st.stderr,
             metrics: st.metrics,
             peak_rss_kib: st.peak_rss_kib,
+            environment: st.environment,
         },
     }
 }

@@ -80,6 +80,12 @@ pub fn sbatch_args(
             slurm_mem(m).map_err(|e| format!("mem: {e}"))?
         ));
     }
+    if r.nodes > 1 {
+        // One batch task on the first node; the torch engine starts one
+        // `torchrun` per node with `srun` (see `torch::launch`).
+        a.push(format!("--nodes={}", r.nodes));
+        a.push("--ntasks-per-node=1".to_string());
+    }
     if r.gpus > 0 {
         a.push(format!("--gres=gpu:{}", r.gpus));
     }
@@ -251,6 +257,29 @@ mod tests {
             assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
         }
         assert_eq!(a.last().map(String::as_str), Some("/w/job.sh"));
+    }
+
+    #[test]
+    fn several_nodes_get_one_task_each() {
+        let r = Resources {
+            gpus: 8,
+            nodes: 2,
+            ..Resources::default()
+        };
+        let p = SlurmProfile::default();
+        let a = sbatch_args(&r, &p, "n", Path::new("/w"), Path::new("/w/job.sh")).expect("args");
+        for want in ["--nodes=2", "--ntasks-per-node=1", "--gres=gpu:8"] {
+            assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
+        }
+        let one = sbatch_args(
+            &Resources::default(),
+            &p,
+            "n",
+            Path::new("/w"),
+            Path::new("/w/job.sh"),
+        )
+        .expect("args");
+        assert!(!one.iter().any(|x| x.starts_with("--nodes")), "{one:?}");
     }
 
     #[test]
