@@ -639,10 +639,17 @@ fn qa_answers_are_cut_at_a_new_page_or_sentence_and_cloze_probes_match_by_prefix
         &[("predictions", preds.clone()), ("questions", questions())],
     );
     let r = r.unwrap();
-    assert!((metric(&r, "em") - 2.0 / 3.0).abs() < 1e-9, "{:?}", r.metrics);
+    assert!(
+        (metric(&r, "em") - 2.0 / 3.0).abs() < 1e-9,
+        "{:?}",
+        r.metrics
+    );
     assert_eq!(metric(&r, "contains"), 1.0);
     let rows = read_jsonl(&dir.path().join("out/scores.jsonl"));
-    let extracted: Vec<&str> = rows.iter().map(|r| r["extracted"].as_str().unwrap()).collect();
+    let extracted: Vec<&str> = rows
+        .iter()
+        .map(|r| r["extracted"].as_str().unwrap())
+        .collect();
     assert_eq!(extracted, ["Porto", "History", "Certainly"]);
     // The floor of always answering half A's most common value per
     // attribute: half A has only Lisbon (birth_city), which no half-B
@@ -674,7 +681,11 @@ fn the_majority_floor_is_half_a_s_most_common_value_scored_on_the_half_asked() {
         json!({"id": "b3", "half": "B", "attribute": "birth_city", "question": "?", "answers": ["Oslo"]}),
     ]);
     let preds = jsonl(&[json!({"id": "b0", "prediction": "Oslo"})]);
-    let (r, _dir) = run_op("eval.qa", json!({}), &[("predictions", preds), ("questions", q)]);
+    let (r, _dir) = run_op(
+        "eval.qa",
+        json!({}),
+        &[("predictions", preds), ("questions", q)],
+    );
     let r = r.unwrap();
     assert_eq!(metric(&r, "majority_em"), 0.5);
     assert!((metric(&r, "chance_em") - 1.0 / 3.0).abs() < 1e-9);
@@ -702,8 +713,14 @@ fn cloze_prompts_cut_a_biography_sentence_before_the_value() {
             "Cy Dee works for"
         ]
     );
-    let odd = jsonl(&[json!({"id": "x", "attribute": "age", "name": "A B", "question": "?", "answers": ["3"]})]);
-    let (r, _dir) = run_op("prompts.qa", json!({"format": "cloze", "half": "all"}), &[("questions", odd)]);
+    let odd = jsonl(&[
+        json!({"id": "x", "attribute": "age", "name": "A B", "question": "?", "answers": ["3"]}),
+    ]);
+    let (r, _dir) = run_op(
+        "prompts.qa",
+        json!({"format": "cloze", "half": "all"}),
+        &[("questions", odd)],
+    );
     let e = r.unwrap_err().to_string();
     assert!(e.contains("line 1") && e.contains("age"), "{e}");
 }
@@ -720,7 +737,11 @@ fn style_writes_one_outcome_per_prompt() {
     let items = read_jsonl(&dir.path().join("out/items.jsonl"));
     let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["h0", "h1", "h2"]);
-    assert!(items.iter().all(|i| i["format"] == json!(true) && i["unigram"] == json!(100.0)));
+    assert!(
+        items
+            .iter()
+            .all(|i| i["format"] == json!(true) && i["unigram"] == json!(100.0))
+    );
 }
 
 #[test]

@@ -172,16 +172,16 @@ fn the_miniature_exports_as_lm_eval_results_and_reads_back() {
     }
     let qa = &doc["results"]["qa"];
     assert_eq!(qa["alias"], "qa");
-    assert_eq!(qa["em,none"], 0.025);
+    assert_eq!(qa["em,none"], 0.7375);
     assert_eq!(qa["em_stderr,none"], "N/A");
     assert_eq!(
         doc["n-samples"]["qa"],
-        serde_json::json!({"original": 80, "effective": 80})
+        serde_json::json!({"original": 400, "effective": 400})
     );
     assert_eq!(doc["higher_is_better"]["qa"]["em"], true);
     assert_eq!(
         doc["configs"]["qa"]["metadata"]["repro"]["node"],
-        "qa[from=answer,size=l,data=task,tokens=30000]"
+        "qa[from=imitate,size=l,data=task,tokens=30000]"
     );
     assert!(doc["results"]["style"]["unigram,none"].is_number());
     // Read back through the op.
@@ -195,6 +195,6 @@ fn the_miniature_exports_as_lm_eval_results_and_reads_back() {
     let o = p.repro(&["metrics", "-p", "b", "--csv"]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        "node,chance_em,contains,em,n,n_shot\nback,0.05114734299516904,0.025,0.025,80,0\n"
+        "node,chance_em,contains,em,majority_em,n,n_shot\nback,0.04333333333333339,0.7375,0.7375,0.0425,400,0\n"
     );
 }

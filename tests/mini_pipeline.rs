@@ -35,8 +35,15 @@ fn init_then_tiny_runs_end_to_end_and_is_cached_after() {
     // The pre-registered predictions are judged in Rust: one overall verdict
     // per prediction of pipelines/mini/predictions.yaml.
     let predictions = p.read("paper/tiny/predictions.md");
-    let verdicts = ["| **holds** |", "| **contradicted** |", "| **inconclusive** |"];
-    let judged: usize = verdicts.iter().map(|v| predictions.matches(v).count()).sum();
+    let verdicts = [
+        "| **holds** |",
+        "| **contradicted** |",
+        "| **inconclusive** |",
+    ];
+    let judged: usize = verdicts
+        .iter()
+        .map(|v| predictions.matches(v).count())
+        .sum();
     assert_eq!(judged, 9, "{predictions}");
     assert!(!predictions.contains("{%"), "{predictions}");
     // Every evaluation row of the table is a number: nothing is missing.

@@ -63,14 +63,7 @@ impl Op for EvalStyleOp {
         &[]
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        [("metrics", "metrics.json"), ("items", "items.jsonl")]
-            .into_iter()
-            .map(|(name, path)| OutputDecl {
-                name: name.into(),
-                path: path.into(),
-                heavy: false,
-            })
-            .collect()
+        OutputDecl::light(&[("metrics", "metrics.json"), ("items", "items.jsonl")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["predictions", "heldout"], &[])?;

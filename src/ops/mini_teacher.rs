@@ -92,19 +92,12 @@ impl Op for MiniTeacherOp {
         TeacherConfig::from_params(params).map(|_| ())
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        [
+        OutputDecl::light(&[
             ("broad", "broad.jsonl"),
             ("task", "task.jsonl"),
             ("heldout", "heldout.jsonl"),
             ("answers", "answers.jsonl"),
-        ]
-        .into_iter()
-        .map(|(name, path)| OutputDecl {
-            name: name.into(),
-            path: path.into(),
-            heavy: false,
-        })
-        .collect()
+        ])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let cfg = TeacherConfig::from_params(ctx.params).map_err(|(_, m)| OpError::msg(m))?;

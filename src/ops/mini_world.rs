@@ -87,18 +87,11 @@ impl Op for MiniWorldOp {
         world::WorldConfig::from_params(params).map(|_| ())
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        [
+        OutputDecl::light(&[
             ("people", "people.jsonl"),
             ("corpus", "corpus.jsonl"),
             ("questions", "questions.jsonl"),
-        ]
-        .into_iter()
-        .map(|(name, path)| OutputDecl {
-            name: name.into(),
-            path: path.into(),
-            heavy: false,
-        })
-        .collect()
+        ])
     }
     fn takes_inputs(&self) -> bool {
         false

@@ -105,6 +105,20 @@ pub struct OutputDecl {
     pub heavy: bool,
 }
 
+impl OutputDecl {
+    /// Light outputs (committed with the cache) from `(name, path)` pairs.
+    pub fn light(pairs: &[(&str, &str)]) -> Vec<OutputDecl> {
+        pairs
+            .iter()
+            .map(|&(name, path)| OutputDecl {
+                name: name.into(),
+                path: path.into(),
+                heavy: false,
+            })
+            .collect()
+    }
+}
+
 /// What an op sees while it runs.
 pub struct RunContext<'a> {
     /// Instance id, e.g. `train[size=s]`.

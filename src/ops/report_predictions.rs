@@ -96,14 +96,7 @@ impl Op for ReportPredictionsOp {
         super::report_common::check_export(params, &self.outputs(params))
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        [("out", "predictions.md"), ("verdicts", "verdicts.json")]
-            .into_iter()
-            .map(|(name, path)| OutputDecl {
-                name: name.into(),
-                path: path.into(),
-                heavy: false,
-            })
-            .collect()
+        OutputDecl::light(&[("out", "predictions.md"), ("verdicts", "verdicts.json")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let reg = Registration::parse(ctx.params).map_err(|(_, m)| OpError::msg(m))?;
