@@ -9,7 +9,7 @@ mod common;
 use common::Project;
 use repro::cache::Cache;
 use repro::cache::lockfile::LockFile;
-use repro::exec::eval::{self, Check, Eval, Evaluator, Known};
+use repro::exec::freshness::{self, Check, Eval, Evaluator, Known};
 use repro::graph::codec::{Reader, Writer};
 use repro::graph::key::{self, canonical_json};
 use repro::graph::memo::{self, Miss, Request};
@@ -84,7 +84,7 @@ fn preimage_keys(dag: &Dag) -> Vec<String> {
                 };
                 inputs.insert(name.clone(), v);
             }
-            let params = repro::ops::schema::semantic(n.op.params(), &n.inst.params);
+            let params = repro::op::schema::semantic(n.op.params(), &n.inst.params);
             key::key_of(&key::preimage(n.op.name(), n.op.version(), &params, inputs))
         })
         .collect()
@@ -394,7 +394,7 @@ fn committed_keys_are_unchanged() {
                 missing_ok: true,
                 snapshot: None,
             };
-            eval::evaluate_all(&ev)
+            freshness::evaluate_all(&ev)
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {

@@ -5,9 +5,10 @@
 //! with `scripts/fetch-offline.sh sharegpt`, then
 //! `cargo test --release --test data_ops -- --ignored --nocapture`.
 
-use repro::exec::cancel::CancelToken;
 use repro::model::tokenizer::{MINI_SPECIALS, Message, TextTokenizer, train_bpe};
-use repro::ops::{self, OpError, RunContext, RunResult};
+use repro::op::CancelToken;
+use repro::op::{OpError, RunContext, RunResult};
+use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ fn run(
     std::fs::create_dir_all(work.join("out")).unwrap();
     let op = ops::find(name).unwrap_or_else(|| panic!("op {name} is not registered"));
     let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::ops::schema::validate(op.params(), &params).unwrap();
+    repro::op::schema::validate(op.params(), &params).unwrap();
     op.check(&params).unwrap();
     let inputs: BTreeMap<String, PathBuf> = inputs
         .iter()

@@ -2,8 +2,9 @@
 //! `rate.pairwise`) run through the `Op` trait on small hand-written inputs,
 //! plus one contract test against the miniature's own world and teacher.
 
-use repro::exec::cancel::CancelToken;
-use repro::ops::{self, OpError, RunContext, RunResult};
+use repro::op::CancelToken;
+use repro::op::{OpError, RunContext, RunResult};
+use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ fn run_in(
 ) -> Result<RunResult, OpError> {
     let op = ops::find(name).unwrap_or_else(|| panic!("op {name} is not registered"));
     let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::ops::schema::validate(op.params(), &params).unwrap();
+    repro::op::schema::validate(op.params(), &params).unwrap();
     op.check(&params).unwrap();
     let cancel = CancelToken::default();
     let records = Map::new();
@@ -405,7 +406,7 @@ fn pairwise_rejects_unknown_person_and_bad_params() {
     let op = ops::find("rate.pairwise").unwrap();
     let p: Map<String, Value> = json!({"rater": "crowd"}).as_object().cloned().unwrap();
     assert_eq!(op.check(&p).unwrap_err().0, "rater");
-    assert!(repro::ops::schema::validate(op.params(), &Map::new()).is_err());
+    assert!(repro::op::schema::validate(op.params(), &Map::new()).is_err());
     let (r, _d) = run_op(
         "rate.pairwise",
         json!({"rater": "surface"}),

@@ -5,11 +5,12 @@
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use repro::eval::{mmlu, nq};
-use repro::exec::cancel::CancelToken;
 use repro::model::generate::{GenConfig, generate};
 use repro::model::tokenizer::{MINI_SPECIALS, TextTokenizer, train_bpe};
 use repro::model::{LlamaConfig, checkpoint, init};
-use repro::ops::{self, OpError, RunContext, RunResult};
+use repro::op::CancelToken;
+use repro::op::{OpError, RunContext, RunResult};
+use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,7 @@ fn run(
         .collect();
     let op = ops::find(name).unwrap();
     let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::ops::schema::validate(op.params(), &params).unwrap();
+    repro::op::schema::validate(op.params(), &params).unwrap();
     op.check(&params).unwrap();
     let cancel = CancelToken::default();
     let records = Map::new();

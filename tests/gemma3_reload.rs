@@ -12,12 +12,13 @@ mod gemma_fixture;
 
 use candle_core::{DType, Device, Tensor};
 use gemma_fixture::{gemma_model, gemma_weights};
-use repro::exec::cancel::CancelToken;
 use repro::model::CausalLm;
 use repro::model::checkpoint;
 use repro::model::gemma3::Gemma3Config;
 use repro::model::load::load;
-use repro::ops::{self, RunContext};
+use repro::op::CancelToken;
+use repro::op::RunContext;
+use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

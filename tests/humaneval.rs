@@ -10,9 +10,10 @@
 //! `scripts/humaneval_crosscheck.sh`.
 
 use repro::eval::sandbox::{self, Job, Limits, Verdict};
-use repro::exec::cancel::CancelToken;
+use repro::op::CancelToken;
+use repro::op::{OpError, RunContext, RunResult};
+use repro::ops;
 use repro::ops::eval_humaneval::{Problem, evaluate, read_problems};
-use repro::ops::{self, OpError, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -351,7 +352,7 @@ fn run_op(params: Value, completions: &str) -> (Result<RunResult, OpError>, temp
     inputs.insert("completions".to_string(), comp);
     let op = ops::find("eval.humaneval").unwrap();
     let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::ops::schema::validate(op.params(), &params).unwrap();
+    repro::op::schema::validate(op.params(), &params).unwrap();
     op.check(&params).unwrap();
     let cancel = CancelToken::default();
     let records = Map::new();

@@ -6,10 +6,11 @@
 //! end to end with a real `python3` on the five fixture problems under
 //! `tests/data/humaneval/`.
 
-use repro::exec::cancel::CancelToken;
+use repro::op::CancelToken;
+use repro::op::{OpError, RunContext, RunResult};
+use repro::ops;
 use repro::ops::eval_humaneval::extract::{chat_completion, defines, first_fence};
 use repro::ops::eval_humaneval::{Problem, check_program, read_problems};
-use repro::ops::{self, OpError, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -108,7 +109,7 @@ fn run_op(params: Value, completions: &str) -> (Result<RunResult, OpError>, temp
     inputs.insert("completions".to_string(), comp);
     let op = ops::find("eval.humaneval").unwrap();
     let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::ops::schema::validate(op.params(), &params).unwrap();
+    repro::op::schema::validate(op.params(), &params).unwrap();
     op.check(&params).unwrap();
     let cancel = CancelToken::default();
     let records = Map::new();

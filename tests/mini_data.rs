@@ -3,11 +3,12 @@
 //! split, leakage of half B into imitation data, held-out disjointness, the
 //! teacher's style, counts, and the truth of the reference biographies.
 
-use repro::exec::cancel::CancelToken;
 use repro::mini::lexicon;
 use repro::mini::teacher::{BRIEF_PREFIXES, Example, Heldout, style_body};
 use repro::mini::world::{Attribute, Half, Person, Question};
-use repro::ops::{self, OpError, RunContext, RunResult};
+use repro::op::CancelToken;
+use repro::op::{OpError, RunContext, RunResult};
+use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

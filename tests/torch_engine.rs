@@ -15,12 +15,13 @@
 //! Each prints its measurements on lines starting `torch-check:`.
 
 use candle_core::Device;
-use repro::exec::cancel::CancelToken;
 use repro::model::generate::{GenConfig, generate};
 use repro::model::tokenizer::{MINI_SPECIALS, Message, TextTokenizer, train_bpe};
 use repro::model::train::{self, TrainConfig};
 use repro::model::{LlamaConfig, checkpoint, init};
-use repro::ops::{self, RunContext};
+use repro::op::CancelToken;
+use repro::op::RunContext;
+use repro::ops;
 use repro::torch::launch::{self, Topology};
 use repro::torch::windows::{self, PlanSettings};
 use serde_json::{Map, Value, json};
@@ -174,13 +175,13 @@ fn candle_losses(f: &Fixture) -> Vec<f64> {
 }
 
 /// Runs `lm.finetune` with `extra` params in a fresh work directory.
-fn run_op(f: &Fixture, extra: Value) -> (tempfile::TempDir, ops::RunResult) {
+fn run_op(f: &Fixture, extra: Value) -> (tempfile::TempDir, repro::op::RunResult) {
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(work.path().join("out")).unwrap();
     let mut params = f.params.clone();
     params.extend(extra.as_object().cloned().unwrap());
     let op = ops::find("lm.finetune").unwrap();
-    ops::schema::validate(op.params(), &params).unwrap();
+    repro::op::schema::validate(op.params(), &params).unwrap();
     op.check(&params).unwrap();
     let mut inputs = BTreeMap::new();
     inputs.insert("base".to_string(), f.base.clone());

@@ -8,8 +8,9 @@
 //! Content warning: some test strings are offensive by design.
 
 use repro::eval::toxicity::{ProfanityCheck, SCORER_VERSION};
-use repro::exec::cancel::CancelToken;
-use repro::ops::{self, OpError, RunContext, RunResult};
+use repro::op::CancelToken;
+use repro::op::{OpError, RunContext, RunResult};
+use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -129,7 +130,7 @@ fn run(
     std::fs::create_dir_all(dir.path().join("out")).unwrap();
     let op = ops::find("eval.toxicity").expect("registered");
     let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::ops::schema::validate(op.params(), &params).unwrap();
+    repro::op::schema::validate(op.params(), &params).unwrap();
     op.check(&params).unwrap();
     let inputs: BTreeMap<String, PathBuf> = inputs
         .iter()

@@ -3,7 +3,7 @@
 
 use super::store::{Exchange, Store};
 use super::{ApiConfig, ApiError, ChatRequest, client};
-use crate::exec::cancel::CancelToken;
+use crate::op::CancelToken;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

@@ -10,7 +10,7 @@
 //! bypass any proxy configured in the environment.
 
 use super::{ApiConfig, ApiError, Secret};
-use crate::exec::cancel::CancelToken;
+use crate::op::CancelToken;
 use serde_json::Value;
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! `POST {base}/chat/completions` ([`client::Client`]).
 //!
 //! **Environment** (an op's environment is the process environment overlaid
-//! with the executor's extra environment, [`crate::ops::RunContext::env`]):
+//! with the executor's extra environment, [`crate::op::RunContext::env`]):
 //!
 //! - base URL: `REPRO_API_BASE`, else `OPENAI_BASE_URL` (e.g.
 //!   `https://api.openai.com/v1`; a trailing `/` is ignored). Unset or empty
@@ -39,6 +39,7 @@ pub mod op;
 pub mod records;
 pub mod store;
 
+use crate::cache::hash::canonical_json;
 pub use crate::model::tokenizer::Message;
 pub use batch::{Outcome, run_all};
 pub use op::{api_note, op_config, op_env, outcome_metrics, write_log};
@@ -86,27 +87,6 @@ impl ChatRequest {
         blake3::hash(canonical_json(&v).as_bytes())
             .to_hex()
             .to_string()
-    }
-}
-
-/// JSON with object keys sorted at every level and no whitespace, whatever
-/// the map implementation's order.
-pub fn canonical_json(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical_json(&m[*k])))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Array(a) => {
-            let parts: Vec<String> = a.iter().map(canonical_json).collect();
-            format!("[{}]", parts.join(","))
-        }
-        other => other.to_string(),
     }
 }
 
@@ -186,11 +166,11 @@ pub enum ApiError {
     Cancelled,
 }
 
-impl From<ApiError> for crate::ops::OpError {
+impl From<ApiError> for crate::op::OpError {
     fn from(e: ApiError) -> Self {
         match e {
-            ApiError::Cancelled => crate::ops::OpError::Cancelled,
-            other => crate::ops::OpError::msg(other.to_string()),
+            ApiError::Cancelled => crate::op::OpError::Cancelled,
+            other => crate::op::OpError::msg(other.to_string()),
         }
     }
 }
@@ -288,17 +268,6 @@ mod tests {
             max_tokens: 16,
             seed: 0,
         }
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys() {
-        let a: Value =
-            serde_json::from_str(r#"{"b": 1, "a": {"d": [1, {"f": 2, "e": 3}], "c": "x"}}"#)
-                .unwrap();
-        assert_eq!(
-            canonical_json(&a),
-            r#"{"a":{"c":"x","d":[1,{"e":3,"f":2}]},"b":1}"#
-        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub fn op_env(ctx_env: &[(String, String)], name: &str) -> Option<String> {
 /// Builds an op's [`ApiConfig`]: environment via [`op_env`], the fallback
 /// store under the work directory, and the params `provider`, `concurrency`,
 /// `retries`, `backoff_ms`, `timeout_s` (see [`crate::with_api_params`]).
-pub fn op_config(ctx: &crate::ops::RunContext) -> ApiConfig {
+pub fn op_config(ctx: &crate::op::RunContext) -> ApiConfig {
     let env = ctx.env;
     let mut cfg = ApiConfig::from_env(&|k| op_env(env, k), &ctx.work_dir.join("api-store"));
     let p = ctx.params;
@@ -44,7 +44,7 @@ pub fn op_config(ctx: &crate::ops::RunContext) -> ApiConfig {
     cfg
 }
 
-/// A params schema: the op's own [`crate::ops::ParamSpec`]s followed by
+/// A params schema: the op's own [`crate::op::ParamSpec`]s followed by
 /// the params every API op takes: `provider` (semantic: enters the store
 /// key) and the non-semantic transport settings `concurrency`, `retries`,
 /// `backoff_ms`, `timeout_s` (read by [`op_config`]).
@@ -53,38 +53,38 @@ macro_rules! with_api_params {
     ($($p:expr),* $(,)?) => {
         &[
             $($p,)*
-            $crate::ops::ParamSpec {
+            $crate::op::ParamSpec {
                 name: "provider",
-                ty: $crate::ops::ParamType::Str,
+                ty: $crate::op::ParamType::Str,
                 required: false,
                 semantic: true,
                 doc: "label entering every API request's store key, to tell apart endpoints \
                       serving different models under one name (default empty)",
             },
-            $crate::ops::ParamSpec {
+            $crate::op::ParamSpec {
                 name: "concurrency",
-                ty: $crate::ops::ParamType::Int,
+                ty: $crate::op::ParamType::Int,
                 required: false,
                 semantic: false,
                 doc: "API requests in flight at once (default 4)",
             },
-            $crate::ops::ParamSpec {
+            $crate::op::ParamSpec {
                 name: "retries",
-                ty: $crate::ops::ParamType::Int,
+                ty: $crate::op::ParamType::Int,
                 required: false,
                 semantic: false,
                 doc: "API retries on 408, 429, 5xx and network errors (default 5)",
             },
-            $crate::ops::ParamSpec {
+            $crate::op::ParamSpec {
                 name: "backoff_ms",
-                ty: $crate::ops::ParamType::Int,
+                ty: $crate::op::ParamType::Int,
                 required: false,
                 semantic: false,
                 doc: "first API retry delay in ms, doubling, capped at 60 s (default 1000)",
             },
-            $crate::ops::ParamSpec {
+            $crate::op::ParamSpec {
                 name: "timeout_s",
-                ty: $crate::ops::ParamType::Int,
+                ty: $crate::op::ParamType::Int,
                 required: false,
                 semantic: false,
                 doc: "whole-request API timeout in seconds (default 120)",
@@ -111,7 +111,7 @@ pub fn api_note(total: usize, from_store: usize, sent: usize) -> String {
 /// The request/response log an API op writes as an output (one
 /// [`Exchange`] per line, in request order), so the committed cache holds
 /// every answer the op used.
-pub fn write_log(path: &Path, exchanges: &[Exchange]) -> Result<(), crate::ops::OpError> {
+pub fn write_log(path: &Path, exchanges: &[Exchange]) -> Result<(), crate::op::OpError> {
     let rows: Vec<Value> = exchanges
         .iter()
         .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))

@@ -17,7 +17,7 @@
 
 use super::Message;
 use crate::eval::io::{id_field, read_jsonl};
-use crate::ops::OpError;
+use crate::op::OpError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -102,7 +102,7 @@ fn text_of(
                     line,
                     format!(
                         "`{k}` must be a string, found {}",
-                        crate::ops::schema::type_of(other)
+                        crate::op::schema::type_of(other)
                     ),
                 ));
             }

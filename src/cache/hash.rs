@@ -15,11 +15,37 @@
 use super::fasthash::FastMap;
 use super::statdir::StatDir;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// Serializes JSON canonically: object keys sorted bytewise at every level
+/// whatever the map implementation's order, no whitespace, strings with
+/// serde_json's escaping, numbers as serde_json writes them (integers as
+/// integers, floats in their shortest round-trip form). Cache keys
+/// (`crate::graph::key`), directory manifests and API request keys are the
+/// blake3 of this text.
+pub fn canonical_json(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", Value::String((*k).clone()), canonical_json(&m[*k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(canonical_json).collect();
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
+    }
+}
 
 /// One manifest entry of a directory artifact.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,8 +72,7 @@ pub struct Manifest {
 impl Manifest {
     /// Canonical bytes (the digest is their blake3).
     pub fn to_bytes(&self) -> Vec<u8> {
-        crate::graph::key::canonical_json(&serde_json::to_value(self).unwrap_or_default())
-            .into_bytes()
+        canonical_json(&serde_json::to_value(self).unwrap_or_default()).into_bytes()
     }
     /// Total size of the files.
     pub fn total_bytes(&self) -> u64 {
@@ -356,4 +381,21 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
         }
     }
     Ok(hasher.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"d": [1, {"f": 2, "e": 3}], "c": "x"}}"#)
+                .unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":"x","d":[1,{"e":3,"f":2}]},"b":1}"#
+        );
+    }
 }

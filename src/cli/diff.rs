@@ -8,7 +8,7 @@ use super::{Failure, Loaded, Outcome, PipelineArgs, load};
 use crate::cache::lockfile::LockFile;
 use crate::cache::record::Record;
 use crate::cache::short;
-use crate::exec::eval::{self, Check, Eval, Evaluator};
+use crate::exec::freshness::{self, Check, Eval, Evaluator};
 use crate::graph::key::{self, FieldChange};
 use clap::Args;
 use serde_json::{Value, json};
@@ -67,7 +67,7 @@ pub fn diff(a: DiffArgs) -> Outcome {
         missing_ok: true,
         ..l.evaluator(&lock, Check::Exists)
     };
-    let evals = eval::evaluate_all(&ev);
+    let evals = freshness::evaluate_all(&ev);
     l.cache.stat.save().ok();
     let old_records = records_at(&l, &rev, &old_lock)?;
     let mut rows = Vec::new();
@@ -225,14 +225,14 @@ fn node_diff(
 /// difference instead of its cut-off start.
 fn change_text(l: &Loaded, i: usize, c: &FieldChange) -> String {
     let (Some(Value::String(a)), Some(Value::String(b))) = (&c.old, &c.new) else {
-        return eval::describe_change(&l.dag, i, c);
+        return freshness::describe_change(&l.dag, i, c);
     };
     let digest = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
     if (a.chars().count() <= 60 && b.chars().count() <= 60)
         || c.path.starts_with("inputs.")
         || (digest(a) && digest(b))
     {
-        return eval::describe_change(&l.dag, i, c);
+        return freshness::describe_change(&l.dag, i, c);
     }
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let start = a.iter().zip(&b).take_while(|(x, y)| x == y).count();

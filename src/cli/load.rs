@@ -5,7 +5,7 @@
 use super::{Failure, PipelineArgs, root};
 use crate::cache::Cache;
 use crate::cache::lockfile::LockFile;
-use crate::exec::eval::{self, Check, Eval, Evaluator};
+use crate::exec::freshness::{self, Check, Eval, Evaluator};
 use crate::graph::{Dag, memo};
 use crate::project;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ impl Loaded {
 
     /// Evaluates every node (keys, hit/miss/pending and why) and saves the stat memo.
     pub fn evaluate_all(&self, lock: &LockFile, check: Check) -> Vec<Eval> {
-        let evals = eval::evaluate_all(&self.evaluator(lock, check));
+        let evals = freshness::evaluate_all(&self.evaluator(lock, check));
         self.cache.stat.save().ok();
         evals
     }

@@ -12,7 +12,7 @@ use super::{Failure, Loaded, Outcome, PipelineArgs, load};
 use crate::cache::lockfile::LockFile;
 use crate::cache::record::Record;
 use crate::eval::lm_eval;
-use crate::exec::eval::{Check, Eval, Evaluator};
+use crate::exec::freshness::{Check, Eval, Evaluator};
 use crate::report::metrics::{self as table, Format, Gate, Row, SortKey};
 use clap::Args;
 use serde_json::{Value, json};
@@ -144,7 +144,7 @@ fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
         missing_ok: true,
         ..l.evaluator(&lock, Check::Exists)
     };
-    let evals = crate::exec::eval::evaluate_all(&ev);
+    let evals = crate::exec::freshness::evaluate_all(&ev);
     l.cache.stat.save().ok();
     Ok((lock, evals))
 }

@@ -1,7 +1,7 @@
 //! `repro run`: execute, dry-run (`--dry-run [--json]`), or follow a plan (`--plan`).
 
 use super::{Failure, Outcome, PipelineArgs, load};
-use crate::exec::eval::{Check, Eval};
+use crate::exec::freshness::{Check, Eval};
 use crate::exec::{self, RunOptions, cancel};
 use clap::Args;
 use serde_json::json;
@@ -102,7 +102,7 @@ pub fn run(a: RunArgs) -> Outcome {
         missing_inputs_check(&l, &opts)?;
     }
     credentials_note(&l, &opts)?;
-    let token = cancel::CancelToken::default();
+    let token = crate::op::CancelToken::default();
     cancel::install(&token);
     let s = exec::run(dag, &l.cache, &l.lock_path, &opts, &token).map_err(|e| match e {
         exec::ExecError::StalePlan(m) => Failure::Input(m),
@@ -337,7 +337,7 @@ pub fn report(p: &PipelineArgs, positional: Option<&str>) -> Outcome {
         report_only: true,
         ..Default::default()
     };
-    let token = cancel::CancelToken::default();
+    let token = crate::op::CancelToken::default();
     cancel::install(&token);
     let s = exec::run(&l.dag, &l.cache, &l.lock_path, &opts, &token)
         .map_err(|e| Failure::Failed(e.to_string()))?;
@@ -362,11 +362,11 @@ pub fn report(p: &PipelineArgs, positional: Option<&str>) -> Outcome {
 /// and why (the same states and reasons as `repro status`).
 fn blocked_note(l: &super::Loaded) -> Outcome {
     let lock = l.lock()?;
-    let ev = crate::exec::eval::Evaluator {
+    let ev = crate::exec::freshness::Evaluator {
         missing_ok: true,
         ..l.evaluator(&lock, Check::Exists)
     };
-    let evals = crate::exec::eval::evaluate_all(&ev);
+    let evals = crate::exec::freshness::evaluate_all(&ev);
     let states = super::status::states(l, &lock, &evals);
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     for (state, reason) in &states {

@@ -3,7 +3,7 @@
 use super::{Failure, Loaded, Outcome, PipelineArgs, load};
 use crate::cache::lockfile::LockFile;
 use crate::cache::short;
-use crate::exec::eval::{self, Check, Eval, Evaluator};
+use crate::exec::freshness::{self, Check, Eval, Evaluator};
 use crate::graph::key;
 use crate::graph::{Dag, Input, Source};
 use serde_json::{Value, json};
@@ -114,7 +114,7 @@ fn evaluate(l: &Loaded) -> Result<(LockFile, Vec<Eval>), Failure> {
         missing_ok: true,
         ..l.evaluator(&lock, Check::Quick)
     };
-    let evals = eval::evaluate_all(&ev);
+    let evals = freshness::evaluate_all(&ev);
     l.cache.stat.save().ok();
     Ok((lock, evals))
 }
@@ -336,7 +336,7 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
     let changes: Vec<Value> = match (&evals[i], &last_rec) {
         (Eval::Miss { preimage, .. }, Some(old)) => key::diff(&old.preimage, preimage)
             .iter()
-            .map(|c| json!({"field": c.path, "old": c.old, "new": c.new, "text": eval::describe_change(dag, i, c)}))
+            .map(|c| json!({"field": c.path, "old": c.old, "new": c.new, "text": freshness::describe_change(dag, i, c)}))
             .collect(),
         (Eval::Pending { .. }, Some(old)) => {
             // The key is unknown; compare what is known (op, version, params).
@@ -348,7 +348,7 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
             }
             key::diff(&oldp, &partial)
                 .iter()
-                .map(|c| json!({"field": c.path, "old": c.old, "new": c.new, "text": eval::describe_change(dag, i, c)}))
+                .map(|c| json!({"field": c.path, "old": c.old, "new": c.new, "text": freshness::describe_change(dag, i, c)}))
                 .collect()
         }
         _ => Vec::new(),

@@ -12,11 +12,11 @@
 
 use super::{Failure, Outcome, PipelineArgs, load};
 use crate::cache::short;
-use crate::exec::cancel::CancelToken;
-use crate::exec::eval::{self, Check, Eval, Evaluator};
+use crate::exec::freshness::{self, Check, Eval, Evaluator};
 use crate::exec::node::{Job, run_node};
 use crate::graph::Tolerance;
 use crate::graph::key;
+use crate::op::CancelToken;
 use clap::Args;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -54,7 +54,7 @@ pub fn verify(a: VerifyArgs) -> Outcome {
         missing_ok: true,
         ..l.evaluator(&lock, Check::Exists)
     };
-    let evals = eval::evaluate_all(&ev);
+    let evals = freshness::evaluate_all(&ev);
     l.cache.stat.save().ok();
     let blocked = l.dag.missing_inputs();
     let unmet = crate::exec::needs::unmet_here(&l.dag);

@@ -1,6 +1,6 @@
 //! Small helpers the `data.*` ops share: param getters and output writers.
 
-use crate::ops::OpError;
+use crate::op::OpError;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::io::Write;

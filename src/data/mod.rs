@@ -29,7 +29,7 @@ pub mod qa;
 pub mod sharegpt;
 pub mod stream;
 
-use crate::ops::OpError;
+use crate::op::OpError;
 use std::fmt;
 
 /// A content or I/O error in a data file, located as precisely as known.

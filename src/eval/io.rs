@@ -5,7 +5,7 @@
 //! fields a reader does not use are ignored. Ids may be JSON strings or
 //! integers (an integer id `7` is read as `"7"`).
 
-use crate::ops::{OpError, RunContext};
+use crate::op::{OpError, RunContext};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -78,7 +78,7 @@ pub fn read_jsonl(path: &Path, input: &str) -> Result<Vec<Row>, OpError> {
                     n,
                     format!(
                         "expected a JSON object, found {}",
-                        crate::ops::schema::type_of(&other)
+                        crate::op::schema::type_of(&other)
                     ),
                 ));
             }
@@ -101,7 +101,7 @@ pub fn str_field(
             line,
             format!(
                 "`{key}` must be a string, found {}",
-                crate::ops::schema::type_of(other)
+                crate::op::schema::type_of(other)
             ),
         )),
         None => Err(err(input, line, format!("missing field `{key}`"))),
@@ -136,7 +136,7 @@ pub fn id_field(
             line,
             format!(
                 "`{key}` must be a string or an integer, found {}",
-                crate::ops::schema::type_of(other)
+                crate::op::schema::type_of(other)
             ),
         )),
         None => Err(err(input, line, format!("missing field `{key}`"))),
@@ -158,7 +158,7 @@ pub fn opt_int_field(
             line,
             format!(
                 "`{key}` must be an integer, found {}",
-                crate::ops::schema::type_of(other)
+                crate::op::schema::type_of(other)
             ),
         )),
     }
@@ -377,7 +377,7 @@ pub fn str_param<'a>(
         Some(Value::String(s)) => Ok(s.as_str()),
         Some(other) => Err(OpError::msg(format!(
             "param `{name}` must be a string, found {}",
-            crate::ops::schema::type_of(other)
+            crate::op::schema::type_of(other)
         ))),
     }
 }
@@ -395,7 +395,7 @@ pub fn uint_param(params: &Map<String, Value>, name: &str) -> Result<Option<u64>
 }
 
 /// Checks that a string param, when given, is one of `allowed`, for
-/// [`crate::ops::Op::check`].
+/// [`crate::op::Op::check`].
 pub fn check_choice(
     params: &Map<String, Value>,
     name: &str,

@@ -19,7 +19,7 @@
 //! subject, their unweighted mean (macro) and the accuracy over all
 //! questions (micro). Chance is 25%.
 
-use crate::ops::OpError;
+use crate::op::OpError;
 use std::path::Path;
 
 /// The four answer letters.

@@ -21,7 +21,7 @@
 //! questions never changes the prompts of the others.
 
 use super::normalize::normalize_answer_orqa;
-use crate::ops::OpError;
+use crate::op::OpError;
 use crate::rng::Rng;
 use serde_json::Value;
 use std::path::Path;

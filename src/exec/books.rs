@@ -7,7 +7,7 @@ use crate::cache::Cache;
 use crate::cache::flock::{self, Mode};
 use crate::cache::lockfile::{LockEntry, LockFile};
 use crate::cache::record::{ArtifactKind, Storage};
-use crate::exec::eval::Known;
+use crate::exec::freshness::Known;
 use crate::graph::Dag;
 use serde_json::Value;
 use std::path::Path;

@@ -15,9 +15,11 @@
 
 mod books;
 pub mod cancel;
-pub mod eval;
+pub mod error;
 pub mod executor;
 pub mod export;
+pub mod freshness;
+pub mod host;
 pub mod needs;
 pub mod node;
 pub mod progress;
@@ -28,10 +30,10 @@ use crate::cache::lockfile::LockFile;
 use crate::cache::record::Record;
 use crate::cache::{Cache, short};
 use crate::graph::Dag;
+use crate::op::CancelToken;
 use books::{record_preimage, repair, write_lock};
-use cancel::CancelToken;
-use eval::{Check, Eval, Evaluator, Known, Snapshot};
 use executor::Executors;
+use freshness::{Check, Eval, Evaluator, Known, Snapshot};
 use node::{Job, NodeError};
 use progress::Progress;
 use serde_json::Value;

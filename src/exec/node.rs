@@ -4,35 +4,16 @@
 
 use crate::cache::record::{Provenance, Record, Storage};
 use crate::cache::{Cache, CacheError, io_at};
-use crate::exec::cancel::CancelToken;
+pub use crate::exec::error::NodeError;
 use crate::exec::executor::{ExecJob, Executor};
+pub use crate::exec::host::{git_rev, hostname, now_rfc3339};
 use crate::exec::task::{TASK_FILE, TASK_FORMAT, Task};
 use crate::graph::{Dag, Input, Source};
+use crate::op::CancelToken;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
-
-/// Why a node did not produce a record.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// The op failed.
-    #[error("{message}")]
-    Failed {
-        /// One line.
-        message: String,
-        /// Tail of stderr.
-        stderr: String,
-        /// Work directory kept for inspection.
-        work_dir: Option<PathBuf>,
-    },
-    /// Interrupted.
-    #[error("cancelled")]
-    Cancelled,
-    /// Cache trouble.
-    #[error(transparent)]
-    Cache(#[from] CacheError),
-}
 
 /// What to run.
 pub struct Job<'a> {
@@ -196,7 +177,7 @@ fn prepare(cache: &Cache, dag: &Dag, job: &Job, work: &Path) -> Result<Task, Nod
         work_dir: Some(work.to_path_buf()),
     };
     let records = if n.op.is_report() {
-        crate::exec::eval::input_records(cache, dag, job.idx, &|u| {
+        crate::exec::freshness::input_records(cache, dag, job.idx, &|u| {
             job.upstream_keys.get(&u).cloned()
         })
         .map_err(fail_keep)?
@@ -336,54 +317,4 @@ fn make_read_only(p: &Path) {
     if p.is_file() {
         let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o444));
     }
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// `git rev-parse HEAD` in the project root, memoized.
-pub fn git_rev(root: &Path) -> Option<String> {
-    static REV: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    REV.get_or_init(|| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(root)
-            .args(["rev-parse", "HEAD"])
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    })
-    .clone()
-}
-
-/// The current time as RFC 3339 UTC (second precision).
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }

@@ -9,8 +9,8 @@
 //! so a job can never half-write the cache.
 
 use crate::cache::atomic;
-use crate::exec::cancel::CancelToken;
-use crate::ops::{OpError, RunContext, RunResult};
+use crate::op::CancelToken;
+use crate::op::{OpError, RunContext, RunResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -202,7 +202,7 @@ pub fn exec_node(work: &Path) -> i32 {
     };
     let cancel = CancelToken::default();
     crate::exec::cancel::install(&cancel);
-    let started = crate::exec::node::now_rfc3339();
+    let started = crate::exec::host::now_rfc3339();
     let t0 = std::time::Instant::now();
     // Progress lines go to the job's stderr (slurm.err), prefixed and flushed.
     let show = |m: &str| eprintln!("[{}] {m}", task.node);
@@ -210,9 +210,9 @@ pub fn exec_node(work: &Path) -> i32 {
     let mut st = Status {
         format: TASK_FORMAT,
         key: task.key.clone(),
-        host: crate::exec::node::hostname(),
+        host: crate::exec::host::hostname(),
         cuda_visible_devices: std::env::var("CUDA_VISIBLE_DEVICES").ok(),
-        device: Some(crate::exec::executor::describe_devices(
+        device: Some(crate::exec::host::describe_devices(
             &std::env::var("CUDA_VISIBLE_DEVICES")
                 .unwrap_or_default()
                 .split(',')

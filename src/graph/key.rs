@@ -54,12 +54,7 @@ use serde_json::{Map, Value, json};
 /// Version of the preimage layout above.
 pub const KEY_FORMAT: u64 = 1;
 
-/// Serializes JSON canonically (sorted keys, no whitespace).
-pub fn canonical_json(v: &Value) -> String {
-    // serde_json's Map is a BTreeMap (the preserve_order feature is off), so
-    // keys serialize sorted; compact output has no whitespace.
-    serde_json::to_string(v).unwrap_or_default()
-}
+pub use crate::cache::hash::canonical_json;
 
 /// Builds the preimage of a key.
 pub fn preimage(

@@ -17,7 +17,8 @@ pub mod resolve;
 pub mod resources;
 pub mod serial;
 
-use crate::ops::{self, Op, OutputDecl};
+use crate::op::{Op, OutputDecl};
+use crate::ops;
 use crate::spec::expand::{self, Coord};
 use crate::spec::refs::Ref;
 use crate::spec::{Pipeline, SpecError};
@@ -130,7 +131,7 @@ impl DagNode {
 
     /// The params that enter the key (the op's schema marks them semantic).
     pub fn key_params(&self) -> Map<String, Value> {
-        ops::schema::semantic(self.op.params(), &self.inst.params)
+        crate::op::schema::semantic(self.op.params(), &self.inst.params)
     }
 }
 
@@ -409,7 +410,7 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
                 &format!("nodes.{}.op", spec.id),
                 format!("unknown op `{}`", spec.op.0),
             );
-            match crate::spec::closest(&spec.op.0, &names) {
+            match crate::op::suggest::closest(&spec.op.0, &names) {
                 Some(c) => e.with_help(format!(
                     "did you mean `{c}`? (`repro ops` lists: {})",
                     names.join(", ")
@@ -417,8 +418,8 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
                 None => e.with_help(format!("available ops: {}", names.join(", "))),
             }
         })?;
-        let check =
-            ops::schema::validate(op.params(), &inst.params).and_then(|_| op.check(&inst.params));
+        let check = crate::op::schema::validate(op.params(), &inst.params)
+            .and_then(|_| op.check(&inst.params));
         if let Err((param, msg)) = check {
             let span = inst.param_spans.get(&param).copied().unwrap_or(spec.op.1);
             let key = if param.is_empty() {
@@ -473,7 +474,7 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         .zip(ops_of)
         .zip(outputs_of);
     for (((inst, (inputs, resources, tolerance)), op), outputs) in parts {
-        let key_params = ops::schema::semantic(op.params(), &inst.params);
+        let key_params = crate::op::schema::semantic(op.params(), &inst.params);
         nodes.push(DagNode {
             key_template: KeyTemplate::new(op.name(), op.version(), &key_params),
             upstream: upstream_of(&inputs),

@@ -4,7 +4,7 @@
 
 use super::resources::{self, Resources, Tolerance};
 use super::{Input, MissingFile, Source};
-use crate::ops::{Op, OutputDecl};
+use crate::op::{Op, OutputDecl};
 use crate::spec::expand::{self, InputDecl, Instance, RefAt};
 use crate::spec::refs::{NodeRef, Ref};
 use crate::spec::source::Span;

@@ -174,7 +174,7 @@ pub fn parse_resources(
                 }
             }
             other => {
-                let hint = crate::spec::closest(other, KEYS)
+                let hint = crate::op::suggest::closest(other, KEYS)
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
                 return Err(err(

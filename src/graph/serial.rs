@@ -15,7 +15,8 @@ use super::resources::{Resources, Tolerance};
 use super::{
     Dag, DagNode, Input, MissingFile, NodeInstance, Params, PipelineInfo, Source, upstream_of,
 };
-use crate::ops::{self, Op, OutputDecl};
+use crate::op::{Op, OutputDecl};
+use crate::ops;
 use crate::spec::expand::Coord;
 use std::collections::BTreeMap;
 use std::path::Path;

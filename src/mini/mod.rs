@@ -25,7 +25,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Reads an integer param with a default and an inclusive range;
-/// `Err((param, message))` as [`crate::ops::Op::check`] wants it.
+/// `Err((param, message))` as [`crate::op::Op::check`] wants it.
 pub fn int_param(
     params: &Map<String, Value>,
     name: &str,

@@ -25,13 +25,13 @@
 //! `.clamped`).
 
 use super::lm_common::on_threads;
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::data::budget::{Count, count_many, nested};
 use crate::data::io::{
     JsonlWriter, bool_param, check_choice, numeric, str_param, u64_param, write_json,
 };
 use crate::data::jsonl::read_normalized;
 use crate::eval::io::{check_inputs, input_path};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::rng::Rng;
 use serde_json::{Map, Value, json};
 

@@ -21,11 +21,11 @@
 //! `exclusion_set`).
 
 use super::data_sharegpt::{chat_outputs, clean_config};
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::data::io::{JsonlWriter, bool_param, check_choice, numeric, str_param, write_json};
 use crate::data::jsonl::{ChatFields, Shape, files_of, load_chat};
 use crate::data::qa::{QaFields, load_qa, read_exclusions};
 use crate::eval::io::{check_inputs, input_path};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 

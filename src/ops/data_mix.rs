@@ -24,7 +24,6 @@
 //! `.examples`, `.size`, `.short`, `.passes`).
 
 use super::lm_common::{model_err, on_threads};
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::data::budget::{Count, count_many};
 use crate::data::io::{
     JsonlWriter, bool_param, check_choice, numeric, str_param, u64_param, write_json,
@@ -33,6 +32,7 @@ use crate::data::jsonl::{ChatLine, read_normalized};
 use crate::data::mix::{MixSource, mix};
 use crate::eval::io::{check_inputs, input_path};
 use crate::model::tokenizer::TextTokenizer;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `data.mix` op.

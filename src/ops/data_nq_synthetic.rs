@@ -46,12 +46,12 @@
 //! `generated_*` counts; in teacher mode `api_total` (stderr says how many
 //! requests came from the store and how many were sent).
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::api::{ChatRequest, Message, api_note, op_config, outcome_metrics, run_all, write_log};
 use crate::eval::io::{
     check_choice, check_inputs, input_path, num, read_jsonl, str_field, str_list_field, write_jsonl,
 };
 use crate::eval::normalize::{contains_answer, normalize_answer};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::rng::Rng;
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;

@@ -26,10 +26,10 @@
 //! `role_<source role>` (turns read per original role), `characters`,
 //! `assistant_characters`. The record's metrics add `seconds` and `mb_per_s`.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::data::chat::CleanConfig;
 use crate::data::io::{JsonlWriter, bool_param, numeric, str_param, write_json};
 use crate::eval::io::{check_inputs, input_path};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `data.sharegpt` op.

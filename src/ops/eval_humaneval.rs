@@ -67,10 +67,10 @@
 //! string), `exit_code`, `signal`, `stdout_tail`, `stderr_tail`, `wall_s`,
 //! `cpu_s`) and `metrics` (metrics.json).
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::io::{check_inputs, input_path, num, write_json, write_jsonl};
 use crate::eval::passk::mean_pass_at_k;
 use crate::eval::sandbox::{self, Limits};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -331,7 +331,7 @@ impl Op for EvalHumanEvalOp {
                     "task_id": prob.task_id, "sample": sample.index, "line": sample.line,
                     "completion": sample.completion, "passed": v.passed, "status": status,
                     "result": v.result, "exit_code": o.exit_code, "signal": o.signal,
-                    "stdout_tail": super::tail(&o.stdout, 2000), "stderr_tail": super::tail(&v.stderr, 2000),
+                    "stdout_tail": crate::op::tail(&o.stdout, 2000), "stderr_tail": crate::op::tail(&v.stderr, 2000),
                     "wall_s": num((o.wall_s * 1000.0).round() / 1000.0),
                     "cpu_s": num((o.cpu_s * 1000.0).round() / 1000.0),
                 });

@@ -27,9 +27,9 @@
 //! (metrics.json).
 
 use super::lm_common::{self, input, model_err};
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::io::{num, write_json, write_jsonl};
 use crate::eval::mmlu::{self, Item, LETTERS};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use candle_core::{IndexOp, Tensor};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -31,12 +31,12 @@
 //! the number of examples in its prompt) and `metrics` (metrics.json).
 
 use super::lm_common::{self, input, model_err};
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
 use crate::eval::io::{num, write_json, write_jsonl};
 use crate::eval::nq::{self, NqQuestion};
 use crate::model::generate::{GenConfig, generate};
 use crate::model::tokenizer::Message;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `eval.nq` op.

@@ -42,13 +42,13 @@
 //! (metrics.json, the numbers above and `judge_model`), and with a judge
 //! `log` (requests.jsonl, every judge request and response).
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::api::records::{read_prompts, read_responses};
 use crate::api::{ChatRequest, api_note, op_config, outcome_metrics, run_all, write_log};
 use crate::eval::io::{check_choice, check_inputs, input_path, num, write_json, write_jsonl};
 use crate::eval::preference::{
     Verdict, combine_orders, csv, judge_messages, majority, order_verdict, parse_scores, shares,
 };
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

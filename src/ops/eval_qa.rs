@@ -47,7 +47,6 @@
 //! `metrics` (metrics.json, the flat numbers above, also returned as the
 //! record's metrics). No selected question is an error.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
 use crate::eval::io::{
     Question, check_choice, check_inputs, input_path, num, read_predictions, read_questions,
@@ -56,6 +55,7 @@ use crate::eval::io::{
 use crate::eval::normalize::{
     contains_answer, exact_match, extract_short_answer, normalize_answer, starts_with_answer,
 };
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -31,12 +31,12 @@
 //! `words`), the per-item outcomes paired tests need.
 //! No held-out prompt is an error.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, RunContext, RunResult};
 use crate::eval::io::{
     check_inputs, input_path, num, read_heldout, read_predictions, write_json, write_jsonl,
 };
 use crate::eval::stats::{mean, pearson};
 use crate::eval::style::{follows_format, unigram_overlap, word_count};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `eval.style` op.

@@ -52,12 +52,12 @@
 //! `text`, `score`, `toxic` (score >= threshold), and `prompt` and
 //! `prompt_score` when the prompt's text is known.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::io::{
     Row, check_choice, check_inputs, id_field, input_path, num, read_jsonl, str_param, write_json,
     write_jsonl,
 };
 use crate::eval::toxicity::{ProfanityCheck, SCORER_NAME, SCORER_VERSION};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;

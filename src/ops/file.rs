@@ -6,7 +6,7 @@
 //! file re-runs nothing and editing it re-runs everything downstream. The
 //! output `out` is a copy of the content.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value};
 
 /// The `file` op.

@@ -14,9 +14,9 @@
 //! model, model args, lm-eval version, git hash, date, the run's `config`
 //! and the task's config. See [`crate::eval::lm_eval`] for the format.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::io::write_json;
 use crate::eval::lm_eval;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `ingest.lm_eval` op.

@@ -3,10 +3,10 @@
 //! every training op takes, and running model work on the threads the
 //! scheduler granted.
 
-use super::{OpError, ParamSpec, ParamType, RunContext};
 use crate::model::adamw::AdamWConfig;
 use crate::model::tokenizer::Message;
 use crate::model::train::TrainConfig;
+use crate::op::{OpError, ParamSpec, ParamType, RunContext};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -359,14 +359,14 @@ pub fn train_and_save(
 }
 
 /// Outputs of the training ops: the model directory (heavy) and the log.
-pub fn train_outputs() -> Vec<super::OutputDecl> {
+pub fn train_outputs() -> Vec<crate::op::OutputDecl> {
     vec![
-        super::OutputDecl {
+        crate::op::OutputDecl {
             name: "out".into(),
             path: "model".into(),
             heavy: true,
         },
-        super::OutputDecl {
+        crate::op::OutputDecl {
             name: "log".into(),
             path: "train.json".into(),
             heavy: false,

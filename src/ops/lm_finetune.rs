@@ -18,10 +18,10 @@
 
 use super::lm_common::{self, TRAIN_PARAMS, input, model_err, read_jsonl};
 use super::lm_finetune_torch as torch_engine;
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::model::checkpoint;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::train::Example;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
 

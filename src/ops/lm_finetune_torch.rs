@@ -22,8 +22,8 @@
 //! Slurm's `retries:` keeps, so a preempted job resumes from the last one.
 
 use super::lm_common::{self, model_err};
-use super::{OpError, ParamSpec, ParamType, RunContext, RunResult};
 use crate::model::train::TrainConfig;
+use crate::op::{OpError, ParamSpec, ParamType, RunContext, RunResult};
 use crate::torch::{self, TorchError, env, launch, windows};
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -243,7 +243,7 @@ pub fn run(
     let log = std::fs::read_to_string(dir.join("trainer.log")).unwrap_or_default();
     Ok(RunResult {
         metrics,
-        stderr: crate::ops::tail(&log, 16_000),
+        stderr: crate::op::tail(&log, 16_000),
         environment: environment(&py, &result, topo),
         ..Default::default()
     })

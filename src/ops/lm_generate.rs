@@ -14,9 +14,9 @@
 //! per prompt, in input order.
 
 use super::lm_common::{self, input, model_err, read_jsonl};
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::model::checkpoint;
 use crate::model::generate::{Finish, GenConfig, generate};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `lm.generate` op.

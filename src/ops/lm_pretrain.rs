@@ -14,12 +14,12 @@
 //! loss curve and the numbers that also go into the record).
 
 use super::lm_common::{self, TRAIN_PARAMS, input, model_err};
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::model::checkpoint::Loaded;
 use crate::model::gpt2::{self, Gpt2Config};
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::train::Example;
 use crate::model::{CausalLm, LlamaConfig, init};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use candle_core::DType;
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;

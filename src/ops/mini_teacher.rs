@@ -12,10 +12,10 @@
 //! `broad_mean_user_words`, `task`, `heldout`, `heldout_general`,
 //! `heldout_bio`, `answers`.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::mini::teacher::{self, TeacherConfig};
 use crate::mini::world::{Person, Question};
 use crate::mini::{self, word_count};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 

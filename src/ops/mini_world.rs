@@ -16,8 +16,8 @@
 //! Metrics: `people`, `documents`, `corpus_chars` (bytes of the documents'
 //! text), `corpus_words`, `questions`.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::mini::{self, world};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `mini.world` op.

@@ -17,8 +17,8 @@
 //! pointer; duplicate ids are an error too (later ops join by id).
 
 use super::lm_common::input;
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::io::write_jsonl;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 

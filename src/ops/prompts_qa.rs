@@ -34,11 +34,11 @@
 //!
 //! Metric: `prompts` (lines written).
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::io::{
     Question, check_choice, check_inputs, check_uint, input_path, read_questions, select_half,
     str_param, uint_param, write_jsonl,
 };
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::rng::Rng;
 use serde_json::{Map, Value, json};
 

@@ -7,7 +7,7 @@
 //! `{"kind": "published", "citation", "columns", "notes", "rows"}`, so every
 //! report can label these numbers as published, never as computed.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `ref.published` op.

@@ -38,7 +38,6 @@
 //! `model_score`, `teacher_score`, `verdict`, `reasons`) and `metrics`
 //! (metrics.json, the same flat numbers as the record's metrics).
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
 use crate::eval::io::{
     check_choice, check_inputs, check_uint, input_path, num, read_heldout, read_people,
@@ -46,6 +45,7 @@ use crate::eval::io::{
 };
 use crate::eval::rater::{Claims, FactBase, Verdict, fails_factcheck, surface_score};
 use crate::eval::style::word_count;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `rate.pairwise` op.

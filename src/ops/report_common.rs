@@ -1,6 +1,6 @@
 //! Checks shared by the report ops.
 
-use super::OutputDecl;
+use crate::op::OutputDecl;
 use serde_json::{Map, Value};
 
 /// Validates the `export:` param against the op's outputs at compile time.

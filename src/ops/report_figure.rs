@@ -23,7 +23,7 @@
 //! lines come from data, not from the spec. A new value of a panel's
 //! `series` field becomes a new series with no spec change.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::report::figure::{self, FigureSpec, RefLine, Row};
 use crate::report::inputs::{self, ReportInput};
 use serde_json::{Map, Value, json};

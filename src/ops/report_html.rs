@@ -11,7 +11,7 @@
 //! numbers the tables show, as extra inputs). The template (default
 //! `templates/report.html.j2`) is an input: its content is in the key.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::report::{inputs, template};
 use serde_json::{Map, Value, json};
 

@@ -18,7 +18,7 @@
 //! verdict on its first row) and `verdicts` (verdicts.json). Metrics:
 //! `holds`, `contradicted`, `inconclusive` (predictions per verdict).
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::report::predictions::{
     CaseResult, Prediction, Registration, Series, Source, Verdict, judge, judge_case,
 };

@@ -17,7 +17,7 @@
 //! extension without `.j2`). Metrics: `gates_passed`, `gates_failed`,
 //! `missing` (counts); `repro verify` fails when `gates_failed > 0`.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::report::{compare, inputs, template};
 use serde_json::{Map, Value, json};
 

@@ -21,7 +21,7 @@
 //!   `REPRO_THREADS` (granted CPU slots) and, for GPU nodes,
 //!   `CUDA_VISIBLE_DEVICES`.
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -240,7 +240,7 @@ pub fn flatten_numbers(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
 
 fn read_tail(path: &std::path::Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
-    super::tail(&String::from_utf8_lossy(&bytes), LOG_TAIL)
+    crate::op::tail(&String::from_utf8_lossy(&bytes), LOG_TAIL)
 }
 
 fn parse_outs(params: &Map<String, Value>) -> Result<Vec<OutputDecl>, (String, String)> {

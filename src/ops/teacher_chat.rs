@@ -19,10 +19,10 @@
 //! `mean_chars`, `api_total`; stderr says how many requests came from the
 //! store and how many were sent ([`crate::api::api_note`]).
 
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::api::records::read_prompts;
 use crate::api::{ChatRequest, Message, api_note, op_config, outcome_metrics, run_all, write_log};
 use crate::eval::io::{check_inputs, input_path, num, write_jsonl};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `teacher.chat` op.

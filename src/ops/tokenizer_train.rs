@@ -9,8 +9,8 @@
 //! deterministic for the same corpus.
 
 use super::lm_common::{self, int, metrics_of, model_err};
-use super::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::model::tokenizer::{MINI_SPECIALS, TextTokenizer, train_bpe};
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `tokenizer.train` op.

@@ -1,7 +1,7 @@
 //! What report ops read from their inputs: published tables, and results
 //! (one per upstream instance) with coordinates, metrics and provenance.
 
-use crate::ops::RunContext;
+use crate::op::RunContext;
 use serde_json::{Map, Value, json};
 
 /// One input of a report op, decoded.

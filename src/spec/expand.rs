@@ -528,7 +528,7 @@ fn coord_of(src: &Sources, v: &Yaml, key: &str) -> Result<Coord, SpecError> {
         {
             Some(name) => name,
             None => {
-                let canon = crate::graph::key::canonical_json(&value);
+                let canon = crate::cache::hash::canonical_json(&value);
                 blake3::hash(canon.as_bytes()).to_hex()[..8].to_string()
             }
         },

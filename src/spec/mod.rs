@@ -25,6 +25,7 @@ pub mod refs;
 pub mod source;
 pub mod yaml;
 
+pub use crate::op::suggest::closest;
 use source::Sources;
 pub use source::{Span, SpecError};
 use std::collections::BTreeMap;
@@ -361,30 +362,6 @@ pub fn check_keys(
         }
     }
     Ok(())
-}
-
-/// The allowed word closest to `word` by edit distance, if close enough.
-pub fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    allowed
-        .iter()
-        .map(|a| (edit_distance(word, a), *a))
-        .filter(|(d, a)| *d <= 2.max(a.len() / 3))
-        .min()
-        .map(|(_, a)| a)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The value as a mapping, or a located error.

@@ -117,7 +117,7 @@ pub fn probe(python: &Path) -> Result<BTreeMap<String, String>, TorchError> {
         TorchError::Env(format!(
             "the Python interpreter {} failed: {}",
             python.display(),
-            crate::ops::tail(&String::from_utf8_lossy(&out.stderr), 2000)
+            crate::op::tail(&String::from_utf8_lossy(&out.stderr), 2000)
         ))
     })?;
     let mut m: BTreeMap<String, String> = v
@@ -219,7 +219,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), TorchError> {
     }
     Err(TorchError::Env(format!(
         "{what}:\n{}",
-        crate::ops::tail(&String::from_utf8_lossy(&out.stderr), 3000)
+        crate::op::tail(&String::from_utf8_lossy(&out.stderr), 3000)
     )))
 }
 

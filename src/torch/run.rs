@@ -73,7 +73,7 @@ pub fn run(l: &Launch) -> Result<Value, TorchError> {
                 "the torch trainer failed ({status}); its log is {}",
                 log_path.display()
             ),
-            stderr: crate::ops::tail(&text, 6000),
+            stderr: crate::op::tail(&text, 6000),
         });
     }
     let rp = l.dir.join("result.json");

@@ -5,8 +5,9 @@
 //! counted and kept.
 #![allow(dead_code)]
 
-use repro::exec::cancel::CancelToken;
-use repro::ops::{self, OpError, RunContext, RunResult};
+use repro::op::CancelToken;
+use repro::op::{OpError, RunContext, RunResult};
+use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -238,7 +239,7 @@ pub fn run(
     }
     let op = ops::find(name).unwrap();
     let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::ops::schema::validate(op.params(), &params).unwrap();
+    repro::op::schema::validate(op.params(), &params).unwrap();
     op.check(&params).unwrap();
     let cancel = CancelToken::default();
     let records = Map::new();

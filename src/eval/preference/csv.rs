@@ -20,7 +20,7 @@
 //! and, for a cell, its 1-based column and column name.
 
 use super::Verdict;
-use crate::ops::OpError;
+use crate::op::OpError;
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -2,8 +2,8 @@
 //! GPU ids the scheduler granted.
 
 use super::{ExecJob, Executor, Ran};
-use crate::exec::node::NodeError;
-use crate::ops::OpError;
+use crate::exec::error::NodeError;
+use crate::op::OpError;
 use std::path::{Path, PathBuf};
 
 /// Runs ops in-process.

