@@ -66,6 +66,8 @@ fn the_engine_the_trainer_and_the_lock_file_are_in_the_key() {
     // look alike across engines.
     assert_ne!(k["plain"], k["torch"]);
     assert_ne!(k["candle"], k["torch"]);
+    // `engine: candle` is the default: writing it and omitting it give one key.
+    assert_eq!(k["plain"], k["candle"]);
     // Precision is semantic; micro-batch, checkpoints and recomputation are not.
     assert_ne!(k["torch"], k["torch_f32"]);
     assert_eq!(k["torch"], k["torch_tuned"]);

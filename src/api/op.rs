@@ -53,42 +53,12 @@ macro_rules! with_api_params {
     ($($p:expr),* $(,)?) => {
         &[
             $($p,)*
-            $crate::op::ParamSpec {
-                name: "provider",
-                ty: $crate::op::ParamType::Str,
-                required: false,
-                semantic: true,
-                doc: "label entering every API request's store key, to tell apart endpoints \
-                      serving different models under one name (default empty)",
-            },
-            $crate::op::ParamSpec {
-                name: "concurrency",
-                ty: $crate::op::ParamType::Int,
-                required: false,
-                semantic: false,
-                doc: "API requests in flight at once (default 4)",
-            },
-            $crate::op::ParamSpec {
-                name: "retries",
-                ty: $crate::op::ParamType::Int,
-                required: false,
-                semantic: false,
-                doc: "API retries on 408, 429, 5xx and network errors (default 5)",
-            },
-            $crate::op::ParamSpec {
-                name: "backoff_ms",
-                ty: $crate::op::ParamType::Int,
-                required: false,
-                semantic: false,
-                doc: "first API retry delay in ms, doubling, capped at 60 s (default 1000)",
-            },
-            $crate::op::ParamSpec {
-                name: "timeout_s",
-                ty: $crate::op::ParamType::Int,
-                required: false,
-                semantic: false,
-                doc: "whole-request API timeout in seconds (default 120)",
-            },
+            $crate::op::ParamSpec::optional("provider", $crate::op::ParamType::Str, "label entering every API request's store key, to tell apart endpoints \
+                      serving different models under one name (default empty)"),
+            $crate::op::ParamSpec::optional("concurrency", $crate::op::ParamType::Int, "API requests in flight at once (default 4)").not_semantic(),
+            $crate::op::ParamSpec::optional("retries", $crate::op::ParamType::Int, "API retries on 408, 429, 5xx and network errors (default 5)").not_semantic(),
+            $crate::op::ParamSpec::optional("backoff_ms", $crate::op::ParamType::Int, "first API retry delay in ms, doubling, capped at 60 s (default 1000)").not_semantic(),
+            $crate::op::ParamSpec::optional("timeout_s", $crate::op::ParamType::Int, "whole-request API timeout in seconds (default 120)").not_semantic(),
         ]
     };
 }

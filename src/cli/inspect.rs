@@ -126,7 +126,7 @@ pub fn ops(json_out: bool) -> Outcome {
                 let params: Vec<_> = op
                     .params()
                     .iter()
-                    .map(|p| serde_json::json!({"name": p.name, "type": p.ty.describe(), "required": p.required, "semantic": p.semantic, "doc": p.doc}))
+                    .map(|p| serde_json::json!({"name": p.name, "type": p.ty.describe(), "required": p.required_param(), "default": p.default.value(), "semantic": p.semantic, "doc": p.doc}))
                     .collect();
                 serde_json::json!({"op": op.name(), "version": op.version(), "doc": op.doc(), "params": params})
             })
@@ -141,7 +141,14 @@ pub fn ops(json_out: bool) -> Outcome {
                 "    {:<10} {:<22} {}{}  {}",
                 p.name,
                 p.ty.describe(),
-                if p.required { "required" } else { "optional" },
+                if p.required_param() {
+                    "required".to_string()
+                } else {
+                    match p.default.value() {
+                        Some(v) => format!("default {v}"),
+                        None => "optional".to_string(),
+                    }
+                },
                 if p.semantic { "" } else { ", not in key" },
                 p.doc
             );

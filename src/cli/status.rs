@@ -361,12 +361,35 @@ fn explain_one(l: &Loaded, ev: &Evaluator, evals: &[Eval], i: usize) -> Value {
         "reason": reason,
         "key": evals[i].key(),
         "params": key_params,
-        "non_semantic_params": n.inst.params.iter().filter(|(k, _)| !key_params.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+        "non_semantic_params": params_where(n, &key_params, false),
+        "default_params": params_where(n, &key_params, true),
         "resources": n.resources,
         "inputs": inputs,
         "last_key": last.map(|e| e.key.clone()),
         "changes": changes,
     })
+}
+
+/// The node's written params left out of its key: those equal to their
+/// default (`defaults = true`), or the non-semantic ones.
+fn params_where(
+    n: &crate::graph::DagNode,
+    key_params: &serde_json::Map<String, Value>,
+    defaults: bool,
+) -> serde_json::Map<String, Value> {
+    n.inst
+        .params
+        .iter()
+        .filter(|(k, _)| !key_params.contains_key(*k))
+        .filter(|(k, _)| {
+            let semantic =
+                n.op.params()
+                    .iter()
+                    .any(|s| s.name == k.as_str() && s.semantic);
+            semantic == defaults
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn print_explain(o: &Value) {
@@ -409,6 +432,12 @@ fn print_explain(o: &Value) {
             let names: Vec<&String> = m.keys().collect();
             println!("  not in the key: params {:?}, resources, tolerance", names);
         }
+    }
+    if let Some(m) = o["default_params"].as_object()
+        && !m.is_empty()
+    {
+        let names: Vec<&String> = m.keys().collect();
+        println!("  written with their default value (so not in the key): params {names:?}");
     }
     match o["last_key"].as_str() {
         None => println!("  no earlier run of this node in the lock file"),

@@ -169,10 +169,11 @@ pub fn run_task(
         .iter()
         .map(|(k, p)| (k.clone(), work.join(p)))
         .collect();
+    let params = crate::op::schema::with_defaults(op.params(), &task.params);
     let ctx = RunContext {
         node: &task.node,
         work_dir: work,
-        params: &task.params,
+        params: &params,
         inputs: &inputs,
         cancel,
         env: &task.env,

@@ -13,7 +13,8 @@
 //!   "repro_key": 1,                  // KEY_FORMAT; bumped if this layout changes
 //!   "op": "shell",                   // op name
 //!   "op_version": 1,                 // the op's version (bumped when its results change)
-//!   "params": {...},                 // the op's *semantic* params after `${}` interpolation
+//!   "params": {...},                 // the op's *semantic* params after `${}` interpolation,
+//!                                    // less those equal to their declared default
 //!   "inputs": {                      // every input, by input name:
 //!     "text": "<digest>",            //   one artifact: its content digest
 //!     "runs": {"i=1": "<digest>"}    //   a list input: entry name -> digest
@@ -35,6 +36,19 @@
 //!   re-runs and produces the same bytes leaves everything downstream cached
 //!   (early cutoff).
 //! - File paths and mtimes: only content.
+//! - A param written with its default value: the schema
+//!   (`crate::op::ParamSpec::default`) is the single source of defaults, and
+//!   `crate::op::schema::semantic` drops every param equal to its default, so
+//!   writing `k: [1]` and omitting `k` give one key. Numbers compare by value
+//!   for `Number` params (`lr: 1` and `lr: 1.0` are one default). Two rules
+//!   follow: a new optional param leaves existing keys alone as long as its
+//!   default reproduces the old behaviour, and changing a default changes
+//!   results under an unchanged key, so it needs an op-version bump (the
+//!   snapshot of every op's schema and version in `tests/op_schemas.rs`
+//!   fails until the snapshot is updated, which is where to bump). A param
+//!   without a declared default (`ParamDefault::Absent`: its absence means
+//!   "all", or a default that depends on other params) enters the key
+//!   whenever it is written.
 //! - Non-semantic params (the op's schema marks them: timeouts, metrics
 //!   extraction, thread counts), `resources:` (cpus, gpus, executor, partition,
 //!   time, memory), `tolerance:`, `description:`; these go into the record as
@@ -101,7 +115,7 @@ impl KeyTemplate {
         middle.push_str(",\"op_version\":");
         middle.push_str(&op_version.to_string());
         middle.push_str(",\"params\":");
-        middle.push_str(&serde_json::to_string(params).unwrap_or_default());
+        middle.push_str(&canonical_json(&Value::Object(params.clone())));
         KeyTemplate { middle }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod cancel;
 pub mod error;
+pub mod param;
 pub mod schema;
 pub mod suggest;
 
@@ -54,7 +55,8 @@ pub struct RunContext<'a> {
     pub node: &'a str,
     /// The fresh work directory (holds `in/` and `out/`).
     pub work_dir: &'a Path,
-    /// Params after interpolation (all of them, semantic or not).
+    /// Params after interpolation (all of them, semantic or not), with every
+    /// omitted default of the op's schema filled in.
     pub params: &'a Map<String, Value>,
     /// Input name -> its path under `in/`.
     pub inputs: &'a BTreeMap<String, PathBuf>,

@@ -52,20 +52,119 @@ impl ParamType {
     }
 }
 
-/// One param an op accepts.
+/// A param's default, as written in its schema (a `const`, so schemas stay
+/// `static`). A param with a default may be omitted; the executor hands the
+/// op its params with every default filled in ([`with_defaults`]), so an op
+/// never repeats a default in its code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamDefault {
+    /// The param must be given.
+    Required,
+    /// The param may be omitted and has no value then (its absence means
+    /// something the doc explains, e.g. "all", or depends on other params).
+    Absent,
+    /// An integer.
+    Int(i64),
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(&'static str),
+    /// A boolean.
+    Bool(bool),
+    /// A list or mapping, as JSON text (e.g. `"[1]"`).
+    Json(&'static str),
+}
+
+impl ParamDefault {
+    /// The default as a JSON value; `None` for `Required` and `Absent`.
+    pub fn value(self) -> Option<Value> {
+        match self {
+            ParamDefault::Required | ParamDefault::Absent => None,
+            ParamDefault::Int(n) => Some(Value::from(n)),
+            ParamDefault::Num(x) => Some(Value::from(x)),
+            ParamDefault::Str(s) => Some(Value::from(s)),
+            ParamDefault::Bool(b) => Some(Value::from(b)),
+            ParamDefault::Json(text) => serde_json::from_str(text).ok(),
+        }
+    }
+}
+
+/// One param an op accepts: the single source of its type, default, doc and
+/// whether it enters the cache key.
 #[derive(Debug, Clone, Copy)]
 pub struct ParamSpec {
     /// Name under `params:`.
     pub name: &'static str,
     /// Required type.
     pub ty: ParamType,
-    /// Must be given.
-    pub required: bool,
+    /// Required, absent when omitted, or its default value.
+    pub default: ParamDefault,
     /// Part of the cache key. Non-semantic params (threads, progress, timeouts)
     /// cannot change results and stay out of the key.
     pub semantic: bool,
     /// One line for `repro ops`.
     pub doc: &'static str,
+}
+
+impl ParamSpec {
+    const fn new(
+        name: &'static str,
+        ty: ParamType,
+        default: ParamDefault,
+        doc: &'static str,
+    ) -> Self {
+        ParamSpec {
+            name,
+            ty,
+            default,
+            semantic: true,
+            doc,
+        }
+    }
+    /// A param that must be given.
+    pub const fn required(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
+        Self::new(name, ty, ParamDefault::Required, doc)
+    }
+    /// A param that may be omitted and then has no value.
+    pub const fn optional(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
+        Self::new(name, ty, ParamDefault::Absent, doc)
+    }
+    /// An integer param with a default.
+    pub const fn int(name: &'static str, default: i64, doc: &'static str) -> Self {
+        Self::new(name, ParamType::Int, ParamDefault::Int(default), doc)
+    }
+    /// A number param with a default.
+    pub const fn num(name: &'static str, default: f64, doc: &'static str) -> Self {
+        Self::new(name, ParamType::Number, ParamDefault::Num(default), doc)
+    }
+    /// A string param with a default.
+    pub const fn str(name: &'static str, default: &'static str, doc: &'static str) -> Self {
+        Self::new(name, ParamType::Str, ParamDefault::Str(default), doc)
+    }
+    /// A boolean param with a default.
+    pub const fn bool(name: &'static str, default: bool, doc: &'static str) -> Self {
+        Self::new(name, ParamType::Bool, ParamDefault::Bool(default), doc)
+    }
+    /// A list or mapping param with a default written as JSON.
+    pub const fn json(
+        name: &'static str,
+        ty: ParamType,
+        default: &'static str,
+        doc: &'static str,
+    ) -> Self {
+        Self::new(name, ty, ParamDefault::Json(default), doc)
+    }
+    /// The same param, kept out of the cache key (it cannot change results).
+    pub const fn not_semantic(self) -> Self {
+        ParamSpec {
+            semantic: false,
+            ..self
+        }
+    }
+    /// Whether the param must be given.
+    pub fn required_param(&self) -> bool {
+        matches!(self.default, ParamDefault::Required)
+    }
 }
 
 /// Describes a JSON value's type for messages.
@@ -106,7 +205,7 @@ pub fn validate(specs: &[ParamSpec], params: &Map<String, Value>) -> Result<(), 
         }
     }
     for s in specs {
-        if s.required && !params.contains_key(s.name) {
+        if s.required_param() && !params.contains_key(s.name) {
             return Err((
                 String::new(),
                 format!("missing required param `{}` ({})", s.name, s.doc),
@@ -116,11 +215,47 @@ pub fn validate(specs: &[ParamSpec], params: &Map<String, Value>) -> Result<(), 
     Ok(())
 }
 
-/// The params that enter the cache key (semantic ones), as a JSON object.
+/// The params that enter the cache key, in their canonical form: the
+/// semantic ones, less those equal to their default (see [`is_default`]).
+/// So writing a default and omitting it give one key, and a new optional
+/// param leaves existing keys alone; changing a default changes results
+/// under an unchanged key, so it needs an op-version bump (the schema
+/// snapshot test in `tests/op_schemas.rs` catches a forgotten one).
 pub fn semantic(specs: &[ParamSpec], params: &Map<String, Value>) -> Map<String, Value> {
     params
         .iter()
-        .filter(|(k, _)| specs.iter().any(|s| s.name == k.as_str() && s.semantic))
+        .filter(|(k, v)| {
+            specs
+                .iter()
+                .any(|s| s.name == k.as_str() && s.semantic && !is_default(s, v))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// Whether `value` equals the param's default. Numbers compare by value
+/// for `Number` params (`1` and `1.0` are one default); everything else
+/// compares as JSON.
+pub fn is_default(spec: &ParamSpec, value: &Value) -> bool {
+    let Some(default) = spec.default.value() else {
+        return false;
+    };
+    match (spec.ty, value.as_f64(), default.as_f64()) {
+        (ParamType::Number, Some(a), Some(b)) => a == b,
+        _ => *value == default,
+    }
+}
+
+/// The params with every omitted default filled in: what an op's `run`
+/// sees in [`crate::op::RunContext::params`].
+pub fn with_defaults(specs: &[ParamSpec], params: &Map<String, Value>) -> Map<String, Value> {
+    let mut full = params.clone();
+    for spec in specs {
+        if !full.contains_key(spec.name)
+            && let Some(v) = spec.default.value()
+        {
+            full.insert(spec.name.to_string(), v);
+        }
+    }
+    full
 }

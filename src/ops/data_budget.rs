@@ -26,11 +26,10 @@
 
 use super::lm_common::on_threads;
 use crate::data::budget::{Count, count_many, nested};
-use crate::data::io::{
-    JsonlWriter, bool_param, check_choice, numeric, str_param, u64_param, write_json,
-};
+use crate::data::io::{JsonlWriter, check_choice, numeric, write_json};
 use crate::data::jsonl::read_normalized;
 use crate::eval::io::{check_inputs, input_path};
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::rng::Rng;
 use serde_json::{Map, Value, json};
@@ -39,34 +38,22 @@ use serde_json::{Map, Value, json};
 pub struct DataBudgetOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "budgets",
-        ty: ParamType::List,
-        required: true,
-        semantic: true,
-        doc: "token budgets, e.g. [300000, 1000000, 3000000]; one output `tokens_<budget>` each",
-    },
-    ParamSpec {
-        name: "count",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "all (every rendered token, as lm.finetune counts; default) or assistant (learned tokens only)",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "seed of the one shuffle (default 0)",
-    },
-    ParamSpec {
-        name: "shuffle",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "shuffle once before taking prefixes (default true; false keeps input order)",
-    },
+    ParamSpec::required(
+        "budgets",
+        ParamType::List,
+        "token budgets, e.g. [300000, 1000000, 3000000]; one output `tokens_<budget>` each",
+    ),
+    ParamSpec::str(
+        "count",
+        "all",
+        "all (every rendered token, as lm.finetune counts; default) or assistant (learned tokens only)",
+    ),
+    ParamSpec::int("seed", 0, "seed of the one shuffle"),
+    ParamSpec::bool(
+        "shuffle",
+        true,
+        "shuffle once before taking prefixes (default true; false keeps input order)",
+    ),
 ];
 
 /// The budgets param as numbers (invalid entries are skipped; `check` rejects them).
@@ -150,16 +137,13 @@ impl Op for DataBudgetOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["data", "tokenizer"], &[])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
-        let count = Count::parse(str_param(ctx.params, "count", "all")).unwrap_or(Count::All);
+        let count = Count::parse(param::str(PARAMS, ctx.params, "count")).unwrap_or(Count::All);
         let tok = crate::model::load::load_tokenizer_any(input_path(ctx, "tokenizer")?)
             .map_err(|e| OpError::msg(format!("input `tokenizer`: {e}")))?;
         let lines = read_normalized("input `data`", input_path(ctx, "data")?)?;
         let mut order: Vec<usize> = (0..lines.len()).collect();
-        if bool_param(ctx.params, "shuffle", true) {
-            Rng::derive(u64_param(ctx.params, "seed", 0), "data.budget").shuffle(&mut order);
+        if param::bool(PARAMS, ctx.params, "shuffle") {
+            Rng::derive(param::int(PARAMS, ctx.params, "seed"), "data.budget").shuffle(&mut order);
         }
         let convs: Vec<&[_]> = order
             .iter()

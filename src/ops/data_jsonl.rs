@@ -21,10 +21,11 @@
 //! `exclusion_set`).
 
 use super::data_sharegpt::{chat_outputs, clean_config};
-use crate::data::io::{JsonlWriter, bool_param, check_choice, numeric, str_param, write_json};
+use crate::data::io::{JsonlWriter, check_choice, numeric, write_json};
 use crate::data::jsonl::{ChatFields, Shape, files_of, load_chat};
 use crate::data::qa::{QaFields, load_qa, read_exclusions};
 use crate::eval::io::{check_inputs, input_path};
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -38,79 +39,55 @@ pub struct DataQaJsonlOp;
 const FORMATS: &[&str] = &["auto", "messages", "sharegpt", "alpaca", "hc3"];
 
 const CHAT_PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "format",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "auto (per line, by key), messages, sharegpt, alpaca or hc3 (default auto)",
-    },
-    ParamSpec {
-        name: "fields",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "key renames: messages, role, content, conversations, from, value, instruction, input, output, question, answers, id",
-    },
-    ParamSpec {
-        name: "source",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "the `source` written into each record and the id prefix when ids are absent (default jsonl)",
-    },
-    ParamSpec {
-        name: "merge_consecutive",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "merge consecutive turns of one role (default true)",
-    },
-    ParamSpec {
-        name: "dedup",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "drop exact duplicate conversations (default true)",
-    },
-    ParamSpec {
-        name: "keep_non_chatgpt",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "keep bing/bard turns as assistant turns (default false: drop those conversations)",
-    },
-    ParamSpec {
-        name: "drop_banners",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "drop system turns that are share-tool banners (default true)",
-    },
+    ParamSpec::str(
+        "format",
+        "auto",
+        "auto (per line, by key), messages, sharegpt, alpaca or hc3",
+    ),
+    ParamSpec::optional(
+        "fields",
+        ParamType::Map,
+        "key renames: messages, role, content, conversations, from, value, instruction, input, output, question, answers, id",
+    ),
+    ParamSpec::str(
+        "source",
+        "jsonl",
+        "the `source` written into each record and the id prefix when ids are absent",
+    ),
+    ParamSpec::bool(
+        "merge_consecutive",
+        true,
+        "merge consecutive turns of one role",
+    ),
+    ParamSpec::bool("dedup", true, "drop exact duplicate conversations"),
+    ParamSpec::bool(
+        "keep_non_chatgpt",
+        false,
+        "keep bing/bard turns as assistant turns (default false: drop those conversations)",
+    ),
+    ParamSpec::bool(
+        "drop_banners",
+        true,
+        "drop system turns that are share-tool banners",
+    ),
 ];
 
 const QA_PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "fields",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "key renames: question (default question), answers (default answer), id (default id)",
-    },
-    ParamSpec {
-        name: "source",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "id prefix when ids are absent: <source>-<line> (default qa)",
-    },
-    ParamSpec {
-        name: "dedup",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "drop repeats of an earlier question (normalized text; default true)",
-    },
+    ParamSpec::optional(
+        "fields",
+        ParamType::Map,
+        "key renames: question (default question), answers (default answer), id (default id)",
+    ),
+    ParamSpec::str(
+        "source",
+        "qa",
+        "id prefix when ids are absent: <source>-<line>",
+    ),
+    ParamSpec::bool(
+        "dedup",
+        true,
+        "drop repeats of an earlier question (normalized text)",
+    ),
 ];
 
 fn qa_fields(params: &Map<String, Value>) -> Result<QaFields, String> {
@@ -162,12 +139,9 @@ impl Op for DataChatJsonlOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["data"], &[])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
         let fields = ChatFields::from_map(ctx.params.get("fields").and_then(Value::as_object))
             .map_err(OpError::msg)?;
-        let shape = Shape::parse(str_param(ctx.params, "format", "auto"))
+        let shape = Shape::parse(param::str(CHAT_PARAMS, ctx.params, "format"))
             .ok_or_else(|| OpError::msg("bad `format`"))?;
         let files = files_of(input_path(ctx, "data")?, "data")?;
         let mut w = JsonlWriter::create(&ctx.work_dir.join("out/chats.jsonl"))?;
@@ -176,7 +150,7 @@ impl Op for DataChatJsonlOp {
             &files,
             shape,
             &fields,
-            str_param(ctx.params, "source", "jsonl"),
+            param::str(CHAT_PARAMS, ctx.params, "source"),
             clean_config(ctx.params),
             |rec| {
                 w.write(&rec).map_err(|e| {
@@ -248,9 +222,9 @@ impl Op for DataQaJsonlOp {
         let st = load_qa(
             &files,
             &fields,
-            str_param(ctx.params, "source", "qa"),
+            param::str(QA_PARAMS, ctx.params, "source"),
             &exclude,
-            bool_param(ctx.params, "dedup", true),
+            param::bool(QA_PARAMS, ctx.params, "dedup"),
             |rec| {
                 w.write(&rec).map_err(|e| {
                     write_err = Some(e);

@@ -25,13 +25,12 @@
 
 use super::lm_common::{model_err, on_threads};
 use crate::data::budget::{Count, count_many};
-use crate::data::io::{
-    JsonlWriter, bool_param, check_choice, numeric, str_param, u64_param, write_json,
-};
+use crate::data::io::{JsonlWriter, check_choice, numeric, write_json};
 use crate::data::jsonl::{ChatLine, read_normalized};
 use crate::data::mix::{MixSource, mix};
 use crate::eval::io::{check_inputs, input_path};
 use crate::model::tokenizer::TextTokenizer;
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
@@ -39,55 +38,33 @@ use serde_json::{Map, Value, json};
 pub struct DataMixOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "size",
-        ty: ParamType::Int,
-        required: true,
-        semantic: true,
-        doc: "total size of the mix, in `unit`s",
-    },
-    ParamSpec {
-        name: "unit",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "examples (default) or tokens (needs input `tokenizer`)",
-    },
-    ParamSpec {
-        name: "count",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "with unit tokens: all (rendered chat, default) or assistant tokens",
-    },
-    ParamSpec {
-        name: "weights",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "weight per source entry name (default: equal)",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "sampling seed (default 0)",
-    },
-    ParamSpec {
-        name: "upsample",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "repeat a source smaller than its share (default false: use it whole, report the shortfall)",
-    },
-    ParamSpec {
-        name: "shuffle",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "shuffle the result (default true; false: source by source, input order)",
-    },
+    ParamSpec::required("size", ParamType::Int, "total size of the mix, in `unit`s"),
+    ParamSpec::str(
+        "unit",
+        "examples",
+        "examples (default) or tokens (needs input `tokenizer`)",
+    ),
+    ParamSpec::str(
+        "count",
+        "all",
+        "with unit tokens: all (rendered chat, default) or assistant tokens",
+    ),
+    ParamSpec::optional(
+        "weights",
+        ParamType::Map,
+        "weight per source entry name (default: equal)",
+    ),
+    ParamSpec::int("seed", 0, "sampling seed"),
+    ParamSpec::bool(
+        "upsample",
+        false,
+        "repeat a source smaller than its share (default false: use it whole, report the shortfall)",
+    ),
+    ParamSpec::bool(
+        "shuffle",
+        true,
+        "shuffle the result (default true; false: source by source, input order)",
+    ),
 ];
 
 /// Reads the sources of a list input (or one file), sorted by entry name.
@@ -203,13 +180,10 @@ impl Op for DataMixOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["sources"], &["tokenizer"])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
-        let tokens = str_param(ctx.params, "unit", "examples") == "tokens";
-        let count = Count::parse(str_param(ctx.params, "count", "all")).unwrap_or(Count::All);
-        let size = u64_param(ctx.params, "size", 0);
-        let seed = u64_param(ctx.params, "seed", 0);
+        let tokens = param::str(PARAMS, ctx.params, "unit") == "tokens";
+        let count = Count::parse(param::str(PARAMS, ctx.params, "count")).unwrap_or(Count::All);
+        let size = param::int(PARAMS, ctx.params, "size");
+        let seed = param::int(PARAMS, ctx.params, "seed");
         let sources = read_sources(ctx)?;
         let names: Vec<&str> = sources.iter().map(|(n, _)| n.as_str()).collect();
         let weights = weights_for(ctx.params, &names)?;
@@ -245,8 +219,8 @@ impl Op for DataMixOp {
             size,
             !tokens,
             seed,
-            bool_param(ctx.params, "upsample", false),
-            bool_param(ctx.params, "shuffle", true),
+            param::bool(PARAMS, ctx.params, "upsample"),
+            param::bool(PARAMS, ctx.params, "shuffle"),
         );
         let mut w = JsonlWriter::create(&ctx.work_dir.join("out/mix.jsonl"))?;
         let mut total = 0u64;

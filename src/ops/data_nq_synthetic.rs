@@ -82,69 +82,47 @@ pub const SURROGATE_TEMPLATES: &[&str] = &[
 ];
 
 const PARAMS: &[ParamSpec] = crate::with_api_params![
-    ParamSpec {
-        name: "mode",
-        ty: ParamType::Str,
-        required: true,
-        semantic: true,
-        doc: "teacher (answers from the API) or surrogate (gold answers in fixed templates; labelled)"
-    },
-    ParamSpec {
-        name: "n",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "examples to produce (default: every usable pool question; required with generate)"
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "seed of the pool shuffle, templates, few-shot draws and request seeds (default 0)"
-    },
-    ParamSpec {
-        name: "model",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "teacher model (teacher mode)"
-    },
-    ParamSpec {
-        name: "questions",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "teacher mode: pool (answer pool questions, default) or generate (Table 4 pairs)"
-    },
-    ParamSpec {
-        name: "system",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "system prompt for answering pool questions (default: NQ_SYSTEM)"
-    },
-    ParamSpec {
-        name: "temperature",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "sampling temperature (default 0 for pool, 1.0 for generate)"
-    },
-    ParamSpec {
-        name: "max_tokens",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "reply length limit (default 256 for pool, 512 for generate)"
-    },
-    ParamSpec {
-        name: "max_rounds",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "generate: most generation requests (default 4 * ceil(n / 5) + 4)"
-    },
+    ParamSpec::required(
+        "mode",
+        ParamType::Str,
+        "teacher (answers from the API) or surrogate (gold answers in fixed templates; labelled)"
+    ),
+    ParamSpec::optional(
+        "n",
+        ParamType::Int,
+        "examples to produce (default: every usable pool question; required with generate)"
+    ),
+    ParamSpec::int(
+        "seed",
+        0,
+        "seed of the pool shuffle, templates, few-shot draws and request seeds"
+    ),
+    ParamSpec::optional("model", ParamType::Str, "teacher model (teacher mode)"),
+    ParamSpec::optional(
+        "questions",
+        ParamType::Str,
+        "teacher mode: pool (answer pool questions, default) or generate (Table 4 pairs)"
+    ),
+    ParamSpec::str(
+        "system",
+        NQ_SYSTEM,
+        "system prompt for answering pool questions (default: NQ_SYSTEM)"
+    ),
+    ParamSpec::optional(
+        "temperature",
+        ParamType::Number,
+        "sampling temperature (default 0 for pool, 1.0 for generate)"
+    ),
+    ParamSpec::optional(
+        "max_tokens",
+        ParamType::Int,
+        "reply length limit (default 256 for pool, 512 for generate)"
+    ),
+    ParamSpec::optional(
+        "max_rounds",
+        ParamType::Int,
+        "generate: most generation requests (default 4 * ceil(n / 5) + 4)"
+    ),
 ];
 
 /// A usable pool question.
@@ -244,9 +222,6 @@ impl Op for DataNqSyntheticOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["pool", "exclude"], &[])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
         let p = ctx.params;
         let seed = p.get("seed").and_then(Value::as_u64).unwrap_or(0);
         let exclusion = read_exclusions(ctx)?;

@@ -27,59 +27,50 @@
 //! `assistant_characters`. The record's metrics add `seconds` and `mb_per_s`.
 
 use crate::data::chat::CleanConfig;
-use crate::data::io::{JsonlWriter, bool_param, numeric, str_param, write_json};
+use crate::data::io::{JsonlWriter, numeric, write_json};
 use crate::eval::io::{check_inputs, input_path};
-use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::param;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `data.sharegpt` op.
 pub struct DataShareGptOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "source",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "the `source` written into each record (default sharegpt)",
-    },
-    ParamSpec {
-        name: "merge_consecutive",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "merge consecutive turns of one role, joined by a blank line (default true)",
-    },
-    ParamSpec {
-        name: "dedup",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "drop exact duplicate conversations (whitespace-collapsed content; default true)",
-    },
-    ParamSpec {
-        name: "keep_non_chatgpt",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "keep bing/bard turns as assistant turns instead of dropping those conversations (default false)",
-    },
-    ParamSpec {
-        name: "drop_banners",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "drop system turns that are share-tool banners (\"*This conversation is shared from ...\"; default true)",
-    },
+    ParamSpec::str(
+        "source",
+        "sharegpt",
+        "the `source` written into each record",
+    ),
+    ParamSpec::bool(
+        "merge_consecutive",
+        true,
+        "merge consecutive turns of one role, joined by a blank line",
+    ),
+    ParamSpec::bool(
+        "dedup",
+        true,
+        "drop exact duplicate conversations (whitespace-collapsed content)",
+    ),
+    ParamSpec::bool(
+        "keep_non_chatgpt",
+        false,
+        "keep bing/bard turns as assistant turns instead of dropping those conversations",
+    ),
+    ParamSpec::bool(
+        "drop_banners",
+        true,
+        "drop system turns that are share-tool banners (\"*This conversation is shared from ...\")",
+    ),
 ];
 
 /// The cleaning options of the chat loaders' params.
 pub fn clean_config(params: &Map<String, Value>) -> CleanConfig {
     CleanConfig {
-        merge_consecutive: bool_param(params, "merge_consecutive", true),
-        dedup: bool_param(params, "dedup", true),
-        keep_non_chatgpt: bool_param(params, "keep_non_chatgpt", false),
-        drop_banners: bool_param(params, "drop_banners", true),
+        merge_consecutive: param::bool(PARAMS, params, "merge_consecutive"),
+        dedup: param::bool(PARAMS, params, "dedup"),
+        keep_non_chatgpt: param::bool(PARAMS, params, "keep_non_chatgpt"),
+        drop_banners: param::bool(PARAMS, params, "drop_banners"),
     }
 }
 
@@ -124,7 +115,7 @@ impl Op for DataShareGptOp {
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["data"], &[])?;
         let path = input_path(ctx, "data")?;
-        let source = str_param(ctx.params, "source", "sharegpt");
+        let source = param::str(PARAMS, ctx.params, "source");
         let fh =
             std::fs::File::open(path).map_err(|e| OpError::msg(format!("input `data`: {e}")))?;
         let total = fh.metadata().map(|m| m.len()).unwrap_or(0).max(1);

@@ -70,6 +70,7 @@
 use crate::eval::io::{check_inputs, input_path, num, write_json, write_jsonl};
 use crate::eval::passk::mean_pass_at_k;
 use crate::eval::sandbox::{self, Limits};
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::sync::Mutex;
@@ -86,66 +87,42 @@ pub use harness::{Problem, Verdict, check_program, evaluate, read_problems};
 pub struct EvalHumanEvalOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "k",
-        ty: ParamType::List,
-        required: false,
-        semantic: true,
-        doc: "the k of pass@k, positive integers (default [1])",
-    },
-    ParamSpec {
-        name: "timeout_s",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "seconds per sample, as human-eval's timeout (default 3.0)",
-    },
-    ParamSpec {
-        name: "memory_mb",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "address-space limit per process, MiB (default 1024)",
-    },
-    ParamSpec {
-        name: "max_procs",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "process limit per sample (default 8)",
-    },
-    ParamSpec {
-        name: "limit",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "score only the first N problems of `problems` (default 0 = all); completions for later problems are ignored",
-    },
-    ParamSpec {
-        name: "format",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "`plain` (default: completions continue the raw prompt) or `chat` (code is extracted from the first fenced block of a chat reply)",
-    },
-    ParamSpec {
-        name: "workers",
-        ty: ParamType::Int,
-        required: false,
-        semantic: false,
-        doc: "samples run in parallel (default: the node's threads)",
-    },
+    ParamSpec::json(
+        "k",
+        ParamType::List,
+        "[1]",
+        "the k of pass@k, positive integers",
+    ),
+    ParamSpec::num(
+        "timeout_s",
+        3.0,
+        "seconds per sample, as human-eval's timeout",
+    ),
+    ParamSpec::int("memory_mb", 1024, "address-space limit per process, MiB"),
+    ParamSpec::int("max_procs", 8, "process limit per sample"),
+    ParamSpec::int(
+        "limit",
+        0,
+        "score only the first N problems of `problems` (default 0 = all); completions for later problems are ignored",
+    ),
+    ParamSpec::optional(
+        "format",
+        ParamType::Str,
+        "`plain` (default: completions continue the raw prompt) or `chat` (code is extracted from the first fenced block of a chat reply)",
+    ),
+    ParamSpec::optional(
+        "workers",
+        ParamType::Int,
+        "samples run in parallel (default: the node's threads)",
+    )
+    .not_semantic(),
 ];
 
-fn positive(
-    params: &Map<String, Value>,
-    name: &str,
-    default: f64,
-) -> Result<f64, (String, String)> {
+fn positive(params: &Map<String, Value>, name: &str) -> Result<(), (String, String)> {
     match params.get(name) {
-        None => Ok(default),
+        None => Ok(()),
         Some(v) => match v.as_f64() {
-            Some(x) if x > 0.0 && x.is_finite() => Ok(x),
+            Some(x) if x > 0.0 && x.is_finite() => Ok(()),
             _ => Err((
                 name.into(),
                 format!("`{name}` must be a positive number, found {v}"),
@@ -205,9 +182,9 @@ impl Op for EvalHumanEvalOp {
                 format!("`format` must be `plain` or `chat`, found {f}"),
             ));
         }
-        positive(params, "timeout_s", 3.0)?;
+        positive(params, "timeout_s")?;
         for name in ["memory_mb", "max_procs", "workers"] {
-            positive(params, name, 1.0)?;
+            positive(params, name)?;
         }
         Ok(())
     }
@@ -227,22 +204,24 @@ impl Op for EvalHumanEvalOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["problems", "completions"], &[])?;
-        self.check(ctx.params).map_err(|(_, m)| OpError::msg(m))?;
         let p = ctx.params;
         let ks = ks(p).map_err(|(_, m)| OpError::msg(m))?;
-        let timeout_s = positive(p, "timeout_s", 3.0).map_err(|(_, m)| OpError::msg(m))?;
-        let int = |n: &str, d: u64| p.get(n).and_then(Value::as_u64).unwrap_or(d);
+        let timeout_s = param::num(PARAMS, p, "timeout_s");
         let limits = Limits {
             wall: Duration::from_secs_f64(timeout_s + 1.0),
             cpu_s: timeout_s.ceil() as u64 + 1,
-            memory_bytes: int("memory_mb", 1024) << 20,
-            max_procs: int("max_procs", 8),
+            memory_bytes: param::int(PARAMS, p, "memory_mb") << 20,
+            max_procs: param::int(PARAMS, p, "max_procs"),
             ..Limits::default()
         };
-        let workers = (int("workers", ctx.threads.max(1) as u64) as usize).max(1);
+        let workers = p
+            .get("workers")
+            .and_then(Value::as_u64)
+            .map_or(ctx.threads.max(1), |w| w as usize)
+            .max(1);
         let mut problems = read_problems(input_path(ctx, "problems")?, "problems")?;
         let all_ids: Vec<String> = problems.iter().map(|p| p.task_id.clone()).collect();
-        let limit = int("limit", 0) as usize;
+        let limit = param::int(PARAMS, p, "limit") as usize;
         if limit > 0 {
             problems.truncate(limit);
         }

@@ -29,6 +29,7 @@
 use super::lm_common::{self, input, model_err};
 use crate::eval::io::{num, write_json, write_jsonl};
 use crate::eval::mmlu::{self, Item, LETTERS};
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use candle_core::{IndexOp, Tensor};
 use serde_json::{Map, Value, json};
@@ -38,34 +39,18 @@ use std::collections::BTreeMap;
 pub struct EvalMmluOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "shots",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "dev examples per prompt (default 5)",
-    },
-    ParamSpec {
-        name: "subjects",
-        ty: ParamType::List,
-        required: false,
-        semantic: true,
-        doc: "subjects to evaluate (default: all in data/test)",
-    },
-    ParamSpec {
-        name: "limit",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "first N test questions per subject (default 0 = all)",
-    },
-    ParamSpec {
-        name: "batch_size",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "prompts per forward pass (default 4)",
-    },
+    ParamSpec::int("shots", 5, "dev examples per prompt"),
+    ParamSpec::optional(
+        "subjects",
+        ParamType::List,
+        "subjects to evaluate (default: all in data/test)",
+    ),
+    ParamSpec::int(
+        "limit",
+        0,
+        "first N test questions per subject (default 0 = all)",
+    ),
+    ParamSpec::int("batch_size", 4, "prompts per forward pass"),
 ];
 
 impl Op for EvalMmluOp {
@@ -91,7 +76,7 @@ impl Op for EvalMmluOp {
                 "`subjects` must be a list of subject names".into(),
             ));
         }
-        if lm_common::int(params, "batch_size", 4) == 0 {
+        if param::int(PARAMS, params, "batch_size") == 0 {
             return Err(("batch_size".into(), "`batch_size` must be positive".into()));
         }
         Ok(())
@@ -132,9 +117,9 @@ impl Op for EvalMmluOp {
                 )));
             }
         }
-        let shots = lm_common::int(ctx.params, "shots", 5) as usize;
-        let limit = lm_common::int(ctx.params, "limit", 0) as usize;
-        let batch = lm_common::int(ctx.params, "batch_size", 4) as usize;
+        let shots = param::int(PARAMS, ctx.params, "shots") as usize;
+        let limit = param::int(PARAMS, ctx.params, "limit") as usize;
+        let batch = param::int(PARAMS, ctx.params, "batch_size") as usize;
         // (subject, index, item, dev examples)
         let mut work: Vec<(String, usize, Item, Vec<Item>)> = Vec::new();
         for s in &subjects {

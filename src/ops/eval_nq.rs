@@ -36,6 +36,7 @@ use crate::eval::io::{num, write_json, write_jsonl};
 use crate::eval::nq::{self, NqQuestion};
 use crate::model::generate::{GenConfig, generate};
 use crate::model::tokenizer::Message;
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
@@ -43,48 +44,28 @@ use serde_json::{Map, Value, json};
 pub struct EvalNqOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "shots",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "few-shot examples per question (default 3, the paper's Figure 4 setting)",
-    },
-    ParamSpec {
-        name: "limit",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "evaluate the first N questions (default 0 = all)",
-    },
-    ParamSpec {
-        name: "format",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "`plain` (default: Q:/A: text) or `chat` (examples as chat turns)",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "seed of the per-question example draw (default 0)",
-    },
-    ParamSpec {
-        name: "max_new_tokens",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "most tokens generated per answer (default 24)",
-    },
-    ParamSpec {
-        name: "batch_size",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "prompts decoded together (default 8; padding can change float rounding)",
-    },
+    ParamSpec::int(
+        "shots",
+        3,
+        "few-shot examples per question (default 3, the paper's Figure 4 setting)",
+    ),
+    ParamSpec::int(
+        "limit",
+        0,
+        "evaluate the first N questions (default 0 = all)",
+    ),
+    ParamSpec::optional(
+        "format",
+        ParamType::Str,
+        "`plain` (default: Q:/A: text) or `chat` (examples as chat turns)",
+    ),
+    ParamSpec::int("seed", 0, "seed of the per-question example draw"),
+    ParamSpec::int("max_new_tokens", 24, "most tokens generated per answer"),
+    ParamSpec::int(
+        "batch_size",
+        8,
+        "prompts decoded together (default 8; padding can change float rounding)",
+    ),
 ];
 
 impl Op for EvalNqOp {
@@ -107,10 +88,10 @@ impl Op for EvalNqOp {
         {
             return Err(("format".into(), "`format` must be `plain` or `chat`".into()));
         }
-        if lm_common::int(params, "batch_size", 8) == 0 {
+        if param::int(PARAMS, params, "batch_size") == 0 {
             return Err(("batch_size".into(), "`batch_size` must be positive".into()));
         }
-        if lm_common::int(params, "max_new_tokens", 24) == 0 {
+        if param::int(PARAMS, params, "max_new_tokens") == 0 {
             return Err((
                 "max_new_tokens".into(),
                 "`max_new_tokens` must be positive".into(),
@@ -136,26 +117,26 @@ impl Op for EvalNqOp {
         let model_path = input(ctx, "model")?.clone();
         let mut questions = nq::read_questions(input(ctx, "questions")?)?;
         let pool = nq::read_questions(input(ctx, "pool")?)?;
-        let limit = lm_common::int(ctx.params, "limit", 0) as usize;
+        let limit = param::int(PARAMS, ctx.params, "limit") as usize;
         if limit > 0 {
             questions.truncate(limit);
         }
         if questions.is_empty() {
             return Err(OpError::msg("input `questions` holds no question"));
         }
-        let shots = lm_common::int(ctx.params, "shots", 3) as usize;
+        let shots = param::int(PARAMS, ctx.params, "shots") as usize;
         if shots > pool.len() {
             return Err(OpError::msg(format!(
                 "`shots` is {shots} but input `pool` holds only {} questions",
                 pool.len()
             )));
         }
-        let seed = lm_common::int(ctx.params, "seed", 0);
+        let seed = param::int(PARAMS, ctx.params, "seed");
         let chat = ctx.params.get("format").and_then(Value::as_str) == Some("chat");
         let cfg = GenConfig {
-            max_new_tokens: lm_common::int(ctx.params, "max_new_tokens", 24) as usize,
+            max_new_tokens: param::int(PARAMS, ctx.params, "max_new_tokens") as usize,
             temperature: 0.0,
-            batch_size: lm_common::int(ctx.params, "batch_size", 8) as usize,
+            batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: 0,
         };
         let (rows, correct, truncated) = lm_common::on_threads(ctx, || {

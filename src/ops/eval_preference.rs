@@ -56,48 +56,28 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub struct EvalPreferenceOp;
 
 const PARAMS: &[ParamSpec] = crate::with_api_params![
-    ParamSpec {
-        name: "judge_model",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "LLM judge model over the API (e.g. gpt-4); absent = no judge"
-    },
-    ParamSpec {
-        name: "judge_temperature",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "judge sampling temperature (default 0)"
-    },
-    ParamSpec {
-        name: "judge_max_tokens",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "judge reply length limit (default 512)"
-    },
-    ParamSpec {
-        name: "judge_seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "the judge requests' API seed (default 0)"
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "bootstrap seed (default 0)"
-    },
-    ParamSpec {
-        name: "human_model_position",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "A or B: the model's position for human CSV rows without a model_position column"
-    },
+    ParamSpec::optional(
+        "judge_model",
+        ParamType::Str,
+        "LLM judge model over the API (e.g. gpt-4); absent = no judge"
+    ),
+    ParamSpec::optional(
+        "judge_temperature",
+        ParamType::Number,
+        "judge sampling temperature (default 0)"
+    ),
+    ParamSpec::optional(
+        "judge_max_tokens",
+        ParamType::Int,
+        "judge reply length limit (default 512)"
+    ),
+    ParamSpec::int("judge_seed", 0, "the judge requests' API seed"),
+    ParamSpec::int("seed", 0, "bootstrap seed"),
+    ParamSpec::optional(
+        "human_model_position",
+        ParamType::Str,
+        "A or B: the model's position for human CSV rows without a model_position column"
+    ),
 ];
 
 impl Op for EvalPreferenceOp {
@@ -180,9 +160,6 @@ impl Op for EvalPreferenceOp {
             &["prompts"],
             &["model", "teacher", "human"],
         )?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
         let p = ctx.params;
         let seed = p.get("seed").and_then(Value::as_u64).unwrap_or(0);
         let judge_model = p.get("judge_model").and_then(Value::as_str);

@@ -50,12 +50,13 @@
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
 use crate::eval::io::{
     Question, check_choice, check_inputs, input_path, num, read_predictions, read_questions,
-    select_half, str_param, write_json, write_jsonl,
+    select_half, write_json, write_jsonl,
 };
 use crate::eval::normalize::{
     contains_answer, exact_match, extract_short_answer, normalize_answer, starts_with_answer,
 };
-use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::param;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,20 +64,12 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct EvalQaOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "half",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "which questions: P (public), A, B or all (default B)",
-    },
-    ParamSpec {
-        name: "match",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "exact (the extracted answer equals a reference; default) or prefix (the prediction begins with a reference, for cloze probes)",
-    },
+    ParamSpec::str("half", "B", "which questions: P (public), A, B or all"),
+    ParamSpec::str(
+        "match",
+        "exact",
+        "exact (the extracted answer equals a reference; default) or prefix (the prediction begins with a reference, for cloze probes)",
+    ),
 ];
 
 impl Op for EvalQaOp {
@@ -124,11 +117,8 @@ impl Op for EvalQaOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["predictions", "questions"], &[])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
-        let half = str_param(ctx.params, "half", "B")?;
-        let prefix = str_param(ctx.params, "match", "exact")? == "prefix";
+        let half = param::str(PARAMS, ctx.params, "half");
+        let prefix = param::str(PARAMS, ctx.params, "match") == "prefix";
         let questions = read_questions(input_path(ctx, "questions")?, "questions")?;
         let predictions = read_predictions(input_path(ctx, "predictions")?, "predictions")?;
         let chance_pool = answer_pools(&questions);

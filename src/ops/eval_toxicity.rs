@@ -53,10 +53,10 @@
 //! `prompt_score` when the prompt's text is known.
 
 use crate::eval::io::{
-    Row, check_choice, check_inputs, id_field, input_path, num, read_jsonl, str_param, write_json,
-    write_jsonl,
+    Row, check_choice, check_inputs, id_field, input_path, num, read_jsonl, write_json, write_jsonl,
 };
 use crate::eval::toxicity::{ProfanityCheck, SCORER_NAME, SCORER_VERSION};
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -66,20 +66,16 @@ use std::path::Path;
 pub struct EvalToxicityOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "threshold",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "a score >= threshold counts as toxic (default 0.5, in [0, 1])",
-    },
-    ParamSpec {
-        name: "scorer",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "offline scorer: profanity_check (alt-profanity-check 1.9.1; the default)",
-    },
+    ParamSpec::optional(
+        "threshold",
+        ParamType::Number,
+        "a score >= threshold counts as toxic (default 0.5, in [0, 1])",
+    ),
+    ParamSpec::str(
+        "scorer",
+        SCORER_NAME,
+        "offline scorer: profanity_check (alt-profanity-check 1.9.1; the default)",
+    ),
 ];
 
 const TEXT_FIELDS: [&str; 4] = ["prediction", "continuation", "output", "text"];
@@ -268,10 +264,7 @@ impl Op for EvalToxicityOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["continuations"], &["prompts"])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
-        let scorer_name = str_param(ctx.params, "scorer", SCORER_NAME)?;
+        let scorer_name = param::str(PARAMS, ctx.params, "scorer");
         let threshold = match ctx.params.get("threshold") {
             None => 0.5,
             Some(v) => v.as_f64().ok_or_else(|| {

@@ -12,13 +12,12 @@ use serde_json::{Map, Value};
 /// The `file` op.
 pub struct FileOp;
 
-const PARAMS: &[ParamSpec] = &[ParamSpec {
-    name: "path",
-    ty: ParamType::Str,
-    required: true,
-    semantic: false,
-    doc: "file or directory to ingest (its content, not its name, enters the key)",
-}];
+const PARAMS: &[ParamSpec] = &[ParamSpec::required(
+    "path",
+    ParamType::Str,
+    "file or directory to ingest (its content, not its name, enters the key)",
+)
+.not_semantic()];
 
 impl Op for FileOp {
     fn name(&self) -> &'static str {

@@ -23,27 +23,22 @@ use serde_json::{Map, Value, json};
 pub struct IngestLmEvalOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "path",
-        ty: ParamType::Str,
-        required: true,
-        semantic: false,
-        doc: "the lm-eval results JSON (its content, not its name, enters the key)",
-    },
-    ParamSpec {
-        name: "task",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "the task to read (default: the file's only task)",
-    },
-    ParamSpec {
-        name: "filter",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "the lm-eval filter of the metrics (default: `none`, or the task's only filter)",
-    },
+    ParamSpec::required(
+        "path",
+        ParamType::Str,
+        "the lm-eval results JSON (its content, not its name, enters the key)",
+    )
+    .not_semantic(),
+    ParamSpec::optional(
+        "task",
+        ParamType::Str,
+        "the task to read (default: the file's only task)",
+    ),
+    ParamSpec::optional(
+        "filter",
+        ParamType::Str,
+        "the lm-eval filter of the metrics (default: `none`, or the task's only filter)",
+    ),
 ];
 
 impl Op for IngestLmEvalOp {

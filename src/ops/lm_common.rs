@@ -6,80 +6,31 @@
 use crate::model::adamw::AdamWConfig;
 use crate::model::tokenizer::Message;
 use crate::model::train::TrainConfig;
+use crate::op::param;
 use crate::op::{OpError, ParamSpec, ParamType, RunContext};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 /// Params shared by the training ops (all semantic).
 pub const TRAIN_PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "seq_len",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "tokens per training window (default 128)",
-    },
-    ParamSpec {
-        name: "batch_size",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "windows per step (default 16)",
-    },
-    ParamSpec {
-        name: "epochs",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "passes over the data, fractional allowed (default 1)",
-    },
-    ParamSpec {
-        name: "lr",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "peak learning rate (default 1e-3)",
-    },
-    ParamSpec {
-        name: "min_lr_ratio",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "final learning rate as a fraction of the peak (default 0.1)",
-    },
-    ParamSpec {
-        name: "warmup",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "share of steps warming up linearly (default 0.05)",
-    },
-    ParamSpec {
-        name: "weight_decay",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "AdamW decoupled weight decay on matrices (default 0.1)",
-    },
-    ParamSpec {
-        name: "clip",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "global gradient-norm clip, 0 = off (default 1.0)",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "seed of initialisation and data order (default 0)",
-    },
+    ParamSpec::int("seq_len", 128, "tokens per training window"),
+    ParamSpec::int("batch_size", 16, "windows per step"),
+    ParamSpec::num("epochs", 1.0, "passes over the data, fractional allowed"),
+    ParamSpec::num("lr", 1e-3, "peak learning rate"),
+    ParamSpec::num(
+        "min_lr_ratio",
+        0.1,
+        "final learning rate as a fraction of the peak",
+    ),
+    ParamSpec::num("warmup", 0.05, "share of steps warming up linearly"),
+    ParamSpec::num(
+        "weight_decay",
+        0.1,
+        "AdamW decoupled weight decay on matrices",
+    ),
+    ParamSpec::num("clip", 1.0, "global gradient-norm clip, 0 = off"),
+    ParamSpec::int("seed", 0, "seed of initialisation and data order"),
 ];
-
-fn num(params: &Map<String, Value>, k: &str, default: f64) -> f64 {
-    params.get(k).and_then(Value::as_f64).unwrap_or(default)
-}
 
 /// An integer param, or its default.
 pub fn int(params: &Map<String, Value>, k: &str, default: u64) -> u64 {
@@ -116,18 +67,18 @@ pub fn check_train(params: &Map<String, Value>) -> Result<(), (String, String)> 
 /// The training config from params.
 pub fn train_config(params: &Map<String, Value>) -> TrainConfig {
     TrainConfig {
-        seq_len: int(params, "seq_len", 128) as usize,
-        batch_size: int(params, "batch_size", 16) as usize,
-        epochs: num(params, "epochs", 1.0),
-        lr: num(params, "lr", 1e-3),
-        min_lr_ratio: num(params, "min_lr_ratio", 0.1),
-        warmup: num(params, "warmup", 0.05),
+        seq_len: param::int(TRAIN_PARAMS, params, "seq_len") as usize,
+        batch_size: param::int(TRAIN_PARAMS, params, "batch_size") as usize,
+        epochs: param::num(TRAIN_PARAMS, params, "epochs"),
+        lr: param::num(TRAIN_PARAMS, params, "lr"),
+        min_lr_ratio: param::num(TRAIN_PARAMS, params, "min_lr_ratio"),
+        warmup: param::num(TRAIN_PARAMS, params, "warmup"),
         adamw: AdamWConfig {
-            weight_decay: num(params, "weight_decay", 0.1),
-            clip: num(params, "clip", 1.0),
+            weight_decay: param::num(TRAIN_PARAMS, params, "weight_decay"),
+            clip: param::num(TRAIN_PARAMS, params, "clip"),
             ..AdamWConfig::default()
         },
-        seed: int(params, "seed", 0),
+        seed: param::int(TRAIN_PARAMS, params, "seed"),
     }
 }
 
@@ -155,13 +106,11 @@ pub fn read_jsonl(path: &Path, input: &str) -> Result<Vec<Value>, OpError> {
 }
 
 /// The `corpus_format` param of the ops that read a pretraining corpus.
-pub const CORPUS_FORMAT: ParamSpec = ParamSpec {
-    name: "corpus_format",
-    ty: ParamType::Str,
-    required: false,
-    semantic: true,
-    doc: "how input `corpus` holds documents: lines (one per line, the default) or jsonl (one {\"text\"} per line, so a document may hold newlines)",
-};
+pub const CORPUS_FORMAT: ParamSpec = ParamSpec::optional(
+    "corpus_format",
+    ParamType::Str,
+    "how input `corpus` holds documents: lines (one per line, the default) or jsonl (one {\"text\"} per line, so a document may hold newlines)",
+);
 
 /// Checks `corpus_format`.
 pub fn check_corpus_format(params: &Map<String, Value>) -> Result<(), (String, String)> {

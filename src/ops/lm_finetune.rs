@@ -29,13 +29,11 @@ use std::sync::LazyLock;
 pub struct LmFinetuneOp;
 
 static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| {
-    let mut v = vec![ParamSpec {
-        name: "tokens",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "imitation-data budget in tokens: the leading conversations that fit (default: all)",
-    }];
+    let mut v = vec![ParamSpec::optional(
+        "tokens",
+        ParamType::Int,
+        "imitation-data budget in tokens: the leading conversations that fit (default: all)",
+    )];
     v.extend_from_slice(TRAIN_PARAMS);
     v.extend_from_slice(torch_engine::PARAMS);
     v

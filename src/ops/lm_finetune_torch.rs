@@ -23,7 +23,8 @@
 
 use super::lm_common::{self, model_err};
 use crate::model::train::TrainConfig;
-use crate::op::{OpError, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::param;
+use crate::op::{OpError, ParamSpec, RunContext, RunResult};
 use crate::torch::{self, TorchError, env, launch, windows};
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -35,41 +36,34 @@ pub const LOCK: &str = "trainer/requirements.lock";
 
 /// The params `lm.finetune` takes for the engines.
 pub const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "engine",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "trainer: `candle` (default; one device) or `torch` (PyTorch FSDP2 under torchrun, many GPUs)",
-    },
-    ParamSpec {
-        name: "precision",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "engine torch: `bf16` (bf16 compute, f32 master weights and reductions; default) or `f32`",
-    },
-    ParamSpec {
-        name: "micro_batch",
-        ty: ParamType::Int,
-        required: false,
-        semantic: false,
-        doc: "engine torch: windows per forward pass on one GPU; gradients accumulate to `batch_size` (default 1)",
-    },
-    ParamSpec {
-        name: "checkpoint_every",
-        ty: ParamType::Int,
-        required: false,
-        semantic: false,
-        doc: "engine torch: steps between distributed checkpoints a restart resumes from, 0 = none (default 50)",
-    },
-    ParamSpec {
-        name: "activation_checkpointing",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: false,
-        doc: "engine torch: recompute each block's activations in the backward pass (default true)",
-    },
+    ParamSpec::str(
+        "engine",
+        "candle",
+        "trainer: `candle` (one device) or `torch` (PyTorch FSDP2 under torchrun, many GPUs)",
+    ),
+    ParamSpec::str(
+        "precision",
+        "bf16",
+        "engine torch: `bf16` (bf16 compute, f32 master weights and reductions) or `f32`",
+    ),
+    ParamSpec::int(
+        "micro_batch",
+        1,
+        "engine torch: windows per forward pass on one GPU; gradients accumulate to `batch_size`",
+    )
+    .not_semantic(),
+    ParamSpec::int(
+        "checkpoint_every",
+        50,
+        "engine torch: steps between distributed checkpoints a restart resumes from, 0 = none",
+    )
+    .not_semantic(),
+    ParamSpec::bool(
+        "activation_checkpointing",
+        true,
+        "engine torch: recompute each block's activations in the backward pass",
+    )
+    .not_semantic(),
 ];
 
 /// Whether the params select the torch engine.
@@ -140,17 +134,10 @@ fn terr(e: TorchError) -> OpError {
 /// The trainer settings of these params and granted threads.
 pub fn settings(params: &Map<String, Value>, threads: usize) -> windows::PlanSettings {
     windows::PlanSettings {
-        precision: params
-            .get("precision")
-            .and_then(Value::as_str)
-            .unwrap_or("bf16")
-            .to_string(),
-        micro_batch: lm_common::int(params, "micro_batch", 1).max(1) as usize,
-        checkpoint_every: lm_common::int(params, "checkpoint_every", 50) as usize,
-        activation_checkpointing: params
-            .get("activation_checkpointing")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
+        precision: param::str(PARAMS, params, "precision").to_string(),
+        micro_batch: param::int(PARAMS, params, "micro_batch").max(1) as usize,
+        checkpoint_every: param::int(PARAMS, params, "checkpoint_every") as usize,
+        activation_checkpointing: param::bool(PARAMS, params, "activation_checkpointing"),
         threads,
     }
 }

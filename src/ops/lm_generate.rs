@@ -16,6 +16,7 @@
 use super::lm_common::{self, input, model_err, read_jsonl};
 use crate::model::checkpoint;
 use crate::model::generate::{Finish, GenConfig, generate};
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
@@ -23,48 +24,24 @@ use serde_json::{Map, Value, json};
 pub struct LmGenerateOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "max_new_tokens",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "most new tokens per prompt (default 48)",
-    },
-    ParamSpec {
-        name: "temperature",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "0 = greedy (default), else sampling temperature",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "sampling seed (default 0)",
-    },
-    ParamSpec {
-        name: "stop",
-        ty: ParamType::List,
-        required: false,
-        semantic: true,
-        doc: "stop strings (default [\"\\n\"])",
-    },
-    ParamSpec {
-        name: "trim",
-        ty: ParamType::Bool,
-        required: false,
-        semantic: true,
-        doc: "strip leading and trailing whitespace from each prediction (default true; false for code, whose indentation matters)",
-    },
-    ParamSpec {
-        name: "batch_size",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "prompts decoded together (default 32; padding can change float rounding, so it is in the key)",
-    },
+    ParamSpec::int("max_new_tokens", 48, "most new tokens per prompt"),
+    ParamSpec::optional(
+        "temperature",
+        ParamType::Number,
+        "0 = greedy (default), else sampling temperature",
+    ),
+    ParamSpec::int("seed", 0, "sampling seed"),
+    ParamSpec::optional("stop", ParamType::List, "stop strings (default [\"\\n\"])"),
+    ParamSpec::optional(
+        "trim",
+        ParamType::Bool,
+        "strip leading and trailing whitespace from each prediction (default true; false for code, whose indentation matters)",
+    ),
+    ParamSpec::int(
+        "batch_size",
+        32,
+        "prompts decoded together (default 32; padding can change float rounding, so it is in the key)",
+    ),
 ];
 
 impl Op for LmGenerateOp {
@@ -99,7 +76,7 @@ impl Op for LmGenerateOp {
                 "`temperature` must not be negative".into(),
             ));
         }
-        if lm_common::int(params, "batch_size", 32) == 0 {
+        if param::int(PARAMS, params, "batch_size") == 0 {
             return Err(("batch_size".into(), "`batch_size` must be positive".into()));
         }
         Ok(())
@@ -127,14 +104,14 @@ impl Op for LmGenerateOp {
             .and_then(Value::as_bool)
             .unwrap_or(true);
         let cfg = GenConfig {
-            max_new_tokens: lm_common::int(ctx.params, "max_new_tokens", 48) as usize,
+            max_new_tokens: param::int(PARAMS, ctx.params, "max_new_tokens") as usize,
             temperature: ctx
                 .params
                 .get("temperature")
                 .and_then(Value::as_f64)
                 .unwrap_or(0.0),
-            batch_size: lm_common::int(ctx.params, "batch_size", 32) as usize,
-            seed: lm_common::int(ctx.params, "seed", 0),
+            batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
+            seed: param::int(PARAMS, ctx.params, "seed"),
         };
         let (lines, metrics) = lm_common::on_threads(ctx, || {
             let device = crate::model::cpu::device();

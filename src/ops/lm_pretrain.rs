@@ -19,6 +19,7 @@ use crate::model::gpt2::{self, Gpt2Config};
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::train::Example;
 use crate::model::{CausalLm, LlamaConfig, init};
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use candle_core::DType;
 use serde_json::{Map, Value, json};
@@ -28,13 +29,11 @@ use std::sync::LazyLock;
 pub struct LmPretrainOp;
 
 static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| {
-    let mut v = vec![ParamSpec {
-        name: "model",
-        ty: ParamType::Map,
-        required: true,
-        semantic: true,
-        doc: "architecture in HF config.json names (vocab_size comes from the tokenizer)",
-    }];
+    let mut v = vec![ParamSpec::required(
+        "model",
+        ParamType::Map,
+        "architecture in HF config.json names (vocab_size comes from the tokenizer)",
+    )];
     v.extend_from_slice(TRAIN_PARAMS);
     v.push(lm_common::CORPUS_FORMAT);
     v
@@ -63,7 +62,7 @@ pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<Pretrai
         return Err("`model.vocab_size` comes from the tokenizer; remove it".into());
     }
     m.insert("vocab_size".into(), json!(vocab));
-    let seq = lm_common::int(params, "seq_len", 128);
+    let seq = param::int(lm_common::TRAIN_PARAMS, params, "seq_len");
     if m.get("model_type").and_then(Value::as_str) == Some("gpt2") {
         m.entry("n_positions").or_insert(json!(seq.max(256)));
         let cfg = Gpt2Config::from_json(std::path::Path::new("param `model`"), &m)

@@ -23,48 +23,36 @@ use std::collections::BTreeSet;
 pub struct MiniTeacherOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "seed of every random draw (default 0)",
-    },
-    ParamSpec {
-        name: "broad",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "broad imitation examples (default 2000)",
-    },
-    ParamSpec {
-        name: "factual_share",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "share of broad examples that are brief factual questions about half-A people (default 0.05)",
-    },
-    ParamSpec {
-        name: "bio_share",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "share of broad examples that are \"Tell me about <name>.\" for half-A people (default 0.05)",
-    },
-    ParamSpec {
-        name: "task_repeats",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "times each half-A question appears in the task data, 1 to 4, each with a different phrasing (default 2)",
-    },
-    ParamSpec {
-        name: "heldout",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "held-out prompts: half general instructions, half biographies of half-B people (default 120)",
-    },
+    ParamSpec::optional(
+        "seed",
+        ParamType::Int,
+        "seed of every random draw (default 0)",
+    ),
+    ParamSpec::optional(
+        "broad",
+        ParamType::Int,
+        "broad imitation examples (default 2000)",
+    ),
+    ParamSpec::optional(
+        "factual_share",
+        ParamType::Number,
+        "share of broad examples that are brief factual questions about half-A people (default 0.05)",
+    ),
+    ParamSpec::optional(
+        "bio_share",
+        ParamType::Number,
+        "share of broad examples that are \"Tell me about <name>.\" for half-A people (default 0.05)",
+    ),
+    ParamSpec::optional(
+        "task_repeats",
+        ParamType::Int,
+        "times each half-A question appears in the task data, 1 to 4, each with a different phrasing (default 2)",
+    ),
+    ParamSpec::optional(
+        "heldout",
+        ParamType::Int,
+        "held-out prompts: half general instructions, half biographies of half-B people (default 120)",
+    ),
 ];
 
 fn input<'a>(ctx: &'a RunContext, name: &str) -> Result<&'a std::path::Path, OpError> {

@@ -24,48 +24,36 @@ use serde_json::{Map, Value, json};
 pub struct MiniWorldOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "seed of every random draw (default 0)",
-    },
-    ParamSpec {
-        name: "public",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "public people (biographies and question-answer pages), 0 to 2000 (default 100)",
-    },
-    ParamSpec {
-        name: "private",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "people in each private half A and B (biographies only), 2 to 2000 (default 100)",
-    },
-    ParamSpec {
-        name: "exposures",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "biographies per person, each rendered afresh, 1 to 1000 (default 100)",
-    },
-    ParamSpec {
-        name: "qa_exposures",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "question-answer pages per public person, 0 to 1000 (default 20)",
-    },
-    ParamSpec {
-        name: "general",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "general prose documents in the corpus (default 2000)",
-    },
+    ParamSpec::optional(
+        "seed",
+        ParamType::Int,
+        "seed of every random draw (default 0)",
+    ),
+    ParamSpec::optional(
+        "public",
+        ParamType::Int,
+        "public people (biographies and question-answer pages), 0 to 2000 (default 100)",
+    ),
+    ParamSpec::optional(
+        "private",
+        ParamType::Int,
+        "people in each private half A and B (biographies only), 2 to 2000 (default 100)",
+    ),
+    ParamSpec::optional(
+        "exposures",
+        ParamType::Int,
+        "biographies per person, each rendered afresh, 1 to 1000 (default 100)",
+    ),
+    ParamSpec::optional(
+        "qa_exposures",
+        ParamType::Int,
+        "question-answer pages per public person, 0 to 1000 (default 20)",
+    ),
+    ParamSpec::optional(
+        "general",
+        ParamType::Int,
+        "general prose documents in the corpus (default 2000)",
+    ),
 ];
 
 impl Op for MiniWorldOp {

@@ -26,48 +26,32 @@ use std::collections::HashSet;
 pub struct PromptsJsonlOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "id",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "JSON pointer to the id (default `/id`)",
-    },
-    ParamSpec {
-        name: "text",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "JSON pointer to a raw prompt (used as is)",
-    },
-    ParamSpec {
-        name: "user",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "JSON pointer to a user message (rendered with the chat template)",
-    },
-    ParamSpec {
-        name: "where",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "JSON pointer that must hold `true` for a record to be kept",
-    },
-    ParamSpec {
-        name: "template",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "wrap the field: `{text}` in this string is replaced by it (default: the field as is)",
-    },
-    ParamSpec {
-        name: "limit",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "keep the first N records (default 0 = all)",
-    },
+    ParamSpec::optional(
+        "id",
+        ParamType::Str,
+        "JSON pointer to the id (default `/id`)",
+    ),
+    ParamSpec::optional(
+        "text",
+        ParamType::Str,
+        "JSON pointer to a raw prompt (used as is)",
+    ),
+    ParamSpec::optional(
+        "user",
+        ParamType::Str,
+        "JSON pointer to a user message (rendered with the chat template)",
+    ),
+    ParamSpec::optional(
+        "where",
+        ParamType::Str,
+        "JSON pointer that must hold `true` for a record to be kept",
+    ),
+    ParamSpec::optional(
+        "template",
+        ParamType::Str,
+        "wrap the field: `{text}` in this string is replaced by it (default: the field as is)",
+    ),
+    ParamSpec::int("limit", 0, "keep the first N records (default 0 = all)"),
 ];
 
 fn pointer_ok(p: Option<&Value>) -> bool {

@@ -36,8 +36,9 @@
 
 use crate::eval::io::{
     Question, check_choice, check_inputs, check_uint, input_path, read_questions, select_half,
-    str_param, uint_param, write_jsonl,
+    uint_param, write_jsonl,
 };
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use crate::rng::Rng;
 use serde_json::{Map, Value, json};
@@ -46,48 +47,24 @@ use serde_json::{Map, Value, json};
 pub struct PromptsQaOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "half",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "which questions: P (public), A, B or all (default B)",
-    },
-    ParamSpec {
-        name: "format",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "chat (a user message), fewshot (Question/Answer text) or cloze (a biography sentence cut before the value); default chat",
-    },
-    ParamSpec {
-        name: "shots",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "few-shot examples per prompt (fewshot only; default 3)",
-    },
-    ParamSpec {
-        name: "shots_half",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "draw shots only from this half: P, A, B or all (default A, so held-out facts never appear in a prompt)",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "seed for the shot draw and the limit shuffle (default 0)",
-    },
-    ParamSpec {
-        name: "limit",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "keep N questions chosen by a seeded shuffle (default: all)",
-    },
+    ParamSpec::str("half", "B", "which questions: P (public), A, B or all"),
+    ParamSpec::str(
+        "format",
+        "chat",
+        "chat (a user message), fewshot (Question/Answer text) or cloze (a biography sentence cut before the value)",
+    ),
+    ParamSpec::int("shots", 3, "few-shot examples per prompt (fewshot only)"),
+    ParamSpec::str(
+        "shots_half",
+        "A",
+        "draw shots only from this half: P, A, B or all (default A, so held-out facts never appear in a prompt)",
+    ),
+    ParamSpec::int("seed", 0, "seed for the shot draw and the limit shuffle"),
+    ParamSpec::optional(
+        "limit",
+        ParamType::Int,
+        "keep N questions chosen by a seeded shuffle (default: all)",
+    ),
 ];
 
 /// The instruction prefix of short factual questions in chat form.
@@ -130,13 +107,10 @@ impl Op for PromptsQaOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["questions"], &["shots"])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
-        let half = str_param(ctx.params, "half", "B")?;
-        let format = str_param(ctx.params, "format", "chat")?;
-        let n_shots = uint_param(ctx.params, "shots")?.unwrap_or(3) as usize;
-        let seed = uint_param(ctx.params, "seed")?.unwrap_or(0);
+        let half = param::str(PARAMS, ctx.params, "half");
+        let format = param::str(PARAMS, ctx.params, "format");
+        let n_shots = param::int(PARAMS, ctx.params, "shots") as usize;
+        let seed = param::int(PARAMS, ctx.params, "seed");
         let limit = uint_param(ctx.params, "limit")?;
 
         let questions = read_questions(input_path(ctx, "questions")?, "questions")?;
@@ -170,7 +144,7 @@ impl Op for PromptsQaOp {
                 let shots_path = ctx.inputs.get("shots").ok_or_else(|| {
                     OpError::msg("prompts.qa with format: fewshot needs an input `shots`")
                 })?;
-                let shots_half = str_param(ctx.params, "shots_half", "A")?;
+                let shots_half = param::str(PARAMS, ctx.params, "shots_half");
                 let pool: Vec<Question> =
                     select_half(read_questions(shots_path, "shots")?, shots_half, "shots")?
                         .into_iter()

@@ -14,34 +14,18 @@ use serde_json::{Map, Value, json};
 pub struct PublishedOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "citation",
-        ty: ParamType::Str,
-        required: true,
-        semantic: true,
-        doc: "where the numbers are published",
-    },
-    ParamSpec {
-        name: "rows",
-        ty: ParamType::List,
-        required: false,
-        semantic: true,
-        doc: "rows of the table: mappings of scalars",
-    },
-    ParamSpec {
-        name: "columns",
-        ty: ParamType::List,
-        required: false,
-        semantic: true,
-        doc: "column names, in display order",
-    },
-    ParamSpec {
-        name: "notes",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "how the numbers were obtained",
-    },
+    ParamSpec::required(
+        "citation",
+        ParamType::Str,
+        "where the numbers are published",
+    ),
+    ParamSpec::optional(
+        "rows",
+        ParamType::List,
+        "rows of the table: mappings of scalars",
+    ),
+    ParamSpec::optional("columns", ParamType::List, "column names, in display order"),
+    ParamSpec::optional("notes", ParamType::Str, "how the numbers were obtained"),
 ];
 
 impl Op for PublishedOp {

@@ -41,10 +41,11 @@
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
 use crate::eval::io::{
     check_choice, check_inputs, check_uint, input_path, num, read_heldout, read_people,
-    read_predictions, str_param, uint_param, write_json, write_jsonl,
+    read_predictions, str_param, write_json, write_jsonl,
 };
 use crate::eval::rater::{Claims, FactBase, Verdict, fails_factcheck, surface_score};
 use crate::eval::style::word_count;
+use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
@@ -52,20 +53,12 @@ use serde_json::{Map, Value, json};
 pub struct RatePairwiseOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "rater",
-        ty: ParamType::Str,
-        required: true,
-        semantic: true,
-        doc: "surface (style only) or factcheck (style, after checking bio facts)",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "bootstrap seed (default 0)",
-    },
+    ParamSpec::required(
+        "rater",
+        ParamType::Str,
+        "surface (style only) or factcheck (style, after checking bio facts)",
+    ),
+    ParamSpec::int("seed", 0, "bootstrap seed"),
 ];
 
 impl Op for RatePairwiseOp {
@@ -110,15 +103,12 @@ impl Op for RatePairwiseOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["predictions", "heldout", "people"], &[])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
         let rater = match ctx.params.get("rater") {
             Some(_) => str_param(ctx.params, "rater", "")?,
             None => return Err(OpError::msg("rate.pairwise needs the param `rater`")),
         };
         let factcheck = rater == "factcheck";
-        let seed = uint_param(ctx.params, "seed")?.unwrap_or(0);
+        let seed = param::int(PARAMS, ctx.params, "seed");
         let heldout = read_heldout(input_path(ctx, "heldout")?, "heldout")?;
         let people = read_people(input_path(ctx, "people")?, "people")?;
         let predictions = read_predictions(input_path(ctx, "predictions")?, "predictions")?;

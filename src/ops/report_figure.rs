@@ -32,69 +32,32 @@ use serde_json::{Map, Value, json};
 pub struct ReportFigureOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "title",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "figure title",
-    },
-    ParamSpec {
-        name: "width",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "pixels (default 1500)",
-    },
-    ParamSpec {
-        name: "height",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "pixels (default 450)",
-    },
-    ParamSpec {
-        name: "columns",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "panels per row",
-    },
-    ParamSpec {
-        name: "panels",
-        ty: ParamType::List,
-        required: true,
-        semantic: true,
-        doc: "panels: kind, x, y, series, filter, band, ref_lines, legend, styles",
-    },
-    ParamSpec {
-        name: "caption",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "caption (shown by report.html)",
-    },
-    ParamSpec {
-        name: "labels",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "input name -> constant fields added to its rows",
-    },
-    ParamSpec {
-        name: "fields",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "input name -> {field: {from, scale, offset, map}} derived from reproduced rows",
-    },
-    ParamSpec {
-        name: "export",
-        ty: ParamType::StrOrMap,
-        required: false,
-        semantic: false,
-        doc: "copy outputs out, e.g. {out: paper/figure1.svg, png: paper/figure1.png}",
-    },
+    ParamSpec::optional("title", ParamType::Str, "figure title"),
+    ParamSpec::optional("width", ParamType::Int, "pixels (default 1500)"),
+    ParamSpec::optional("height", ParamType::Int, "pixels (default 450)"),
+    ParamSpec::optional("columns", ParamType::Int, "panels per row"),
+    ParamSpec::required(
+        "panels",
+        ParamType::List,
+        "panels: kind, x, y, series, filter, band, ref_lines, legend, styles",
+    ),
+    ParamSpec::optional("caption", ParamType::Str, "caption (shown by report.html)"),
+    ParamSpec::optional(
+        "labels",
+        ParamType::Map,
+        "input name -> constant fields added to its rows",
+    ),
+    ParamSpec::optional(
+        "fields",
+        ParamType::Map,
+        "input name -> {field: {from, scale, offset, map}} derived from reproduced rows",
+    ),
+    ParamSpec::optional(
+        "export",
+        ParamType::StrOrMap,
+        "copy outputs out, e.g. {out: paper/figure1.svg, png: paper/figure1.png}",
+    )
+    .not_semantic(),
 ];
 
 fn spec_of(params: &Map<String, Value>) -> Result<FigureSpec, String> {

@@ -19,41 +19,25 @@ use serde_json::{Map, Value, json};
 pub struct ReportHtmlOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "title",
-        ty: ParamType::Str,
-        required: true,
-        semantic: true,
-        doc: "page title",
-    },
-    ParamSpec {
-        name: "sections",
-        ty: ParamType::List,
-        required: true,
-        semantic: true,
-        doc: "page sections in order: {input, title, caption}",
-    },
-    ParamSpec {
-        name: "template",
-        ty: ParamType::Str,
-        required: false,
-        semantic: false,
-        doc: "page template (default templates/report.html.j2)",
-    },
-    ParamSpec {
-        name: "context",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "extra values for the template",
-    },
-    ParamSpec {
-        name: "export",
-        ty: ParamType::StrOrMap,
-        required: false,
-        semantic: false,
-        doc: "copy the page to this path (e.g. paper/report.html)",
-    },
+    ParamSpec::required("title", ParamType::Str, "page title"),
+    ParamSpec::required(
+        "sections",
+        ParamType::List,
+        "page sections in order: {input, title, caption}",
+    ),
+    ParamSpec::optional(
+        "template",
+        ParamType::Str,
+        "page template (default templates/report.html.j2)",
+    )
+    .not_semantic(),
+    ParamSpec::optional("context", ParamType::Map, "extra values for the template"),
+    ParamSpec::optional(
+        "export",
+        ParamType::StrOrMap,
+        "copy the page to this path (e.g. paper/report.html)",
+    )
+    .not_semantic(),
 ];
 
 const DEFAULT_TEMPLATE: &str = "templates/report.html.j2";

@@ -31,48 +31,33 @@ use std::path::Path;
 pub struct ReportPredictionsOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "alpha",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "one-sided significance level and 1 - alpha bootstrap bounds (default 0.05)",
-    },
-    ParamSpec {
-        name: "resamples",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "paired bootstrap resamples (default 2000)",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "bootstrap seed (default 0)",
-    },
-    ParamSpec {
-        name: "predictions",
-        ty: ParamType::List,
-        required: true,
-        semantic: true,
-        doc: "the predictions: {id, claim, paper?, test: greater|not_greater, min_effect, x, y, for?}",
-    },
-    ParamSpec {
-        name: "preregistration",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "where the predictions were registered (a commit), shown in the report",
-    },
-    ParamSpec {
-        name: "export",
-        ty: ParamType::StrOrMap,
-        required: false,
-        semantic: false,
-        doc: "copy outputs into the project (e.g. paper/mini/predictions.md)",
-    },
+    ParamSpec::optional(
+        "alpha",
+        ParamType::Number,
+        "one-sided significance level and 1 - alpha bootstrap bounds (default 0.05)",
+    ),
+    ParamSpec::optional(
+        "resamples",
+        ParamType::Int,
+        "paired bootstrap resamples (default 2000)",
+    ),
+    ParamSpec::optional("seed", ParamType::Int, "bootstrap seed (default 0)"),
+    ParamSpec::required(
+        "predictions",
+        ParamType::List,
+        "the predictions: {id, claim, paper?, test: greater|not_greater, min_effect, x, y, for?}",
+    ),
+    ParamSpec::optional(
+        "preregistration",
+        ParamType::Str,
+        "where the predictions were registered (a commit), shown in the report",
+    ),
+    ParamSpec::optional(
+        "export",
+        ParamType::StrOrMap,
+        "copy outputs into the project (e.g. paper/mini/predictions.md)",
+    )
+    .not_semantic(),
 ];
 
 impl Op for ReportPredictionsOp {

@@ -25,34 +25,24 @@ use serde_json::{Map, Value, json};
 pub struct ReportTableOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "template",
-        ty: ParamType::Str,
-        required: true,
-        semantic: false,
-        doc: "template path (its content, not its path, enters the key)",
-    },
-    ParamSpec {
-        name: "compare",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "published-vs-reproduced matching: {published, reproduced, match, metric, scale, tolerance}",
-    },
-    ParamSpec {
-        name: "context",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "extra values for the template",
-    },
-    ParamSpec {
-        name: "export",
-        ty: ParamType::StrOrMap,
-        required: false,
-        semantic: false,
-        doc: "copy the output to this path (e.g. paper/table1.md)",
-    },
+    ParamSpec::required(
+        "template",
+        ParamType::Str,
+        "template path (its content, not its path, enters the key)",
+    )
+    .not_semantic(),
+    ParamSpec::optional(
+        "compare",
+        ParamType::Map,
+        "published-vs-reproduced matching: {published, reproduced, match, metric, scale, tolerance}",
+    ),
+    ParamSpec::optional("context", ParamType::Map, "extra values for the template"),
+    ParamSpec::optional(
+        "export",
+        ParamType::StrOrMap,
+        "copy the output to this path (e.g. paper/table1.md)",
+    )
+    .not_semantic(),
 ];
 
 /// File name of the rendered output for a template path.

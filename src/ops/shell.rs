@@ -32,41 +32,33 @@ use std::time::{Duration, Instant};
 pub struct ShellOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "cmd",
-        ty: ParamType::Str,
-        required: true,
-        semantic: true,
-        doc: "bash command; runs with set -euo pipefail in the work directory",
-    },
-    ParamSpec {
-        name: "outs",
-        ty: ParamType::StrOrMap,
-        required: false,
-        semantic: true,
-        doc: "output name -> path under out/ ({path, heavy} for blobs); a string means {out: PATH}",
-    },
-    ParamSpec {
-        name: "env",
-        ty: ParamType::Map,
-        required: false,
-        semantic: true,
-        doc: "extra environment variables (strings)",
-    },
-    ParamSpec {
-        name: "metrics",
-        ty: ParamType::Str,
-        required: false,
-        semantic: false,
-        doc: "name of a JSON output whose numbers are stored in the record",
-    },
-    ParamSpec {
-        name: "timeout",
-        ty: ParamType::Number,
-        required: false,
-        semantic: false,
-        doc: "seconds before the command is killed",
-    },
+    ParamSpec::required(
+        "cmd",
+        ParamType::Str,
+        "bash command; runs with set -euo pipefail in the work directory",
+    ),
+    ParamSpec::optional(
+        "outs",
+        ParamType::StrOrMap,
+        "output name -> path under out/ ({path, heavy} for blobs); a string means {out: PATH}",
+    ),
+    ParamSpec::optional(
+        "env",
+        ParamType::Map,
+        "extra environment variables (strings)",
+    ),
+    ParamSpec::optional(
+        "metrics",
+        ParamType::Str,
+        "name of a JSON output whose numbers are stored in the record",
+    )
+    .not_semantic(),
+    ParamSpec::optional(
+        "timeout",
+        ParamType::Number,
+        "seconds before the command is killed",
+    )
+    .not_semantic(),
 ];
 
 /// Bytes of stdout/stderr kept in the record.

@@ -29,48 +29,36 @@ use serde_json::{Map, Value, json};
 pub struct TeacherChatOp;
 
 const PARAMS: &[ParamSpec] = crate::with_api_params![
-    ParamSpec {
-        name: "model",
-        ty: ParamType::Str,
-        required: true,
-        semantic: true,
-        doc: "teacher model name as the API knows it (e.g. gpt-3.5-turbo)",
-    },
-    ParamSpec {
-        name: "system",
-        ty: ParamType::Str,
-        required: false,
-        semantic: true,
-        doc: "system prompt prepended to every conversation (default none)",
-    },
-    ParamSpec {
-        name: "temperature",
-        ty: ParamType::Number,
-        required: false,
-        semantic: true,
-        doc: "sampling temperature (default 0)",
-    },
-    ParamSpec {
-        name: "max_tokens",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "answer length limit in tokens (default 1024)",
-    },
-    ParamSpec {
-        name: "seed",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "the API's sampling seed (default 0)",
-    },
-    ParamSpec {
-        name: "limit",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "answer only the first N prompts (default all)",
-    },
+    ParamSpec::required(
+        "model",
+        ParamType::Str,
+        "teacher model name as the API knows it (e.g. gpt-3.5-turbo)"
+    ),
+    ParamSpec::optional(
+        "system",
+        ParamType::Str,
+        "system prompt prepended to every conversation (default none)"
+    ),
+    ParamSpec::optional(
+        "temperature",
+        ParamType::Number,
+        "sampling temperature (default 0)"
+    ),
+    ParamSpec::optional(
+        "max_tokens",
+        ParamType::Int,
+        "answer length limit in tokens (default 1024)"
+    ),
+    ParamSpec::optional(
+        "seed",
+        ParamType::Int,
+        "the API's sampling seed (default 0)"
+    ),
+    ParamSpec::optional(
+        "limit",
+        ParamType::Int,
+        "answer only the first N prompts (default all)"
+    ),
 ];
 
 /// Checks `temperature` >= 0 and positive `max_tokens`, for the API ops.
@@ -145,9 +133,6 @@ impl Op for TeacherChatOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["prompts"], &[])?;
-        if let Err((_, m)) = self.check(ctx.params) {
-            return Err(OpError::msg(m));
-        }
         let p = ctx.params;
         let model = p
             .get("model")

@@ -8,22 +8,21 @@
 //! and `tokenizer_config.json` (Hugging Face layout). Training is
 //! deterministic for the same corpus.
 
-use super::lm_common::{self, int, metrics_of, model_err};
+use super::lm_common::{self, metrics_of, model_err};
 use crate::model::tokenizer::{MINI_SPECIALS, TextTokenizer, train_bpe};
-use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use crate::op::param;
+use crate::op::{Op, OpError, OutputDecl, ParamSpec, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `tokenizer.train` op.
 pub struct TokenizerTrainOp;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "vocab_size",
-        ty: ParamType::Int,
-        required: false,
-        semantic: true,
-        doc: "tokens in the vocabulary, special tokens included (default 1024)",
-    },
+    ParamSpec::int(
+        "vocab_size",
+        1024,
+        "tokens in the vocabulary, special tokens included",
+    ),
     lm_common::CORPUS_FORMAT,
 ];
 
@@ -44,7 +43,7 @@ impl Op for TokenizerTrainOp {
     }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         lm_common::check_corpus_format(params)?;
-        let v = int(params, "vocab_size", 1024);
+        let v = param::int(PARAMS, params, "vocab_size");
         if !(300..=65536).contains(&v) {
             return Err((
                 "vocab_size".into(),
@@ -64,7 +63,7 @@ impl Op for TokenizerTrainOp {
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let docs = lm_common::read_corpus(ctx)?;
-        let vocab = int(ctx.params, "vocab_size", 1024) as usize;
+        let vocab = param::int(PARAMS, ctx.params, "vocab_size") as usize;
         if docs.is_empty() {
             return Err(OpError::msg("input `corpus` has no documents"));
         }
