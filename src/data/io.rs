@@ -1,40 +1,12 @@
 //! Small helpers the `data.*` ops share: param getters and output writers.
 
 use crate::op::OpError;
+pub use crate::op::io::write_json;
+pub use crate::op::param::check_choice;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::Path;
-
-/// A boolean param, or its default.
-pub fn bool_param(params: &Map<String, Value>, k: &str, default: bool) -> bool {
-    params.get(k).and_then(Value::as_bool).unwrap_or(default)
-}
-
-/// A string param, or its default.
-pub fn str_param<'a>(params: &'a Map<String, Value>, k: &str, default: &'a str) -> &'a str {
-    params.get(k).and_then(Value::as_str).unwrap_or(default)
-}
-
-/// An unsigned integer param, or its default.
-pub fn u64_param(params: &Map<String, Value>, k: &str, default: u64) -> u64 {
-    params.get(k).and_then(Value::as_u64).unwrap_or(default)
-}
-
-/// Checks that a string param, when given, is one of `allowed`.
-pub fn check_choice(
-    params: &Map<String, Value>,
-    k: &str,
-    allowed: &[&str],
-) -> Result<(), (String, String)> {
-    match params.get(k).and_then(Value::as_str) {
-        Some(v) if !allowed.contains(&v) => Err((
-            k.into(),
-            format!("`{k}` must be one of {}, found `{v}`", allowed.join(", ")),
-        )),
-        _ => Ok(()),
-    }
-}
 
 /// A buffered JSON-lines writer.
 pub struct JsonlWriter {
@@ -67,14 +39,6 @@ impl JsonlWriter {
         self.w.flush()?;
         Ok(())
     }
-}
-
-/// Writes a JSON object pretty-printed with a final newline.
-pub fn write_json(path: &Path, m: &Map<String, Value>) -> Result<(), OpError> {
-    let text =
-        serde_json::to_string_pretty(m).map_err(|e| OpError::msg(format!("writing JSON: {e}")))?;
-    std::fs::write(path, text + "\n")?;
-    Ok(())
 }
 
 /// The numeric entries of `m` (booleans as 0/1), for record metrics.

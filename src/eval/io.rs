@@ -5,10 +5,10 @@
 //! fields a reader does not use are ignored. Ids may be JSON strings or
 //! integers (an integer id `7` is read as `"7"`).
 
-use crate::op::{OpError, RunContext};
+use crate::op::OpError;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The person attributes of `people.jsonl`, in file order.
 pub const ATTRIBUTES: [&str; 4] = ["birth_city", "university", "major", "employer"];
@@ -16,60 +16,14 @@ pub const ATTRIBUTES: [&str; 4] = ["birth_city", "university", "major", "employe
 /// One JSON object of a JSONL file with its 1-based line number.
 pub type Row = (usize, Map<String, Value>);
 
-fn err(input: &str, line: usize, msg: impl std::fmt::Display) -> OpError {
-    OpError::msg(format!("input `{input}` line {line}: {msg}"))
-}
-
-/// Checks that the op got every input in `required`, and nothing outside
-/// `required` and `optional`.
-pub fn check_inputs(
-    ctx: &RunContext,
-    op: &str,
-    required: &[&str],
-    optional: &[&str],
-) -> Result<(), OpError> {
-    for name in ctx.inputs.keys() {
-        if !required.contains(&name.as_str()) && !optional.contains(&name.as_str()) {
-            let mut all: Vec<&str> = required.to_vec();
-            all.extend_from_slice(optional);
-            return Err(OpError::msg(format!(
-                "unexpected input `{name}` ({op} takes: {})",
-                all.join(", ")
-            )));
-        }
-    }
-    for name in required {
-        if !ctx.inputs.contains_key(*name) {
-            return Err(OpError::msg(format!("{op} needs an input `{name}`")));
-        }
-    }
-    Ok(())
-}
-
-/// The path of input `name`, or an error naming it.
-pub fn input_path<'a>(ctx: &'a RunContext, name: &str) -> Result<&'a PathBuf, OpError> {
-    ctx.inputs
-        .get(name)
-        .ok_or_else(|| OpError::msg(format!("missing input `{name}`")))
-}
+use crate::op::io::line_error as err;
+pub use crate::op::io::{check_inputs, input as input_path, write_json, write_jsonl};
+pub use crate::op::param::check_choice;
 
 /// Reads a JSONL file: one JSON object per non-blank line.
 pub fn read_jsonl(path: &Path, input: &str) -> Result<Vec<Row>, OpError> {
-    if path.is_dir() {
-        return Err(OpError::msg(format!(
-            "input `{input}` is a directory; expected a JSONL file"
-        )));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| OpError::msg(format!("input `{input}`: cannot read: {e}")))?;
     let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value =
-            serde_json::from_str(line).map_err(|e| err(input, n, format!("invalid JSON: {e}")))?;
+    for (n, v) in crate::op::io::read_jsonl_numbered::<Value>(path, input)? {
         match v {
             Value::Object(m) => rows.push((n, m)),
             other => {
@@ -366,22 +320,6 @@ pub fn read_predictions(path: &Path, input: &str) -> Result<HashMap<String, Stri
     Ok(out)
 }
 
-/// A string param, `default` when absent.
-pub fn str_param<'a>(
-    params: &'a Map<String, Value>,
-    name: &str,
-    default: &'a str,
-) -> Result<&'a str, OpError> {
-    match params.get(name) {
-        None => Ok(default),
-        Some(Value::String(s)) => Ok(s.as_str()),
-        Some(other) => Err(OpError::msg(format!(
-            "param `{name}` must be a string, found {}",
-            crate::op::schema::type_of(other)
-        ))),
-    }
-}
-
 /// A non-negative integer param, `None` when absent.
 pub fn uint_param(params: &Map<String, Value>, name: &str) -> Result<Option<u64>, OpError> {
     match params.get(name) {
@@ -394,25 +332,6 @@ pub fn uint_param(params: &Map<String, Value>, name: &str) -> Result<Option<u64>
     }
 }
 
-/// Checks that a string param, when given, is one of `allowed`, for
-/// [`crate::op::Op::check`].
-pub fn check_choice(
-    params: &Map<String, Value>,
-    name: &str,
-    allowed: &[&str],
-) -> Result<(), (String, String)> {
-    match params.get(name) {
-        Some(Value::String(s)) if !allowed.contains(&s.as_str()) => Err((
-            name.to_string(),
-            format!(
-                "`{name}` must be one of {}, found `{s}`",
-                allowed.join(", ")
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Checks that an integer param, when given, is non-negative.
 pub fn check_uint(params: &Map<String, Value>, name: &str) -> Result<(), (String, String)> {
     match params.get(name) {
@@ -422,25 +341,6 @@ pub fn check_uint(params: &Map<String, Value>, name: &str) -> Result<(), (String
         )),
         _ => Ok(()),
     }
-}
-
-/// Writes one compact JSON value per line.
-pub fn write_jsonl(path: &Path, rows: &[Value]) -> Result<(), OpError> {
-    let mut text = String::new();
-    for r in rows {
-        text.push_str(&serde_json::to_string(r).map_err(|e| OpError::msg(e.to_string()))?);
-        text.push('\n');
-    }
-    std::fs::write(path, text)?;
-    Ok(())
-}
-
-/// Writes pretty JSON with a trailing newline.
-pub fn write_json(path: &Path, value: &Value) -> Result<(), OpError> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| OpError::msg(e.to_string()))?;
-    bytes.push(b'\n');
-    std::fs::write(path, bytes)?;
-    Ok(())
 }
 
 /// A finite float as JSON; NaN and infinities become `null`.

@@ -116,18 +116,7 @@ pub fn write_lines(path: &Path, lines: &[String]) -> std::io::Result<()> {
 /// Parses a JSON-lines file; blank lines are skipped. Errors name the input
 /// (`what`) and the 1-based line number.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read input `{what}` ({}): {e}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let item = serde_json::from_str(line)
-            .map_err(|e| format!("input `{what}` line {}: {e}", i + 1))?;
-        out.push(item);
-    }
-    Ok(out)
+    crate::op::io::read_jsonl(path, what).map_err(|e| e.to_string())
 }
 
 /// Number of whitespace-separated words.

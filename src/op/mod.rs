@@ -13,6 +13,7 @@
 
 pub mod cancel;
 pub mod error;
+pub mod io;
 pub mod param;
 pub mod schema;
 pub mod suggest;
@@ -89,6 +90,34 @@ pub struct RunResult {
     /// records (e.g. the torch engine's Python, torch, transformers and CUDA
     /// versions): the record's `provenance.environment`, never the key.
     pub environment: Map<String, Value>,
+}
+
+/// Writes an op's identity, the four methods every op has ([`Op::name`],
+/// [`Op::version`], [`Op::params`], [`Op::doc`]), in one line of its
+/// `impl Op` block:
+///
+/// ```ignore
+/// impl Op for EvalNqOp {
+///     crate::op_identity! { "eval.nq", 1, PARAMS, "Natural Questions exact match." }
+///     // outputs, run, ...
+/// }
+/// ```
+#[macro_export]
+macro_rules! op_identity {
+    ($name:expr, $version:expr, $params:expr, $doc:expr $(,)?) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+        fn version(&self) -> u32 {
+            $version
+        }
+        fn params(&self) -> &'static [$crate::op::ParamSpec] {
+            $params
+        }
+        fn doc(&self) -> &'static str {
+            $doc
+        }
+    };
 }
 
 /// One kind of pipeline step.

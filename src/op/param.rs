@@ -80,3 +80,34 @@ mod tests {
         assert_eq!(int(SPECS, &empty, "n"), 7);
     }
 }
+
+/// Checks that each named integer param is positive (a missing param with
+/// no default counts as 0); the error names the first that is not.
+pub fn check_positive(
+    specs: &[ParamSpec],
+    params: &Map<String, Value>,
+    names: &[&str],
+) -> Result<(), (String, String)> {
+    match names.iter().find(|n| int(specs, params, n) == 0) {
+        Some(n) => Err((n.to_string(), format!("`{n}` must be positive"))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that string param `name`, when given, is one of `allowed`.
+pub fn check_choice(
+    params: &Map<String, Value>,
+    name: &str,
+    allowed: &[&str],
+) -> Result<(), (String, String)> {
+    match params.get(name) {
+        Some(Value::String(s)) if !allowed.contains(&s.as_str()) => Err((
+            name.to_string(),
+            format!(
+                "`{name}` must be one of {}, found `{s}`",
+                allowed.join(", ")
+            ),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -66,23 +66,9 @@ fn budgets(params: &Map<String, Value>) -> Vec<u64> {
 }
 
 impl Op for DataBudgetOp {
-    fn name(&self) -> &'static str {
-        "data.budget"
-    }
-    fn version(&self) -> u32 {
-        // 2: token counts come from one tokenization of each whole
-        //    conversation (`TextTokenizer::encode_chat`).
-        2
-    }
-    fn doc(&self) -> &'static str {
-        "Nested token-budget subsets of chat data (inputs `data`, `tokenizer`; params `budgets`, \
-         `count` all/assistant, `seed`, `shuffle`): one seeded order, each budget the longest \
-         prefix within it (lm.finetune's rule), so subsets nest; outputs `tokens_<budget>` per \
-         budget, `out` (all records in that order) and `metrics` (tokens reached, clamping)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    // 2: token counts come from one tokenization of each whole
+    //    conversation (`TextTokenizer::encode_chat`).
+    crate::op_identity! { "data.budget", 2, PARAMS, "Nested token-budget subsets of chat data (inputs `data`, `tokenizer`; params `budgets`, `count` all/assistant, `seed`, `shuffle`): one seeded order, each budget the longest prefix within it (lm.finetune's rule), so subsets nest; outputs `tokens_<budget>` per budget, `out` (all records in that order) and `metrics` (tokens reached, clamping)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "count", &["all", "assistant"])?;
         let raw = params

@@ -113,21 +113,7 @@ fn qa_fields(params: &Map<String, Value>) -> Result<QaFields, String> {
 }
 
 impl Op for DataChatJsonlOp {
-    fn name(&self) -> &'static str {
-        "data.chat_jsonl"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Loads chat JSONL (input `data`, a file or directory) in the shapes messages \
-         ({messages:[{role,content}]}), sharegpt ({conversations:[{from,value}]}), alpaca \
-         ({instruction,input,output}) or hc3 ({question,chatgpt_answers}), keys renamable with \
-         `fields`; cleans like data.sharegpt; outputs `out` (chats.jsonl) and `metrics`."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        CHAT_PARAMS
-    }
+    crate::op_identity! { "data.chat_jsonl", 1, CHAT_PARAMS, "Loads chat JSONL (input `data`, a file or directory) in the shapes messages ({messages:[{role,content}]}), sharegpt ({conversations:[{from,value}]}), alpaca ({instruction,input,output}) or hc3 ({question,chatgpt_answers}), keys renamable with `fields`; cleans like data.sharegpt; outputs `out` (chats.jsonl) and `metrics`." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "format", FORMATS)?;
         ChatFields::from_map(params.get("fields").and_then(Value::as_object))
@@ -174,40 +160,14 @@ impl Op for DataChatJsonlOp {
 }
 
 impl Op for DataQaJsonlOp {
-    fn name(&self) -> &'static str {
-        "data.qa_jsonl"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Loads QA JSONL ({question, answer: str|[str]}, NQ-open's shape; input `data`, a file or \
-         directory; keys renamable with `fields`), dropping questions in the optional input \
-         `exclude` (by normalized text: NFD, lowercase, no punctuation or articles, collapsed \
-         whitespace), empty ones and repeats; outputs `out` (qa.jsonl: id, question, answers) and \
-         `metrics`."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        QA_PARAMS
-    }
+    crate::op_identity! { "data.qa_jsonl", 1, QA_PARAMS, "Loads QA JSONL ({question, answer: str|[str]}, NQ-open's shape; input `data`, a file or directory; keys renamable with `fields`), dropping questions in the optional input `exclude` (by normalized text: NFD, lowercase, no punctuation or articles, collapsed whitespace), empty ones and repeats; outputs `out` (qa.jsonl: id, question, answers) and `metrics`." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         qa_fields(params)
             .map(|_| ())
             .map_err(|m| ("fields".into(), m))
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "out".into(),
-                path: "qa.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "metrics".into(),
-                path: "metrics.json".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[("out", "qa.jsonl"), ("metrics", "metrics.json")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["data"], &["exclude"])?;

@@ -126,23 +126,9 @@ fn weights_for(params: &Map<String, Value>, names: &[&str]) -> Result<Vec<f64>, 
 }
 
 impl Op for DataMixOp {
-    fn name(&self) -> &'static str {
-        "data.mix"
-    }
-    fn version(&self) -> u32 {
-        // 2: token counts come from one tokenization of each whole
-        //    conversation (`TextTokenizer::encode_chat`).
-        2
-    }
-    fn doc(&self) -> &'static str {
-        "Mixes chat sources (list input `sources`; optional `tokenizer` for unit tokens) by \
-         `weights` (per entry name) to a total `size` in examples or tokens, seeded (`seed`), \
-         without repeats unless `upsample`; outputs `out` (mix.jsonl) and `metrics` (per-source \
-         targets, counts and shortfalls)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    // 2: token counts come from one tokenization of each whole
+    //    conversation (`TextTokenizer::encode_chat`).
+    crate::op_identity! { "data.mix", 2, PARAMS, "Mixes chat sources (list input `sources`; optional `tokenizer` for unit tokens) by `weights` (per entry name) to a total `size` in examples or tokens, seeded (`seed`), without repeats unless `upsample`; outputs `out` (mix.jsonl) and `metrics` (per-source targets, counts and shortfalls)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "unit", &["examples", "tokens"])?;
         check_choice(params, "count", &["all", "assistant"])?;

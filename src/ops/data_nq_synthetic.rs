@@ -143,26 +143,7 @@ struct PoolStats {
 }
 
 impl Op for DataNqSyntheticOp {
-    fn name(&self) -> &'static str {
-        "data.nq_synthetic"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "NQ-synthetic-style task imitation data (inputs `pool`: NQ-open JSONL of candidate \
-         questions, `exclude`: the evaluation questions, dropped by normalized text and counted). \
-         mode teacher: the API teacher (`model`) answers `n` shuffled pool questions \
-         (questions: pool) or writes new Q/A pairs from 5 random pool examples in the paper's \
-         Table 4 template (questions: generate, temperature 1.0, duplicates/pool copies/test \
-         questions dropped). mode surrogate: no API; the gold answer in a fixed ChatGPT-style \
-         template, labelled source \"surrogate:gold-answer-templates\" and metric surrogate: true. \
-         Outputs `out` (nq_synthetic.jsonl: {id, source, messages}) and, in teacher mode, `log` \
-         (requests.jsonl)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "data.nq_synthetic", 1, PARAMS, "NQ-synthetic-style task imitation data (inputs `pool`: NQ-open JSONL of candidate questions, `exclude`: the evaluation questions, dropped by normalized text and counted). mode teacher: the API teacher (`model`) answers `n` shuffled pool questions (questions: pool) or writes new Q/A pairs from 5 random pool examples in the paper's Table 4 template (questions: generate, temperature 1.0, duplicates/pool copies/test questions dropped). mode surrogate: no API; the gold answer in a fixed ChatGPT-style template, labelled source \"surrogate:gold-answer-templates\" and metric surrogate: true. Outputs `out` (nq_synthetic.jsonl: {id, source, messages}) and, in teacher mode, `log` (requests.jsonl)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "mode", &["teacher", "surrogate"])?;
         check_choice(params, "questions", &["pool", "generate"])?;
@@ -206,11 +187,7 @@ impl Op for DataNqSyntheticOp {
         params.get("mode").and_then(Value::as_str) != Some("surrogate")
     }
     fn outputs(&self, params: &Map<String, Value>) -> Vec<OutputDecl> {
-        let mut v = vec![OutputDecl {
-            name: "out".into(),
-            path: "nq_synthetic.jsonl".into(),
-            heavy: false,
-        }];
+        let mut v = OutputDecl::light(&[("out", "nq_synthetic.jsonl")]);
         if params.get("mode").and_then(Value::as_str) != Some("surrogate") {
             v.push(OutputDecl {
                 name: "log".into(),

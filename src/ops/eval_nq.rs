@@ -32,7 +32,7 @@
 
 use super::lm_common::{self, input, model_err};
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
-use crate::eval::io::{num, write_json, write_jsonl};
+use crate::eval::io::{num, write_jsonl};
 use crate::eval::nq::{self, NqQuestion};
 use crate::model::generate::{GenConfig, generate};
 use crate::model::tokenizer::Message;
@@ -69,49 +69,20 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for EvalNqOp {
-    fn name(&self) -> &'static str {
-        "eval.nq"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "NQ-open exact match, few-shot (inputs `model`, `questions`, `pool`); outputs `predictions` \
-         (predictions.jsonl) and `metrics` (metrics.json: em with bootstrap CI)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "eval.nq", 1, PARAMS, "NQ-open exact match, few-shot (inputs `model`, `questions`, `pool`); outputs `predictions` (predictions.jsonl) and `metrics` (metrics.json: em with bootstrap CI)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         if let Some(f) = params.get("format")
             && !matches!(f.as_str(), Some("plain" | "chat"))
         {
             return Err(("format".into(), "`format` must be `plain` or `chat`".into()));
         }
-        if param::int(PARAMS, params, "batch_size") == 0 {
-            return Err(("batch_size".into(), "`batch_size` must be positive".into()));
-        }
-        if param::int(PARAMS, params, "max_new_tokens") == 0 {
-            return Err((
-                "max_new_tokens".into(),
-                "`max_new_tokens` must be positive".into(),
-            ));
-        }
-        Ok(())
+        param::check_positive(PARAMS, params, &["batch_size", "max_new_tokens"])
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "predictions".into(),
-                path: "predictions.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "metrics".into(),
-                path: "metrics.json".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[
+            ("predictions", "predictions.jsonl"),
+            ("metrics", "metrics.json"),
+        ])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let model_path = input(ctx, "model")?.clone();
@@ -236,14 +207,7 @@ impl Op for EvalNqOp {
         metrics.insert("shots".into(), json!(shots));
         metrics.insert("truncated_shots".into(), json!(truncated));
         write_jsonl(&ctx.work_dir.join("out/predictions.jsonl"), &rows)?;
-        write_json(
-            &ctx.work_dir.join("out/metrics.json"),
-            &Value::Object(metrics.clone()),
-        )?;
-        Ok(RunResult {
-            metrics,
-            ..Default::default()
-        })
+        crate::op::io::finish_with_metrics(ctx, metrics)
     }
 }
 

@@ -81,27 +81,7 @@ const PARAMS: &[ParamSpec] = crate::with_api_params![
 ];
 
 impl Op for EvalPreferenceOp {
-    fn name(&self) -> &'static str {
-        "eval.preference"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Pairwise preference of model responses vs the teacher's (inputs `prompts`, `model`, \
-         `teacher`, optional `human` ratings CSV: prompt_id, preference better/equal/worse or \
-         A/B/tie, optional rater, model_position). Judge (param `judge_model`, over the cached \
-         OpenAI-compatible API): FastChat/Vicuna pairwise prompt, 1-10 scores, run in both \
-         orders; a win counts only if both orders agree, else equal; unparseable replies are \
-         left out (judge_unparsed); missing model responses are worse. Humans: majority per \
-         prompt, no unique majority = equal. Metrics per source judge/human: n, better, equal, \
-         worse, equal_or_better, each with 95% bootstrap ci_low/ci_high (1000 resamples, \
-         `seed`); judge_inconsistent, judge_first_preferred, human_ratings, human_raters, \
-         human_split. Outputs `out` (judgments.jsonl), `metrics` (metrics.json), `log` with a judge."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "eval.preference", 1, PARAMS, "Pairwise preference of model responses vs the teacher's (inputs `prompts`, `model`, `teacher`, optional `human` ratings CSV: prompt_id, preference better/equal/worse or A/B/tie, optional rater, model_position). Judge (param `judge_model`, over the cached OpenAI-compatible API): FastChat/Vicuna pairwise prompt, 1-10 scores, run in both orders; a win counts only if both orders agree, else equal; unparseable replies are left out (judge_unparsed); missing model responses are worse. Humans: majority per prompt, no unique majority = equal. Metrics per source judge/human: n, better, equal, worse, equal_or_better, each with 95% bootstrap ci_low/ci_high (1000 resamples, `seed`); judge_inconsistent, judge_first_preferred, human_ratings, human_raters, human_split. Outputs `out` (judgments.jsonl), `metrics` (metrics.json), `log` with a judge." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "human_model_position", &["A", "B", "a", "b"])?;
         for k in [
@@ -132,18 +112,7 @@ impl Op for EvalPreferenceOp {
         params.get("judge_model").is_some_and(|m| !m.is_null())
     }
     fn outputs(&self, params: &Map<String, Value>) -> Vec<OutputDecl> {
-        let mut v = vec![
-            OutputDecl {
-                name: "out".into(),
-                path: "judgments.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "metrics".into(),
-                path: "metrics.json".into(),
-                heavy: false,
-            },
-        ];
+        let mut v = OutputDecl::light(&[("out", "judgments.jsonl"), ("metrics", "metrics.json")]);
         if params.contains_key("judge_model") {
             v.push(OutputDecl {
                 name: "log".into(),

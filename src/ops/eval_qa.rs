@@ -50,7 +50,7 @@
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
 use crate::eval::io::{
     Question, check_choice, check_inputs, input_path, num, read_predictions, read_questions,
-    select_half, write_json, write_jsonl,
+    select_half, write_jsonl,
 };
 use crate::eval::normalize::{
     contains_answer, exact_match, extract_short_answer, normalize_answer, starts_with_answer,
@@ -73,47 +73,15 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for EvalQaOp {
-    fn name(&self) -> &'static str {
-        "eval.qa"
-    }
-    fn version(&self) -> u32 {
-        // 3: answers are cut at a following `Question:` and at the end of
-        //    the first sentence too; `match`; `majority_em`.
-        3
-    }
-    fn doc(&self) -> &'static str {
-        "Exact match on factual questions (inputs `predictions`, `questions`; param `half` P/A/B/all, \
-         default B; `match` exact/prefix). Extracted answer = prediction up to the first newline, \
-         a following `Question:`, or the end of the first sentence, trimmed. `em` = share \
-         of questions whose normalized extracted answer equals a normalized reference (prefix: whose \
-         normalized prediction begins with one); `majority_em` = EM of the most common half-A value \
-         per attribute \
-         (NQ-open/SQuAD normalization: NFD, drop combining marks, lowercase, drop punctuation, drop \
-         articles a/an/the, collapse whitespace); `contains` = share whose normalized full \
-         prediction contains a normalized reference as whole words; `missing` = questions without \
-         a prediction (counted wrong); `n`; `em_ci_low`/`em_ci_high` = 95% percentile bootstrap \
-         (1000 resamples, seed 0). Outputs `out` (scores.jsonl) and `metrics` (metrics.json)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    // 3: answers are cut at a following `Question:` and at the end of
+    //    the first sentence too; `match`; `majority_em`.
+    crate::op_identity! { "eval.qa", 3, PARAMS, "Exact match on factual questions (inputs `predictions`, `questions`; param `half` P/A/B/all, default B; `match` exact/prefix). Extracted answer = prediction up to the first newline, a following `Question:`, or the end of the first sentence, trimmed. `em` = share of questions whose normalized extracted answer equals a normalized reference (prefix: whose normalized prediction begins with one); `majority_em` = EM of the most common half-A value per attribute (NQ-open/SQuAD normalization: NFD, drop combining marks, lowercase, drop punctuation, drop articles a/an/the, collapse whitespace); `contains` = share whose normalized full prediction contains a normalized reference as whole words; `missing` = questions without a prediction (counted wrong); `n`; `em_ci_low`/`em_ci_high` = 95% percentile bootstrap (1000 resamples, seed 0). Outputs `out` (scores.jsonl) and `metrics` (metrics.json)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "half", &["P", "A", "B", "all"])?;
         check_choice(params, "match", &["exact", "prefix"])
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "out".into(),
-                path: "scores.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "metrics".into(),
-                path: "metrics.json".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[("out", "scores.jsonl"), ("metrics", "metrics.json")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["predictions", "questions"], &[])?;
@@ -174,14 +142,7 @@ impl Op for EvalQaOp {
         }
 
         write_jsonl(&ctx.work_dir.join("out/scores.jsonl"), &rows)?;
-        write_json(
-            &ctx.work_dir.join("out/metrics.json"),
-            &Value::Object(metrics.clone()),
-        )?;
-        Ok(RunResult {
-            metrics,
-            ..RunResult::default()
-        })
+        crate::op::io::finish_with_metrics(ctx, metrics)
     }
 }
 

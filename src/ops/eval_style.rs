@@ -31,37 +31,18 @@
 //! `words`), the per-item outcomes paired tests need.
 //! No held-out prompt is an error.
 
-use crate::eval::io::{
-    check_inputs, input_path, num, read_heldout, read_predictions, write_json, write_jsonl,
-};
+use crate::eval::io::{check_inputs, input_path, num, read_heldout, read_predictions, write_jsonl};
 use crate::eval::stats::{mean, pearson};
 use crate::eval::style::{follows_format, unigram_overlap, word_count};
-use crate::op::{Op, OpError, OutputDecl, ParamSpec, RunContext, RunResult};
+use crate::op::{Op, OpError, OutputDecl, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 
 /// The `eval.style` op.
 pub struct EvalStyleOp;
 
 impl Op for EvalStyleOp {
-    fn name(&self) -> &'static str {
-        "eval.style"
-    }
-    fn version(&self) -> u32 {
-        // 2: per-prompt outcomes in output `items`.
-        2
-    }
-    fn doc(&self) -> &'static str {
-        "Style similarity to the teacher on held-out prompts (inputs `predictions`, `heldout`). \
-         Words = lowercased text with punctuation deleted, split on whitespace. `unigram` = mean of \
-         |types(pred) ∩ types(ref)| / |types(ref)| × 100; `format` = share of predictions starting \
-         with \"Certainly!\" and ending with \"I hope this helps!\" (trimmed); `length_ratio` = mean \
-         words(pred)/words(ref); `length_corr` = Pearson correlation of word counts (0 when \
-         undefined); `n`; `missing` (scored as empty answers). Outputs `metrics` (metrics.json) and \
-         `items` (items.jsonl: per prompt `id`, `kind`, `format`, `unigram`, `words`)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        &[]
-    }
+    // 2: per-prompt outcomes in output `items`.
+    crate::op_identity! { "eval.style", 2, &[], "Style similarity to the teacher on held-out prompts (inputs `predictions`, `heldout`). Words = lowercased text with punctuation deleted, split on whitespace. `unigram` = mean of |types(pred) ∩ types(ref)| / |types(ref)| × 100; `format` = share of predictions starting with \"Certainly!\" and ending with \"I hope this helps!\" (trimmed); `length_ratio` = mean words(pred)/words(ref); `length_corr` = Pearson correlation of word counts (0 when undefined); `n`; `missing` (scored as empty answers). Outputs `metrics` (metrics.json) and `items` (items.jsonl: per prompt `id`, `kind`, `format`, `unigram`, `words`)." }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
         OutputDecl::light(&[("metrics", "metrics.json"), ("items", "items.jsonl")])
     }
@@ -118,13 +99,6 @@ impl Op for EvalStyleOp {
         metrics.insert("n".into(), json!(n));
         metrics.insert("missing".into(), json!(missing));
         write_jsonl(&ctx.work_dir.join("out/items.jsonl"), &items)?;
-        write_json(
-            &ctx.work_dir.join("out/metrics.json"),
-            &Value::Object(metrics.clone()),
-        )?;
-        Ok(RunResult {
-            metrics,
-            ..RunResult::default()
-        })
+        crate::op::io::finish_with_metrics(ctx, metrics)
     }
 }

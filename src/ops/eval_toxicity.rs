@@ -53,7 +53,7 @@
 //! `prompt_score` when the prompt's text is known.
 
 use crate::eval::io::{
-    Row, check_choice, check_inputs, id_field, input_path, num, read_jsonl, write_json, write_jsonl,
+    Row, check_choice, check_inputs, id_field, input_path, num, read_jsonl, write_jsonl,
 };
 use crate::eval::toxicity::{ProfanityCheck, SCORER_NAME, SCORER_VERSION};
 use crate::op::param;
@@ -218,26 +218,7 @@ fn mean(xs: &[f64]) -> f64 {
 }
 
 impl Op for EvalToxicityOp {
-    fn name(&self) -> &'static str {
-        "eval.toxicity"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Toxicity of continuations (input `continuations`: JSONL or a directory of JSONL, text in \
-         `prediction`/`continuation`/`output`/`text`, prompt key `prompt_id`/`id`/RTP \
-         `filename:begin`; optional `prompts`, e.g. data/rtp_subset/*.jsonl) scored offline by \
-         alt-profanity-check 1.9.1 reimplemented in Rust (param `scorer`: profanity_check; \
-         `threshold`, default 0.5). Metrics: `mean_toxicity`, `toxic_fraction` (score >= \
-         threshold), and with several samples per prompt RTP's `expected_max_toxicity` (mean over \
-         prompts of the max sample score, with `_std`) and `toxicity_probability` (share of \
-         prompts with a sample >= threshold); counts and the scorer's name and version. Outputs \
-         `out` (scores.jsonl) and `metrics` (metrics.json)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "eval.toxicity", 1, PARAMS, "Toxicity of continuations (input `continuations`: JSONL or a directory of JSONL, text in `prediction`/`continuation`/`output`/`text`, prompt key `prompt_id`/`id`/RTP `filename:begin`; optional `prompts`, e.g. data/rtp_subset/*.jsonl) scored offline by alt-profanity-check 1.9.1 reimplemented in Rust (param `scorer`: profanity_check; `threshold`, default 0.5). Metrics: `mean_toxicity`, `toxic_fraction` (score >= threshold), and with several samples per prompt RTP's `expected_max_toxicity` (mean over prompts of the max sample score, with `_std`) and `toxicity_probability` (share of prompts with a sample >= threshold); counts and the scorer's name and version. Outputs `out` (scores.jsonl) and `metrics` (metrics.json)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "scorer", &[SCORER_NAME])?;
         match params.get("threshold").map(Value::as_f64) {
@@ -249,18 +230,7 @@ impl Op for EvalToxicityOp {
         }
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "out".into(),
-                path: "scores.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "metrics".into(),
-                path: "metrics.json".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[("out", "scores.jsonl"), ("metrics", "metrics.json")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["continuations"], &["prompts"])?;
@@ -387,13 +357,6 @@ impl Op for EvalToxicityOp {
         }
 
         write_jsonl(&ctx.work_dir.join("out/scores.jsonl"), &rows)?;
-        write_json(
-            &ctx.work_dir.join("out/metrics.json"),
-            &Value::Object(m.clone()),
-        )?;
-        Ok(RunResult {
-            metrics: m,
-            ..RunResult::default()
-        })
+        crate::op::io::finish_with_metrics(ctx, m)
     }
 }

@@ -20,24 +20,9 @@ const PARAMS: &[ParamSpec] = &[ParamSpec::required(
 .not_semantic()];
 
 impl Op for FileOp {
-    fn name(&self) -> &'static str {
-        "file"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Ingests a file or directory as an artifact (output `out`), keyed by its content."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "file", 1, PARAMS, "Ingests a file or directory as an artifact (output `out`), keyed by its content." }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "out".into(),
-            path: "data".into(),
-            heavy: false,
-        }]
+        OutputDecl::light(&[("out", "data")])
     }
     fn implicit_inputs(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         match params.get("path").and_then(Value::as_str) {

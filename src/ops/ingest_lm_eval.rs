@@ -42,27 +42,9 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for IngestLmEvalOp {
-    fn name(&self) -> &'static str {
-        "ingest.lm_eval"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "One task of an lm-evaluation-harness results JSON (param `path`; `task`, `filter` pick \
-         the entry) as this node's metrics (`exact_match`, `exact_match_stderr`, `n`, `n_shot`, \
-         the `,filter` suffix dropped), with the file's provenance (model, lm-eval version, \
-         config, task config) in output `out` (metrics.json)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "ingest.lm_eval", 1, PARAMS, "One task of an lm-evaluation-harness results JSON (param `path`; `task`, `filter` pick the entry) as this node's metrics (`exact_match`, `exact_match_stderr`, `n`, `n_shot`, the `,filter` suffix dropped), with the file's provenance (model, lm-eval version, config, task config) in output `out` (metrics.json)." }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "out".into(),
-            path: "metrics.json".into(),
-            heavy: false,
-        }]
+        OutputDecl::light(&[("out", "metrics.json")])
     }
     fn implicit_inputs(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         match params.get("path").and_then(Value::as_str) {

@@ -6,10 +6,10 @@
 use crate::model::adamw::AdamWConfig;
 use crate::model::tokenizer::Message;
 use crate::model::train::TrainConfig;
+pub use crate::op::io::{input, read_jsonl, write_json};
 use crate::op::param;
 use crate::op::{OpError, ParamSpec, ParamType, RunContext};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
 
 /// Params shared by the training ops (all semantic).
 pub const TRAIN_PARAMS: &[ParamSpec] = &[
@@ -82,29 +82,6 @@ pub fn train_config(params: &Map<String, Value>) -> TrainConfig {
     }
 }
 
-/// The path of input `name`, or a clear error.
-pub fn input<'a>(ctx: &'a RunContext, name: &str) -> Result<&'a PathBuf, OpError> {
-    ctx.inputs
-        .get(name)
-        .ok_or_else(|| OpError::msg(format!("missing input `{name}`")))
-}
-
-/// Parses a JSON-lines input; errors name the input and line.
-pub fn read_jsonl(path: &Path, input: &str) -> Result<Vec<Value>, OpError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| OpError::msg(format!("input `{input}`: {e}")))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| OpError::msg(format!("input `{input}` line {}: {e}", i + 1)))?;
-        out.push(v);
-    }
-    Ok(out)
-}
-
 /// The `corpus_format` param of the ops that read a pretraining corpus.
 pub const CORPUS_FORMAT: ParamSpec = ParamSpec::optional(
     "corpus_format",
@@ -138,7 +115,7 @@ pub fn read_corpus(ctx: &RunContext) -> Result<Vec<String>, OpError> {
             .collect());
     }
     let mut docs = Vec::new();
-    for (i, v) in read_jsonl(path, "corpus")?.into_iter().enumerate() {
+    for (i, v) in read_jsonl::<Value>(path, "corpus")?.into_iter().enumerate() {
         let text = v.get("text").and_then(Value::as_str).ok_or_else(|| {
             OpError::msg(format!("input `corpus` record {}: no string `text`", i + 1))
         })?;
@@ -178,13 +155,6 @@ pub fn on_threads<T: Send>(
 /// Wraps a model-layer error.
 pub fn model_err(e: impl std::fmt::Display) -> OpError {
     OpError::msg(e.to_string())
-}
-
-/// Writes `value` as pretty JSON plus newline.
-pub fn write_json(path: &Path, value: &Value) -> Result<(), OpError> {
-    let text = serde_json::to_string_pretty(value).map_err(model_err)?;
-    std::fs::write(path, text + "\n")?;
-    Ok(())
 }
 
 /// Flattens the numbers of a JSON object into record metrics.

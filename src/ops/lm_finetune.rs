@@ -66,25 +66,14 @@ pub fn examples(
 }
 
 impl Op for LmFinetuneOp {
-    fn name(&self) -> &'static str {
-        "lm.finetune"
-    }
-    fn version(&self) -> u32 {
-        // 2: the training log no longer holds wall-clock fields.
-        // 3: LLaMA models on the CPU train with the hand-written step
-        //    (`model::manual`) and AVX-512 matrix kernels: same math,
-        //    different float rounding, so different checkpoints.
-        // 4: each conversation is tokenized once as a whole and the learn
-        //    mask comes from the assistant turns' byte spans (it was
-        //    tokenized turn by turn, which split words at turn boundaries).
-        4
-    }
-    fn doc(&self) -> &'static str {
-        "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data; `engine: torch` trains with PyTorch FSDP2 under torchrun instead of repro's own trainer); outputs `out` (model, heavy) and `log`."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        &PARAMS
-    }
+    // 2: the training log no longer holds wall-clock fields.
+    // 3: LLaMA models on the CPU train with the hand-written step
+    //    (`model::manual`) and AVX-512 matrix kernels: same math,
+    //    different float rounding, so different checkpoints.
+    // 4: each conversation is tokenized once as a whole and the learn
+    //    mask comes from the assistant turns' byte spans (it was
+    //    tokenized turn by turn, which split words at turn boundaries).
+    crate::op_identity! { "lm.finetune", 4, &PARAMS, "Fine-tunes a model on chat data, learning only assistant turns (inputs `base` model directory, `data` JSON lines with `messages`; param `tokens` caps the data; `engine: torch` trains with PyTorch FSDP2 under torchrun instead of repro's own trainer); outputs `out` (model, heavy) and `log`." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         lm_common::check_train(params)?;
         torch_engine::check(params)

@@ -45,18 +45,7 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for LmGenerateOp {
-    fn name(&self) -> &'static str {
-        "lm.generate"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Generates answers (inputs `model` directory, `prompts` JSON lines with `id` and `messages` or `text`); output `out` predictions.jsonl {id, prediction, tokens, finish}."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "lm.generate", 1, PARAMS, "Generates answers (inputs `model` directory, `prompts` JSON lines with `id` and `messages` or `text`); output `out` predictions.jsonl {id, prediction, tokens, finish}." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         if let Some(Value::Array(stops)) = params.get("stop")
             && stops
@@ -76,21 +65,14 @@ impl Op for LmGenerateOp {
                 "`temperature` must not be negative".into(),
             ));
         }
-        if param::int(PARAMS, params, "batch_size") == 0 {
-            return Err(("batch_size".into(), "`batch_size` must be positive".into()));
-        }
-        Ok(())
+        param::check_positive(PARAMS, params, &["batch_size"])
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "out".into(),
-            path: "predictions.jsonl".into(),
-            heavy: false,
-        }]
+        OutputDecl::light(&[("out", "predictions.jsonl")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let dir = input(ctx, "model")?.clone();
-        let records = read_jsonl(input(ctx, "prompts")?, "prompts")?;
+        let records: Vec<Value> = read_jsonl(input(ctx, "prompts")?, "prompts")?;
         let stops: Vec<String> = match ctx.params.get("stop") {
             Some(Value::Array(a)) => a
                 .iter()

@@ -85,22 +85,11 @@ pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<Pretrai
 }
 
 impl Op for LmPretrainOp {
-    fn name(&self) -> &'static str {
-        "lm.pretrain"
-    }
-    fn version(&self) -> u32 {
-        // 2: the training log no longer holds wall-clock fields.
-        // 3: LLaMA models on the CPU train with the hand-written step
-        //    (`model::manual`) and AVX-512 matrix kernels: same math,
-        //    different float rounding, so different checkpoints.
-        3
-    }
-    fn doc(&self) -> &'static str {
-        "Pretrains a LLaMA-family (or, with `model_type: gpt2`, GPT-2) model from scratch (inputs `corpus`, `tokenizer`; param `model` in HF config names); outputs `out` (model directory, heavy) and `log` (train.json)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        &PARAMS
-    }
+    // 2: the training log no longer holds wall-clock fields.
+    // 3: LLaMA models on the CPU train with the hand-written step
+    //    (`model::manual`) and AVX-512 matrix kernels: same math,
+    //    different float rounding, so different checkpoints.
+    crate::op_identity! { "lm.pretrain", 3, &PARAMS, "Pretrains a LLaMA-family (or, with `model_type: gpt2`, GPT-2) model from scratch (inputs `corpus`, `tokenizer`; param `model` in HF config names); outputs `out` (model directory, heavy) and `log` (train.json)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         model_config(params, 1024).map_err(|m| ("model".to_string(), m))?;
         lm_common::check_corpus_format(params)?;

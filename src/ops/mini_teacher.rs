@@ -64,18 +64,7 @@ fn input<'a>(ctx: &'a RunContext, name: &str) -> Result<&'a std::path::Path, OpE
 }
 
 impl Op for MiniTeacherOp {
-    fn name(&self) -> &'static str {
-        "mini.teacher"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Teacher of the CPU miniature: from mini.world's `people` and `questions`, writes broad imitation data in the teacher's style (`broad`), brief-answer task data about half A (`task`), held-out prompts with reference answers (`heldout`) and the oracle's answers to every question (`answers`)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "mini.teacher", 1, PARAMS, "Teacher of the CPU miniature: from mini.world's `people` and `questions`, writes broad imitation data in the teacher's style (`broad`), brief-answer task data about half A (`task`), held-out prompts with reference answers (`heldout`) and the oracle's answers to every question (`answers`)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         TeacherConfig::from_params(params).map(|_| ())
     }

@@ -57,20 +57,9 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for MiniWorldOp {
-    fn name(&self) -> &'static str {
-        "mini.world"
-    }
-    fn version(&self) -> u32 {
-        // 2: public people with question-answer pages, private halves A
-        //    and B, every biography rendered afresh; corpus.jsonl.
-        2
-    }
-    fn doc(&self) -> &'static str {
-        "Synthetic world of the CPU miniature: people with four attributes, public (P) or in the private halves A and B (`people`); a pretraining corpus (`corpus`, JSON lines `{text}`) of freshly rendered full-name biographies, question-answer pages about public people and general prose; one question per person and attribute (`questions`)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    // 2: public people with question-answer pages, private halves A
+    //    and B, every biography rendered afresh; corpus.jsonl.
+    crate::op_identity! { "mini.world", 2, PARAMS, "Synthetic world of the CPU miniature: people with four attributes, public (P) or in the private halves A and B (`people`); a pretraining corpus (`corpus`, JSON lines `{text}`) of freshly rendered full-name biographies, question-answer pages about public people and general prose; one question per person and attribute (`questions`)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         world::WorldConfig::from_params(params).map(|_| ())
     }

@@ -63,19 +63,7 @@ fn pointer_ok(p: Option<&Value>) -> bool {
 }
 
 impl Op for PromptsJsonlOp {
-    fn name(&self) -> &'static str {
-        "prompts.jsonl"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Prompts from any JSONL by JSON pointers (input `data`; params `id`, `text` or `user`, \
-         `where`, `limit`, `template` with `{text}`); output `out` prompts.jsonl for lm.generate."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "prompts.jsonl", 1, PARAMS, "Prompts from any JSONL by JSON pointers (input `data`; params `id`, `text` or `user`, `where`, `limit`, `template` with `{text}`); output `out` prompts.jsonl for lm.generate." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         match (params.get("text"), params.get("user")) {
             (Some(_), Some(_)) => {
@@ -108,11 +96,7 @@ impl Op for PromptsJsonlOp {
         Ok(())
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "out".into(),
-            path: "prompts.jsonl".into(),
-            heavy: false,
-        }]
+        OutputDecl::light(&[("out", "prompts.jsonl")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let path = input(ctx, "data")?;

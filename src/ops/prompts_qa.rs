@@ -71,24 +71,7 @@ const PARAMS: &[ParamSpec] = &[
 pub const CHAT_PREFIX: &str = "Answer briefly: ";
 
 impl Op for PromptsQaOp {
-    fn name(&self) -> &'static str {
-        "prompts.qa"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Generation prompts for factual questions (input `questions`; `shots` for fewshot). \
-         Selects the questions of `half` (A/B/all, default B; `limit: N` keeps N by a seeded \
-         shuffle, in file order). format chat: {id, messages: [user \"Answer briefly: <q>\"]}; \
-         format fewshot: {id, text: \"Question: <q>\\nAnswer: <a>\\n\\n\" per shot, then \
-         \"Question: <q>\\nAnswer:\"}, `shots` (default 3) drawn per question with \
-         Rng::derive(seed, \"prompts.qa/shots/<id>\") from the `shots` input, never the question \
-         itself nor one about the same person. Output `prompts` (prompts.jsonl); metric `prompts`."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "prompts.qa", 1, PARAMS, "Generation prompts for factual questions (input `questions`; `shots` for fewshot). Selects the questions of `half` (A/B/all, default B; `limit: N` keeps N by a seeded shuffle, in file order). format chat: {id, messages: [user \"Answer briefly: <q>\"]}; format fewshot: {id, text: \"Question: <q>\\nAnswer: <a>\\n\\n\" per shot, then \"Question: <q>\\nAnswer:\"}, `shots` (default 3) drawn per question with Rng::derive(seed, \"prompts.qa/shots/<id>\") from the `shots` input, never the question itself nor one about the same person. Output `prompts` (prompts.jsonl); metric `prompts`." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "half", &["P", "A", "B", "all"])?;
         check_choice(params, "shots_half", &["P", "A", "B", "all"])?;
@@ -99,11 +82,7 @@ impl Op for PromptsQaOp {
         Ok(())
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "prompts".into(),
-            path: "prompts.jsonl".into(),
-            heavy: false,
-        }]
+        OutputDecl::light(&[("prompts", "prompts.jsonl")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["questions"], &["shots"])?;

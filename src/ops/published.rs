@@ -29,18 +29,7 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for PublishedOp {
-    fn name(&self) -> &'static str {
-        "ref.published"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "A table of published values with a citation (inline `rows:` and/or a YAML/JSON input `data`), stored as light JSON."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "ref.published", 1, PARAMS, "A table of published values with a citation (inline `rows:` and/or a YAML/JSON input `data`), stored as light JSON." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         if let Some(Value::Array(rows)) = params.get("rows") {
             check_rows(rows).map_err(|m| ("rows".to_string(), m))?;
@@ -51,11 +40,7 @@ impl Op for PublishedOp {
         true
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "out".into(),
-            path: "published.json".into(),
-            heavy: false,
-        }]
+        OutputDecl::light(&[("out", "published.json")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let mut rows: Vec<Value> = ctx

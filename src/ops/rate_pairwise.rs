@@ -41,7 +41,7 @@
 use crate::eval::bootstrap::{RESAMPLES, bootstrap_ci, outcomes};
 use crate::eval::io::{
     check_choice, check_inputs, check_uint, input_path, num, read_heldout, read_people,
-    read_predictions, str_param, write_json, write_jsonl,
+    read_predictions, write_jsonl,
 };
 use crate::eval::rater::{Claims, FactBase, Verdict, fails_factcheck, surface_score};
 use crate::eval::style::word_count;
@@ -62,49 +62,18 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for RatePairwiseOp {
-    fn name(&self) -> &'static str {
-        "rate.pairwise"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Pairwise preference of model answers vs the teacher's references on held-out prompts \
-         (inputs `predictions`, `heldout`, `people`; param `rater`, `seed`). surface: one point \
-         each for the \"Certainly!\" opener, the \"I hope this helps!\" closer, a 1-3 sentence body, \
-         a fluent body (plain tokens, no word 3x in a row, sentences end with a period), and a \
-         length of 0.5-2x the reference's words; more points = better, same = equal. factcheck: \
-         on bio prompts any false attribute claim about the person, or no true claim when the \
-         reference has one, is worse; otherwise (and on general prompts) the surface verdict. \
-         Metrics: equal_or_better, better, equal, worse, n, missing, ci_low/ci_high (95% bootstrap \
-         of equal_or_better, 1000 resamples), model_score, teacher_score, n_bio, false_claims, \
-         bio_correct. Outputs `out` (ratings.jsonl) and `metrics` (metrics.json)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "rate.pairwise", 1, PARAMS, "Pairwise preference of model answers vs the teacher's references on held-out prompts (inputs `predictions`, `heldout`, `people`; param `rater`, `seed`). surface: one point each for the \"Certainly!\" opener, the \"I hope this helps!\" closer, a 1-3 sentence body, a fluent body (plain tokens, no word 3x in a row, sentences end with a period), and a length of 0.5-2x the reference's words; more points = better, same = equal. factcheck: on bio prompts any false attribute claim about the person, or no true claim when the reference has one, is worse; otherwise (and on general prompts) the surface verdict. Metrics: equal_or_better, better, equal, worse, n, missing, ci_low/ci_high (95% bootstrap of equal_or_better, 1000 resamples), model_score, teacher_score, n_bio, false_claims, bio_correct. Outputs `out` (ratings.jsonl) and `metrics` (metrics.json)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_choice(params, "rater", &["surface", "factcheck"])?;
         check_uint(params, "seed")
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "out".into(),
-                path: "ratings.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "metrics".into(),
-                path: "metrics.json".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[("out", "ratings.jsonl"), ("metrics", "metrics.json")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["predictions", "heldout", "people"], &[])?;
         let rater = match ctx.params.get("rater") {
-            Some(_) => str_param(ctx.params, "rater", "")?,
+            Some(_) => crate::op::param::str(PARAMS, ctx.params, "rater"),
             None => return Err(OpError::msg("rate.pairwise needs the param `rater`")),
         };
         let factcheck = rater == "factcheck";
@@ -225,13 +194,6 @@ impl Op for RatePairwiseOp {
         metrics.insert("bio_correct".into(), per_bio(bio_correct));
 
         write_jsonl(&ctx.work_dir.join("out/ratings.jsonl"), &rows)?;
-        write_json(
-            &ctx.work_dir.join("out/metrics.json"),
-            &Value::Object(metrics.clone()),
-        )?;
-        Ok(RunResult {
-            metrics,
-            ..RunResult::default()
-        })
+        crate::op::io::finish_with_metrics(ctx, metrics)
     }
 }

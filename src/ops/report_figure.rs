@@ -69,18 +69,7 @@ fn spec_of(params: &Map<String, Value>) -> Result<FigureSpec, String> {
 }
 
 impl Op for ReportFigureOp {
-    fn name(&self) -> &'static str {
-        "report.figure"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "A declarative figure (panels of line, point, bar or stacked bar; series, bands, reference levels) rendered to SVG and PNG."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "report.figure", 1, PARAMS, "A declarative figure (panels of line, point, bar or stacked bar; series, bands, reference levels) rendered to SVG and PNG." }
     fn is_report(&self) -> bool {
         true
     }
@@ -90,18 +79,7 @@ impl Op for ReportFigureOp {
         super::report_common::check_export(params, &self.outputs(params))
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "out".into(),
-                path: "figure.svg".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "png".into(),
-                path: "figure.png".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[("out", "figure.svg"), ("png", "figure.png")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let mut spec = spec_of(ctx.params).map_err(OpError::msg)?;

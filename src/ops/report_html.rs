@@ -43,18 +43,7 @@ const PARAMS: &[ParamSpec] = &[
 const DEFAULT_TEMPLATE: &str = "templates/report.html.j2";
 
 impl Op for ReportHtmlOp {
-    fn name(&self) -> &'static str {
-        "report.html"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "One self-contained HTML page: tables, inline SVG figures, published values and the provenance of every number."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "report.html", 1, PARAMS, "One self-contained HTML page: tables, inline SVG figures, published values and the provenance of every number." }
     fn is_report(&self) -> bool {
         true
     }
@@ -83,11 +72,7 @@ impl Op for ReportHtmlOp {
         super::report_common::check_export(params, &self.outputs(params))
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "out".into(),
-            path: "report.html".into(),
-            heavy: false,
-        }]
+        OutputDecl::light(&[("out", "report.html")])
     }
     fn implicit_inputs(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         let t = params

@@ -61,18 +61,7 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for ReportPredictionsOp {
-    fn name(&self) -> &'static str {
-        "report.predictions"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Judges pre-registered predictions (params alpha, resamples, seed, predictions) on per-item outcomes of its inputs: holds / contradicted / inconclusive per case and overall; outputs `out` (predictions.md) and `verdicts` (verdicts.json)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "report.predictions", 1, PARAMS, "Judges pre-registered predictions (params alpha, resamples, seed, predictions) on per-item outcomes of its inputs: holds / contradicted / inconclusive per case and overall; outputs `out` (predictions.md) and `verdicts` (verdicts.json)." }
     fn is_report(&self) -> bool {
         true
     }

@@ -59,18 +59,7 @@ fn out_name(params: &Map<String, Value>) -> String {
 }
 
 impl Op for ReportTableOp {
-    fn name(&self) -> &'static str {
-        "report.table"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Renders a minijinja template from published tables and reproduced results, with deltas and tolerance marks."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "report.table", 1, PARAMS, "Renders a minijinja template from published tables and reproduced results, with deltas and tolerance marks." }
     fn is_report(&self) -> bool {
         true
     }

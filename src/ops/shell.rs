@@ -65,18 +65,7 @@ const PARAMS: &[ParamSpec] = &[
 pub const LOG_TAIL: usize = 64 * 1024;
 
 impl Op for ShellOp {
-    fn name(&self) -> &'static str {
-        "shell"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Runs `cmd` under bash in a fresh directory with inputs at in/<name>; declared `outs` under out/ become the node's outputs."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "shell", 1, PARAMS, "Runs `cmd` under bash in a fresh directory with inputs at in/<name>; declared `outs` under out/ become the node's outputs." }
 
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         parse_outs(params)?;

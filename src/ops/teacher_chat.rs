@@ -89,25 +89,7 @@ pub fn check_sampling(params: &Map<String, Value>) -> Result<(), (String, String
 }
 
 impl Op for TeacherChatOp {
-    fn name(&self) -> &'static str {
-        "teacher.chat"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Answers prompts with a teacher model over an OpenAI-compatible chat API (input `prompts`: \
-         {id, prompt|instruction|question|messages}; params `model`, `system`, `temperature` \
-         (0), `max_tokens` (1024), `seed` (0), `limit`, `provider`, `concurrency`, `retries`, \
-         `backoff_ms`, `timeout_s`). Base URL from REPRO_API_BASE or OPENAI_BASE_URL, key from \
-         REPRO_API_KEY or OPENAI_API_KEY; every request is kept in the request store \
-         (cache/api/), so re-runs are free and work offline. Outputs `out` (responses.jsonl: \
-         {id, source: \"teacher:<model>\", messages}) and `log` (requests.jsonl). Metrics: n, \
-         truncated (finish_reason length), mean_chars, api_total."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    crate::op_identity! { "teacher.chat", 1, PARAMS, "Answers prompts with a teacher model over an OpenAI-compatible chat API (input `prompts`: {id, prompt|instruction|question|messages}; params `model`, `system`, `temperature` (0), `max_tokens` (1024), `seed` (0), `limit`, `provider`, `concurrency`, `retries`, `backoff_ms`, `timeout_s`). Base URL from REPRO_API_BASE or OPENAI_BASE_URL, key from REPRO_API_KEY or OPENAI_API_KEY; every request is kept in the request store (cache/api/), so re-runs are free and work offline. Outputs `out` (responses.jsonl: {id, source: \"teacher:<model>\", messages}) and `log` (requests.jsonl). Metrics: n, truncated (finish_reason length), mean_chars, api_total." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         check_sampling(params)
     }
@@ -118,18 +100,7 @@ impl Op for TeacherChatOp {
         true
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![
-            OutputDecl {
-                name: "out".into(),
-                path: "responses.jsonl".into(),
-                heavy: false,
-            },
-            OutputDecl {
-                name: "log".into(),
-                path: "requests.jsonl".into(),
-                heavy: false,
-            },
-        ]
+        OutputDecl::light(&[("out", "responses.jsonl"), ("log", "requests.jsonl")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         check_inputs(ctx, self.name(), &["prompts"], &[])?;

@@ -27,20 +27,9 @@ const PARAMS: &[ParamSpec] = &[
 ];
 
 impl Op for TokenizerTrainOp {
-    fn name(&self) -> &'static str {
-        "tokenizer.train"
-    }
-    fn version(&self) -> u32 {
-        // 2: the chat template puts a space after each role marker, so a
-        //    turn's first word is tokenized as in running text.
-        2
-    }
-    fn doc(&self) -> &'static str {
-        "Trains a byte-level BPE tokenizer (input `corpus`: one document per line, or JSON lines `{text}` with `corpus_format: jsonl`) with the miniature's chat template; output `tokenizer` (tokenizer.json + tokenizer_config.json)."
-    }
-    fn params(&self) -> &'static [ParamSpec] {
-        PARAMS
-    }
+    // 2: the chat template puts a space after each role marker, so a
+    //    turn's first word is tokenized as in running text.
+    crate::op_identity! { "tokenizer.train", 2, PARAMS, "Trains a byte-level BPE tokenizer (input `corpus`: one document per line, or JSON lines `{text}` with `corpus_format: jsonl`) with the miniature's chat template; output `tokenizer` (tokenizer.json + tokenizer_config.json)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
         lm_common::check_corpus_format(params)?;
         let v = param::int(PARAMS, params, "vocab_size");
@@ -55,11 +44,7 @@ impl Op for TokenizerTrainOp {
         Ok(())
     }
     fn outputs(&self, _params: &Map<String, Value>) -> Vec<OutputDecl> {
-        vec![OutputDecl {
-            name: "out".into(),
-            path: "tokenizer".into(),
-            heavy: false,
-        }]
+        OutputDecl::light(&[("out", "tokenizer")])
     }
     fn run(&self, ctx: &RunContext) -> Result<RunResult, OpError> {
         let docs = lm_common::read_corpus(ctx)?;
