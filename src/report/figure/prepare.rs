@@ -265,6 +265,38 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// Builds a panel's errors, which name the panel.
+struct PanelErrors {
+    /// E.g. `panel 2 ("MMLU 5-Shot")`.
+    panel: String,
+}
+
+impl PanelErrors {
+    /// A panel setting is invalid.
+    fn field(&self, field: &str, message: String) -> FigureError {
+        FigureError::Panel {
+            panel: self.panel.clone(),
+            field: field.into(),
+            message,
+        }
+    }
+
+    /// Row `row` holds a value of the wrong type.
+    fn value(&self, row: usize, field: &str, message: String) -> FigureError {
+        FigureError::Value {
+            panel: self.panel.clone(),
+            row,
+            field: field.into(),
+            message,
+        }
+    }
+}
+
+/// Style overrides by series (or reference-line) name, colours parsed.
+type Overrides<'p> = BTreeMap<&'p str, (Option<Rgb>, &'p SeriesStyle)>;
+
+/// Panel `i` ready to draw, from its spec and the figure's rows; ticks aim
+/// at `x_target` and `y_target` per axis.
 fn prepare_panel(
     i: usize,
     p: &Panel,
@@ -272,32 +304,64 @@ fn prepare_panel(
     x_target: usize,
     y_target: usize,
 ) -> Result<PPanel, FigureError> {
-    let pname = panel_name(i, p);
-    let perr = |field: &str, message: String| FigureError::Panel {
-        panel: pname.clone(),
-        field: field.into(),
-        message,
+    let err = PanelErrors {
+        panel: panel_name(i, p),
     };
     let bars = matches!(p.kind, Kind::Bar | Kind::StackedBar);
-
     // --- validate the spec
-    let legend = match &p.legend {
-        None => LegendPos::Best,
-        Some(s) => LegendPos::ALL
-            .iter()
-            .find(|(n, _)| n == s)
-            .map(|(_, l)| *l)
-            .ok_or_else(|| {
-                let names: Vec<&str> = LegendPos::ALL.iter().map(|(n, _)| *n).collect();
-                perr(
-                    "legend",
-                    format!(
-                        "unknown position {s:?}; expected one of {}",
-                        names.join(", ")
-                    ),
-                )
-            })?,
+    let legend = legend_pos(p, &err)?;
+    check_axes(p, bars, &err)?;
+    let over = style_overrides(p, &err)?;
+    // --- rows -> series
+    let data = collect_rows(p, rows, bars, &err)?;
+    // --- styles: paper look and overrides first, palette for the rest
+    let (series, refs) = styles(p, &over, data.names, data.points, &err)?;
+    // --- ranges and ticks
+    let (x, categories) = x_scale(p, bars, data.categories, &series, x_target, &err)?;
+    let ys = y_data(p, categories.len(), &series, &refs);
+    let y = axis_scale(&p.y, "y", &ys, bars, y_target, &err)?;
+    let legend_needed = !(p.series.is_none() && refs.is_empty() && series.len() <= 1);
+    Ok(PPanel {
+        title: p.title.clone(),
+        kind: p.kind,
+        x_label: p.x.label.clone().unwrap_or_else(|| p.x.field.clone()),
+        y_label: y_label(p),
+        x,
+        y,
+        categories,
+        series,
+        refs,
+        legend,
+        legend_needed,
+        skipped: data.skipped,
+    })
+}
+
+/// The y axis label, also the name of a panel's single unnamed series.
+fn y_label(p: &Panel) -> String {
+    p.y.label.clone().unwrap_or_else(|| p.y.field.clone())
+}
+
+/// The panel's `legend:` position (`best` when not given).
+fn legend_pos(p: &Panel, err: &PanelErrors) -> Result<LegendPos, FigureError> {
+    let Some(s) = &p.legend else {
+        return Ok(LegendPos::Best);
     };
+    (LegendPos::ALL.iter())
+        .find(|(n, _)| n == s)
+        .map(|(_, l)| *l)
+        .ok_or_else(|| {
+            let names: Vec<&str> = LegendPos::ALL.iter().map(|(n, _)| *n).collect();
+            let expected = names.join(", ");
+            let msg = format!("unknown position {s:?}; expected one of {expected}");
+            err.field("legend", msg)
+        })
+}
+
+/// Axis settings: a bar panel's categorical x axis takes no `log`, `min`,
+/// `max` or `ticks`; bounds are finite, positive on a log axis, and
+/// `min < max`.
+fn check_axes(p: &Panel, bars: bool, err: &PanelErrors) -> Result<(), FigureError> {
     if bars {
         for (set, what) in [
             (p.x.log, "x.log"),
@@ -306,331 +370,393 @@ fn prepare_panel(
             (p.x.ticks.is_some(), "x.ticks"),
         ] {
             if set {
-                return Err(perr(
-                    what,
-                    "does not apply to the categorical x axis of a bar panel".into(),
-                ));
+                let msg = "does not apply to the categorical x axis of a bar panel";
+                return Err(err.field(what, msg.into()));
             }
         }
     }
     for (axis, name) in [(&p.x, "x"), (&p.y, "y")] {
-        for (v, bound) in [(axis.min, "min"), (axis.max, "max")] {
-            if let Some(v) = v {
-                if !v.is_finite() {
-                    return Err(perr(
-                        &format!("{name}.{bound}"),
-                        format!("{v} is not a finite number"),
-                    ));
-                }
-                if axis.log && v <= 0.0 {
-                    return Err(perr(
-                        &format!("{name}.{bound}"),
-                        format!("{v} must be positive on a log axis"),
-                    ));
-                }
-            }
+        check_bounds(axis, name, err)?;
+    }
+    Ok(())
+}
+
+/// One axis's `min` and `max` (see [`check_axes`]).
+fn check_bounds(axis: &Axis, name: &str, err: &PanelErrors) -> Result<(), FigureError> {
+    for (v, bound) in [(axis.min, "min"), (axis.max, "max")] {
+        let Some(v) = v else { continue };
+        if !v.is_finite() {
+            let msg = format!("{v} is not a finite number");
+            return Err(err.field(&format!("{name}.{bound}"), msg));
         }
-        if let (Some(lo), Some(hi)) = (axis.min, axis.max) {
-            if lo >= hi {
-                return Err(perr(
-                    &format!("{name}.min"),
-                    format!("min ({lo}) must be less than max ({hi})"),
-                ));
-            }
+        if axis.log && v <= 0.0 {
+            let msg = format!("{v} must be positive on a log axis");
+            return Err(err.field(&format!("{name}.{bound}"), msg));
         }
     }
-    let mut style_over: BTreeMap<&str, (Option<Rgb>, &SeriesStyle)> = BTreeMap::new();
+    if let (Some(lo), Some(hi)) = (axis.min, axis.max) {
+        if lo >= hi {
+            let msg = format!("min ({lo}) must be less than max ({hi})");
+            return Err(err.field(&format!("{name}.min"), msg));
+        }
+    }
+    Ok(())
+}
+
+/// A `#RRGGBB` colour given at `field`, if any.
+fn parse_colour(
+    c: Option<&str>,
+    field: &str,
+    err: &PanelErrors,
+) -> Result<Option<Rgb>, FigureError> {
+    c.map(|c| {
+        Rgb::parse(c)
+            .ok_or_else(|| err.field(field, format!("{c:?} is not a colour of the form #RRGGBB")))
+    })
+    .transpose()
+}
+
+/// The panel's `styles:`, with their colours parsed.
+fn style_overrides<'p>(p: &'p Panel, err: &PanelErrors) -> Result<Overrides<'p>, FigureError> {
+    let mut over = BTreeMap::new();
     for (name, st) in &p.styles {
-        let color = match &st.color {
-            None => None,
-            Some(c) => Some(Rgb::parse(c).ok_or_else(|| {
-                perr(
-                    &format!("styles.{name}.color"),
-                    format!("{c:?} is not a colour of the form #RRGGBB"),
-                )
-            })?),
-        };
-        style_over.insert(name.as_str(), (color, st));
+        let field = format!("styles.{name}.color");
+        let color = parse_colour(st.color.as_deref(), &field, err)?;
+        over.insert(name.as_str(), (color, st));
+    }
+    Ok(over)
+}
+
+/// The points of a panel's rows, grouped into series.
+#[derive(Default)]
+struct Collected {
+    /// Series names, in first-seen order.
+    names: Vec<String>,
+    /// Series index by name.
+    index: BTreeMap<String, usize>,
+    /// Each series' points, in row order.
+    points: Vec<Vec<Pt>>,
+    /// Bar categories, in first-seen order.
+    categories: Vec<String>,
+    /// Category index by name.
+    cat_index: BTreeMap<String, usize>,
+    /// Rows left out: a missing value, or one a (log) axis cannot show.
+    skipped: usize,
+}
+
+impl Collected {
+    /// The index of category `c`, added if new.
+    fn category(&mut self, c: String) -> usize {
+        let next = self.categories.len();
+        let ci = *self.cat_index.entry(c.clone()).or_insert(next);
+        if ci == next {
+            self.categories.push(c);
+        }
+        ci
     }
 
-    // --- rows -> series
-    let mut skipped = 0usize;
-    let mut names: Vec<String> = Vec::new();
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut points: Vec<Vec<Pt>> = Vec::new();
-    let mut categories: Vec<String> = Vec::new();
-    let mut cat_index: BTreeMap<String, usize> = BTreeMap::new();
-    let unnamed = p.y.label.clone().unwrap_or_else(|| p.y.field.clone());
-    let verr = |row: usize, field: &str, message: String| FigureError::Value {
-        panel: pname.clone(),
-        row,
-        field: field.into(),
-        message,
-    };
+    /// Adds a point to series `name`, added if new.
+    fn push(&mut self, name: String, pt: Pt) {
+        let next = self.names.len();
+        let si = *self.index.entry(name.clone()).or_insert(next);
+        if si == next {
+            self.names.push(name);
+            self.points.push(Vec::new());
+        }
+        self.points[si].push(pt);
+    }
+}
+
+/// The rows that pass the panel's `filter:`, as points of their series;
+/// a line panel's points sorted by x.
+fn collect_rows(
+    p: &Panel,
+    rows: &[Row],
+    bars: bool,
+    err: &PanelErrors,
+) -> Result<Collected, FigureError> {
+    let mut data = Collected::default();
+    let unnamed = y_label(p);
     for (ri, row) in rows.iter().enumerate() {
-        if !p
-            .filter
-            .iter()
-            .all(|(k, v)| row.get(k).is_some_and(|rv| values_equal(rv, v)))
-        {
+        let kept = (p.filter.iter()).all(|(k, v)| row.get(k).is_some_and(|rv| values_equal(rv, v)));
+        if !kept {
             continue;
         }
-        let y = match row.get(&p.y.field) {
-            None | Some(Value::Null) => {
-                skipped += 1;
-                continue;
-            }
-            Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-            Some(other) => {
-                return Err(verr(
-                    ri,
-                    &p.y.field,
-                    format!("must be a number, found {}", type_name(other)),
-                ));
-            }
-        };
-        let xv = match row.get(&p.x.field) {
-            None | Some(Value::Null) => {
-                skipped += 1;
-                continue;
-            }
-            Some(v) => v,
-        };
-        let x = if bars {
-            match xv {
-                Value::String(_) | Value::Number(_) | Value::Bool(_) => {
-                    let c = value_name(xv);
-                    let next = categories.len();
-                    let ci = *cat_index.entry(c.clone()).or_insert(next);
-                    if ci == next {
-                        categories.push(c);
-                    }
-                    ci as f64
-                }
-                other => {
-                    return Err(verr(
-                        ri,
-                        &p.x.field,
-                        format!(
-                            "must be a category (string or number), found {}",
-                            type_name(other)
-                        ),
-                    ));
-                }
-            }
-        } else {
-            match xv {
-                Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-                other => {
-                    return Err(verr(
-                        ri,
-                        &p.x.field,
-                        format!(
-                            "must be a number, found {} (use kind: bar for categories)",
-                            type_name(other)
-                        ),
-                    ));
-                }
-            }
-        };
-        let band = match &p.band {
-            None => None,
-            Some(f) => match row.get(f) {
-                None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => n.as_f64().filter(|b| b.is_finite()).map(f64::abs),
-                Some(other) => {
-                    return Err(verr(
-                        ri,
-                        f,
-                        format!("band must be a number, found {}", type_name(other)),
-                    ));
-                }
-            },
-        };
-        if !x.is_finite() || !y.is_finite() || (p.x.log && x <= 0.0) || (p.y.log && y <= 0.0) {
-            skipped += 1;
+        let Some(pt) = row_point(p, row, ri, bars, &mut data, err)? else {
+            data.skipped += 1;
             continue;
-        }
+        };
         let name = match &p.series {
             None => unnamed.clone(),
             Some(f) => value_name(row.get(f).unwrap_or(&Value::Null)),
         };
-        let next = names.len();
-        let si = *index.entry(name.clone()).or_insert(next);
-        if si == next {
-            names.push(name);
-            points.push(Vec::new());
-        }
-        points[si].push(Pt { x, y, band });
+        data.push(name, pt);
     }
     if p.kind == Kind::Line {
-        for pts in &mut points {
+        for pts in &mut data.points {
             pts.sort_by(|a, b| a.x.total_cmp(&b.x));
         }
     }
+    Ok(data)
+}
 
-    // --- styles: paper look and overrides first, palette for the rest
-    let refs_in: Vec<&RefLine> = p
-        .ref_lines
-        .iter()
-        .filter(|r| r.y.is_finite() && (!p.y.log || r.y > 0.0))
-        .collect();
-    let mut used: Vec<Rgb> = Vec::new();
-    let fixed = |name: &str, explicit: Option<Rgb>| -> Option<Rgb> {
-        explicit
-            .or_else(|| style_over.get(name).and_then(|(c, _)| *c))
-            .or_else(|| paper_style(name).map(|s| s.color))
+/// Row `ri` as a point, or `None` when it is skipped: a missing x or y, or
+/// a value the axes cannot show. A bar panel's x is a category, added to
+/// `data` as it is met.
+fn row_point(
+    p: &Panel,
+    row: &Row,
+    ri: usize,
+    bars: bool,
+    data: &mut Collected,
+    err: &PanelErrors,
+) -> Result<Option<Pt>, FigureError> {
+    let y = match row.get(&p.y.field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(other) => {
+            let msg = format!("must be a number, found {}", type_name(other));
+            return Err(err.value(ri, &p.y.field, msg));
+        }
     };
-    for name in &names {
-        used.extend(fixed(name, None));
+    let xv = match row.get(&p.x.field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let x = if bars {
+        bar_x(xv, data).map_err(|m| err.value(ri, &p.x.field, m))?
+    } else {
+        numeric_x(xv).map_err(|m| err.value(ri, &p.x.field, m))?
+    };
+    let band = band(p, row, ri, err)?;
+    if !x.is_finite() || !y.is_finite() || (p.x.log && x <= 0.0) || (p.y.log && y <= 0.0) {
+        return Ok(None);
     }
-    for r in &refs_in {
-        let explicit = match &r.color {
-            None => None,
-            Some(c) => Some(Rgb::parse(c).ok_or_else(|| {
-                perr(
-                    &format!("ref_lines.{}.color", r.label),
-                    format!("{c:?} is not a colour of the form #RRGGBB"),
-                )
-            })?),
-        };
-        used.extend(fixed(&r.label, explicit));
+    Ok(Some(Pt { x, y, band }))
+}
+
+/// A bar panel's x: the index of its category.
+fn bar_x(xv: &Value, data: &mut Collected) -> Result<f64, String> {
+    match xv {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+            Ok(data.category(value_name(xv)) as f64)
+        }
+        other => Err(format!(
+            "must be a category (string or number), found {}",
+            type_name(other)
+        )),
     }
-    let mut next_palette = 0usize;
-    let mut pick = |used: &mut Vec<Rgb>| -> Rgb {
-        let free = (0..PALETTE.len())
-            .map(|k| PALETTE[(next_palette + k) % PALETTE.len()])
-            .position(|c| !used.contains(&c));
+}
+
+/// A line or point panel's x: a number.
+fn numeric_x(xv: &Value) -> Result<f64, String> {
+    match xv {
+        Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+        other => Err(format!(
+            "must be a number, found {} (use kind: bar for categories)",
+            type_name(other)
+        )),
+    }
+}
+
+/// A row's band half-width, if the panel has a `band:` field and the row a
+/// finite value in it.
+fn band(p: &Panel, row: &Row, ri: usize, err: &PanelErrors) -> Result<Option<f64>, FigureError> {
+    let Some(f) = &p.band else {
+        return Ok(None);
+    };
+    match row.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64().filter(|b| b.is_finite()).map(f64::abs)),
+        Some(other) => {
+            let msg = format!("band must be a number, found {}", type_name(other));
+            Err(err.value(ri, f, msg))
+        }
+    }
+}
+
+/// Hands out colours: a name's fixed colour (given explicitly, in
+/// `styles:`, or by the paper's look), else the next palette colour not
+/// yet used in the panel.
+struct Colours<'o, 'p> {
+    over: &'o Overrides<'p>,
+    /// Colours taken in the panel.
+    used: Vec<Rgb>,
+    /// Where the palette goes on.
+    next: usize,
+}
+
+impl Colours<'_, '_> {
+    /// A name's fixed colour, if it has one.
+    fn fixed(&self, name: &str, explicit: Option<Rgb>) -> Option<Rgb> {
+        explicit
+            .or_else(|| self.over.get(name).and_then(|(c, _)| *c))
+            .or_else(|| paper_style(name).map(|s| s.color))
+    }
+
+    /// Marks a name's fixed colour, if any, as taken.
+    fn reserve(&mut self, name: &str, explicit: Option<Rgb>) {
+        let fixed = self.fixed(name, explicit);
+        self.used.extend(fixed);
+    }
+
+    /// A name's colour: its fixed one, else the next free palette colour
+    /// (the next one at all, when every palette colour is taken).
+    fn pick(&mut self, name: &str, explicit: Option<Rgb>) -> Rgb {
+        if let Some(c) = self.fixed(name, explicit) {
+            return c;
+        }
+        let n = PALETTE.len();
+        let free = (0..n)
+            .map(|k| PALETTE[(self.next + k) % n])
+            .position(|c| !self.used.contains(&c));
         let c = match free {
             Some(k) => {
-                let c = PALETTE[(next_palette + k) % PALETTE.len()];
-                next_palette += k + 1;
+                let c = PALETTE[(self.next + k) % n];
+                self.next += k + 1;
                 c
             }
             None => {
-                let c = PALETTE[next_palette % PALETTE.len()];
-                next_palette += 1;
+                let c = PALETTE[self.next % n];
+                self.next += 1;
                 c
             }
         };
-        used.push(c);
+        self.used.push(c);
         c
-    };
-    let mut series = Vec::with_capacity(names.len());
-    for (name, pts) in names.into_iter().zip(points) {
-        let base = paper_style(&name);
-        let over = style_over.get(name.as_str());
-        let color = match fixed(&name, None) {
-            Some(c) => c,
-            None => pick(&mut used),
-        };
-        let dashed = over
-            .and_then(|(_, s)| s.dashed)
-            .or(base.map(|b| b.dashed))
-            .unwrap_or(false);
-        let marker = p.kind == Kind::Point
-            || over
-                .and_then(|(_, s)| s.marker)
-                .or(base.map(|b| b.marker))
-                .unwrap_or(pts.len() <= 25);
-        series.push(PSeries {
-            name,
-            style: Style {
-                color,
-                dashed,
-                marker,
-            },
-            points: pts,
-        });
     }
-    let mut refs = Vec::with_capacity(refs_in.len());
-    for r in refs_in {
-        let explicit = r.color.as_deref().and_then(Rgb::parse);
-        let color = match fixed(&r.label, explicit) {
-            Some(c) => c,
-            None => pick(&mut used),
-        };
-        refs.push(PRef {
-            y: r.y,
-            label: r.label.clone(),
-            style: Style {
-                color,
-                dashed: r.dashed,
-                marker: false,
-            },
-        });
-    }
+}
 
-    // --- ranges and ticks
-    let (x, categories) = if bars {
-        let n = categories.len().max(1) as f64;
-        let ticks: Vec<f64> = (0..categories.len()).map(|k| k as f64).collect();
-        (
-            Scale {
-                lo: -0.5,
-                hi: n - 0.5,
-                log: false,
-                ticks,
-                labels: categories.clone(),
-            },
-            categories,
-        )
-    } else {
-        let xs: Vec<f64> = series
-            .iter()
+/// Styles the series and the reference lines a (log) y axis can show.
+/// Every fixed colour is reserved first, so the palette never repeats one.
+fn styles(
+    p: &Panel,
+    over: &Overrides,
+    names: Vec<String>,
+    points: Vec<Vec<Pt>>,
+    err: &PanelErrors,
+) -> Result<(Vec<PSeries>, Vec<PRef>), FigureError> {
+    let refs_in: Vec<&RefLine> = (p.ref_lines.iter())
+        .filter(|r| r.y.is_finite() && (!p.y.log || r.y > 0.0))
+        .collect();
+    let mut colours = Colours {
+        over,
+        used: Vec::new(),
+        next: 0,
+    };
+    for name in &names {
+        colours.reserve(name, None);
+    }
+    for r in &refs_in {
+        let field = format!("ref_lines.{}.color", r.label);
+        let explicit = parse_colour(r.color.as_deref(), &field, err)?;
+        colours.reserve(&r.label, explicit);
+    }
+    let series = (names.into_iter().zip(points))
+        .map(|(name, pts)| series_style(p, &mut colours, name, pts))
+        .collect();
+    let refs = (refs_in.into_iter())
+        .map(|r| ref_style(&mut colours, r))
+        .collect();
+    Ok((series, refs))
+}
+
+/// A series with its style: overrides, else the paper's look, else solid,
+/// with markers on point panels and on series of at most 25 points.
+fn series_style(p: &Panel, colours: &mut Colours, name: String, pts: Vec<Pt>) -> PSeries {
+    let base = paper_style(&name);
+    let over = colours.over.get(name.as_str()).map(|(_, s)| *s);
+    let color = colours.pick(&name, None);
+    let dashed = (over.and_then(|s| s.dashed))
+        .or(base.map(|b| b.dashed))
+        .unwrap_or(false);
+    let marker = p.kind == Kind::Point
+        || (over.and_then(|s| s.marker))
+            .or(base.map(|b| b.marker))
+            .unwrap_or(pts.len() <= 25);
+    PSeries {
+        name,
+        style: Style {
+            color,
+            dashed,
+            marker,
+        },
+        points: pts,
+    }
+}
+
+/// A reference line with its style (its colour was checked before).
+fn ref_style(colours: &mut Colours, r: &RefLine) -> PRef {
+    let explicit = r.color.as_deref().and_then(Rgb::parse);
+    PRef {
+        y: r.y,
+        label: r.label.clone(),
+        style: Style {
+            color: colours.pick(&r.label, explicit),
+            dashed: r.dashed,
+            marker: false,
+        },
+    }
+}
+
+/// The x scale and the categories: one slot per category on a bar panel,
+/// else from the data (no categories).
+fn x_scale(
+    p: &Panel,
+    bars: bool,
+    categories: Vec<String>,
+    series: &[PSeries],
+    target: usize,
+    err: &PanelErrors,
+) -> Result<(Scale, Vec<String>), FigureError> {
+    if !bars {
+        let xs: Vec<f64> = (series.iter())
             .flat_map(|s| s.points.iter().map(|pt| pt.x))
             .collect();
-        (
-            axis_scale(&p.x, "x", &xs, false, x_target, &perr)?,
-            Vec::new(),
-        )
+        return Ok((axis_scale(&p.x, "x", &xs, false, target, err)?, Vec::new()));
+    }
+    let n = categories.len().max(1) as f64;
+    let scale = Scale {
+        lo: -0.5,
+        hi: n - 0.5,
+        log: false,
+        ticks: (0..categories.len()).map(|k| k as f64).collect(),
+        labels: categories.clone(),
     };
+    Ok((scale, categories))
+}
+
+/// The y values the y axis must show: reference lines, then the stack
+/// tops of a stacked bar panel (positive and negative stacks apart), or
+/// else every point with its band.
+fn y_data(p: &Panel, n_categories: usize, series: &[PSeries], refs: &[PRef]) -> Vec<f64> {
     let mut ys: Vec<f64> = refs.iter().map(|r| r.y).collect();
+    let points = series.iter().flat_map(|s| &s.points);
     if p.kind == Kind::StackedBar {
-        let mut pos = vec![0.0f64; categories.len()];
-        let mut neg = vec![0.0f64; categories.len()];
-        for s in &series {
-            for pt in &s.points {
-                let c = pt.x as usize;
-                let acc = if pt.y >= 0.0 {
-                    &mut pos[c]
-                } else {
-                    &mut neg[c]
-                };
-                *acc += pt.y;
-                ys.push(*acc);
-            }
+        let mut pos = vec![0.0f64; n_categories];
+        let mut neg = vec![0.0f64; n_categories];
+        for pt in points {
+            let c = pt.x as usize;
+            let acc = if pt.y >= 0.0 {
+                &mut pos[c]
+            } else {
+                &mut neg[c]
+            };
+            *acc += pt.y;
+            ys.push(*acc);
         }
-    } else {
-        for s in &series {
-            for pt in &s.points {
-                ys.push(pt.y);
-                if let Some(b) = pt.band {
-                    ys.push(pt.y + b);
-                    if !p.y.log || pt.y - b > 0.0 {
-                        ys.push(pt.y - b);
-                    }
-                }
+        return ys;
+    }
+    for pt in points {
+        ys.push(pt.y);
+        if let Some(b) = pt.band {
+            ys.push(pt.y + b);
+            if !p.y.log || pt.y - b > 0.0 {
+                ys.push(pt.y - b);
             }
         }
     }
-    let y = axis_scale(&p.y, "y", &ys, bars, y_target, &perr)?;
-
-    let legend_needed = !(p.series.is_none() && refs.is_empty() && series.len() <= 1);
-    Ok(PPanel {
-        title: p.title.clone(),
-        kind: p.kind,
-        x_label: p.x.label.clone().unwrap_or_else(|| p.x.field.clone()),
-        y_label: unnamed,
-        x,
-        y,
-        categories,
-        series,
-        refs,
-        legend,
-        legend_needed,
-        skipped,
-    })
+    ys
 }
 
 /// Range and ticks of a numeric axis from its data, honouring the spec's
@@ -642,7 +768,7 @@ fn axis_scale(
     data: &[f64],
     bars: bool,
     target: usize,
-    perr: &dyn Fn(&str, String) -> FigureError,
+    err: &PanelErrors,
 ) -> Result<Scale, FigureError> {
     let finite = data
         .iter()
@@ -682,7 +808,7 @@ fn axis_scale(
         (None, None) => {}
     }
     if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-        return Err(perr(
+        return Err(err.field(
             &format!("{name}.min"),
             format!("axis range {lo}..{hi} is empty"),
         ));
