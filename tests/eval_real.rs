@@ -118,7 +118,7 @@ fn nq_predictions_equal_direct_greedy_decoding_and_em_follows_from_them() {
     let pool_qs = nq::read_questions(&pool).unwrap();
     assert_eq!(preds.len(), qs.len());
     // Independent decode, one prompt at a time.
-    let loaded = checkpoint::load(model.path(), false, &Device::Cpu).unwrap();
+    let loaded = repro::model::load::load(model.path(), false, &Device::Cpu).unwrap();
     let tok = &loaded.tokenizer;
     let cfg = GenConfig {
         max_new_tokens: 6,
@@ -218,7 +218,7 @@ fn mmlu_predictions_equal_direct_forward_argmax() {
     let res = res.unwrap();
     let preds = lines(&work.path().join("out/predictions.jsonl"));
     assert_eq!(preds.len(), 12);
-    let loaded = checkpoint::load(model.path(), false, &Device::Cpu).unwrap();
+    let loaded = repro::model::load::load(model.path(), false, &Device::Cpu).unwrap();
     let tok = &loaded.tokenizer;
     let ids = mmlu::letter_ids(|t| tok.encode_prompt(t).map_err(|e| e.to_string())).unwrap();
     let mut correct = 0;

@@ -32,7 +32,7 @@ fn windows() -> Vec<Window> {
 fn windows_of(lens: &[u32], seq: usize) -> Vec<Window> {
     let ex = |k: u32, len: u32| Example {
         ids: (0..len).map(|i| (i * 7 + k * 5 + 1) % 19).collect(),
-        learn: (0..len).map(|i| (i + k) % 3 != 0).collect(),
+        learn: (0..len).map(|i| !(i + k).is_multiple_of(3)).collect(),
     };
     let data: Vec<Example> = lens
         .iter()

@@ -276,7 +276,7 @@ fn checkpoint_round_trip_gives_identical_logits() {
             first,
             std::fs::read(dir.path().join("model.safetensors")).unwrap()
         );
-        let loaded = checkpoint::load(dir.path(), false, &Device::Cpu).unwrap();
+        let loaded = repro::model::load::load(dir.path(), false, &Device::Cpu).unwrap();
         let ids = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu).unwrap();
         let a = model.forward(&ids, None, None, true).unwrap();
         let b = loaded.model.forward(&ids, None, None, true).unwrap();
@@ -305,7 +305,7 @@ fn checkpoint_round_trip_gives_identical_logits() {
     let mut wrong = cfg.clone();
     wrong.hidden_size = 32;
     checkpoint::save(dir.path(), &wrong, &weights, &tok).unwrap();
-    let err = checkpoint::load(dir.path(), false, &Device::Cpu)
+    let err = repro::model::load::load(dir.path(), false, &Device::Cpu)
         .err()
         .expect("must fail");
     assert!(err.to_string().contains("shape"), "{err}");

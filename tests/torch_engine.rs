@@ -145,7 +145,7 @@ fn fixture() -> Fixture {
     let tok = tiny_base(&base);
     let data = tmp.path().join("data.jsonl");
     write_data(&data);
-    let (ex, _) = repro::ops::lm_finetune::examples(&tok, &records(&data), None).unwrap();
+    let (ex, _) = repro::ops::lm_common::examples(&tok, &records(&data), None).unwrap();
     let n = train::pack(&ex, SEQ).len();
     let params = params(n);
     let cfg = repro::ops::lm_common::train_config(&params);
@@ -162,9 +162,9 @@ fn fixture() -> Fixture {
 
 /// The candle engine's loss per step, at full precision.
 fn candle_losses(f: &Fixture) -> Vec<f64> {
-    let loaded = checkpoint::load(&f.base, true, &Device::Cpu).unwrap();
+    let loaded = repro::model::load::load(&f.base, true, &Device::Cpu).unwrap();
     let (ex, _) =
-        repro::ops::lm_finetune::examples(&loaded.tokenizer, &records(&f.data), None).unwrap();
+        repro::ops::lm_common::examples(&loaded.tokenizer, &records(&f.data), None).unwrap();
     let windows = train::pack(&ex, f.cfg.seq_len);
     let vars: Vec<_> = loaded.vars.iter().map(|(_, v)| v.clone()).collect();
     let r = train::train(loaded.model.as_ref(), &vars, &windows, &f.cfg, |_, _, _| {
@@ -240,7 +240,7 @@ fn settings(checkpoint_every: usize) -> PlanSettings {
 /// processes; returns whether it succeeded.
 fn run_trainer(f: &Fixture, dir: &Path, nproc: usize, every: usize, extra: &[String]) -> bool {
     let py = python().unwrap();
-    let (ex, _) = repro::ops::lm_finetune::examples(&f.tok, &records(&f.data), None).unwrap();
+    let (ex, _) = repro::ops::lm_common::examples(&f.tok, &records(&f.data), None).unwrap();
     let p = windows::prepare(
         dir,
         &f.base,
@@ -382,7 +382,7 @@ fn round_trip_export_loads_in_repro_and_generates_like_transformers() {
         json!({"engine": "torch", "precision": "f32", "lr": 0.02, "epochs": epochs}),
     );
     let out = work.path().join("out/model");
-    let loaded = checkpoint::load(&out, false, &Device::Cpu).unwrap();
+    let loaded = repro::model::load::load(&out, false, &Device::Cpu).unwrap();
     let prompts: Vec<Vec<u32>> = [
         "Tell me about Ada and the stars.",
         "Why maps?",

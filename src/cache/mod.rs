@@ -379,10 +379,10 @@ impl Cache {
         let p = self.object_path(digest, Storage::Light);
         // The common case: the memo already holds this digest for the
         // object's current stat, and it is not a manifest.
-        if let Some(bytes) = self.stat.vouches(&p, digest) {
-            if !looks_like_manifest(&p, bytes) {
-                return true;
-            }
+        if let Some(bytes) = self.stat.vouches(&p, digest)
+            && !looks_like_manifest(&p, bytes)
+        {
+            return true;
         }
         match self.stat.file_digest(&p) {
             Ok((d, bytes)) if d == digest => {
@@ -409,14 +409,15 @@ impl Cache {
     /// [`Cache::quick_light_ok`], looking objects up under `objects` (the
     /// open [`Cache::objects_dir`]) when the memo can vouch for them.
     pub fn quick_light_ok_in(&self, objects: Option<&statdir::StatDir>, digest: &str) -> bool {
-        if let Some(dir) = objects {
-            if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                let rel = format!("{}/{}", &digest[..2], &digest[2..]);
-                if let Some(bytes) = self.stat.vouches_in(dir, &rel, digest) {
-                    if !(manifest_sized(bytes) && is_manifest(&dir.path(&rel))) {
-                        return true;
-                    }
-                }
+        if let Some(dir) = objects
+            && digest.len() == 64
+            && digest.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            let rel = format!("{}/{}", &digest[..2], &digest[2..]);
+            if let Some(bytes) = self.stat.vouches_in(dir, &rel, digest)
+                && !(manifest_sized(bytes) && is_manifest(&dir.path(&rel)))
+            {
+                return true;
             }
         }
         self.quick_light_ok(digest)

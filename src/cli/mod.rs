@@ -59,11 +59,13 @@ pub enum Command {
         /// Pipeline: a YAML path or a name in pipelines/.
         #[arg(value_name = "PIPELINE")]
         positional: Option<String>,
+        /// The pipeline and its overrides.
         #[command(flatten)]
         p: PipelineArgs,
     },
     /// List every node as cached / stale / missing, with the reason.
     Status {
+        /// The pipeline and its overrides.
         #[command(flatten)]
         p: PipelineArgs,
         /// Machine-readable output.
@@ -74,6 +76,7 @@ pub enum Command {
     Explain {
         /// Node: an instance id (`train[size=s]`), a node name, or a selector.
         node: String,
+        /// The pipeline and its overrides.
         #[command(flatten)]
         p: PipelineArgs,
         /// Machine-readable output.
@@ -100,6 +103,7 @@ pub enum Command {
     },
     /// Print the graph as DOT (default) or Mermaid.
     Dag {
+        /// The pipeline and its overrides.
         #[command(flatten)]
         p: PipelineArgs,
         /// Output format.
@@ -111,6 +115,7 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Remove records and objects that no lock file references (dry run unless --force).
     Gc {
+        /// The pipeline and its overrides.
         #[command(flatten)]
         p: PipelineArgs,
         /// Delete for real.
@@ -141,6 +146,7 @@ pub enum Command {
     /// Cancel the Slurm jobs that runs of this pipeline submitted and that
     /// are still queued or running.
     Cancel {
+        /// The pipeline and its overrides.
         #[command(flatten)]
         p: PipelineArgs,
     },
@@ -165,6 +171,7 @@ pub enum CacheCommand {
     Show {
         /// Key or prefix.
         key: String,
+        /// The pipeline and its overrides.
         #[command(flatten)]
         p: PipelineArgs,
     },

@@ -74,7 +74,8 @@ pub fn sync(a: SyncArgs, dir: Direction) -> Outcome {
         }
         Direction::Pull => {
             eprintln!("pulling from {name} ({}) ...", rc.url);
-            let rep = sync::pull(&cache, r.as_ref(), &scope, a.blobs).map_err(fail)?;
+            let rep =
+                crate::remote::pull::pull(&cache, r.as_ref(), &scope, a.blobs).map_err(fail)?;
             ("pulled", "in the local cache", rep)
         }
     };

@@ -427,11 +427,11 @@ fn print_explain(o: &Value) {
             s(&inp["from"])
         );
     }
-    if let Some(m) = o["non_semantic_params"].as_object() {
-        if !m.is_empty() {
-            let names: Vec<&String> = m.keys().collect();
-            println!("  not in the key: params {:?}, resources, tolerance", names);
-        }
+    if let Some(m) = o["non_semantic_params"].as_object()
+        && !m.is_empty()
+    {
+        let names: Vec<&String> = m.keys().collect();
+        println!("  not in the key: params {:?}, resources, tolerance", names);
     }
     if let Some(m) = o["default_params"].as_object()
         && !m.is_empty()

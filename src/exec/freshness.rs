@@ -164,7 +164,7 @@ pub struct Evaluator<'a> {
 /// input (a fan-out of 10,000 nodes over one shared file stats it once) and,
 /// for pipelines of [`SNAPSHOT_MIN_NODES`] nodes or more, the listing of the
 /// record directory (one `readdir` instead of a `stat` per node; it only ever
-/// answers "yes", see [`Evaluator::has_record`]) and the light object
+/// answers "yes", see `Evaluator::has_record`) and the light object
 /// directory, opened once (see [`StatDir`]; every object is still stat'ed
 /// when it is checked).
 ///

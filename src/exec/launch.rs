@@ -118,14 +118,13 @@ fn run_locked(
                 );
             }
             let g = flock::lock_wait(&path, Mode::Exclusive).map_err(io)?;
-            if let Ok(Some(rec)) = cache.read_record(job.key) {
-                if rec
+            if let Ok(Some(rec)) = cache.read_record(job.key)
+                && rec
                     .outputs
                     .values()
                     .all(|o| cache.check_output(o, false, false).is_ok())
-                {
-                    return Ok((rec, false));
-                }
+            {
+                return Ok((rec, false));
             }
             g
         }

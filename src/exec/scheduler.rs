@@ -563,10 +563,10 @@ fn known_outside(cx: Context, selected: &[bool]) -> Vec<Option<Known>> {
         return known;
     }
     for &i in &cx.dag.order {
-        if !selected[i] {
-            if let Eval::Hit { key, outputs } = cx.ev.eval(i, &known) {
-                known[i] = Some(Known { key, outputs });
-            }
+        if !selected[i]
+            && let Eval::Hit { key, outputs } = cx.ev.eval(i, &known)
+        {
+            known[i] = Some(Known { key, outputs });
         }
     }
     known

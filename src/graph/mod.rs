@@ -246,10 +246,10 @@ impl Dag {
             let n = &self.nodes[i];
             let mut m: Vec<usize> = n.upstream.iter().flat_map(|&u| of[u].clone()).collect();
             let mut direct = |s: &Source| {
-                if let Source::File { written, .. } = s {
-                    if let Ok(at) = self.missing.binary_search_by(|f| f.written.cmp(written)) {
-                        m.push(at);
-                    }
+                if let Source::File { written, .. } = s
+                    && let Ok(at) = self.missing.binary_search_by(|f| f.written.cmp(written))
+                {
+                    m.push(at);
                 }
             };
             for (_, input) in &n.inputs {
@@ -433,14 +433,14 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
             }
             return Err(e);
         }
-        if !op.takes_inputs() {
-            if let Some((name, span, _)) = inst.inputs.first() {
-                return Err(src.error(
-                    *span,
-                    &format!("nodes.{}.inputs.{name}", spec.id),
-                    format!("op `{}` takes no inputs", op.name()),
-                ));
-            }
+        if !op.takes_inputs()
+            && let Some((name, span, _)) = inst.inputs.first()
+        {
+            return Err(src.error(
+                *span,
+                &format!("nodes.{}.inputs.{name}", spec.id),
+                format!("op `{}` takes no inputs", op.name()),
+            ));
         }
         ops_of.push(op);
         outputs_of.push(op.outputs(&inst.params));

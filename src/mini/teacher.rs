@@ -384,13 +384,13 @@ fn check_inputs<'a>(
                 q.id
             ));
         };
-        if let Some(a) = Attribute::from_key(&q.attribute) {
-            if p.get(a) != answer {
-                return Err(format!(
-                    "input `questions`: the answer of `{}` is not person {}'s {}",
-                    q.id, q.person, q.attribute
-                ));
-            }
+        if let Some(a) = Attribute::from_key(&q.attribute)
+            && p.get(a) != answer
+        {
+            return Err(format!(
+                "input `questions`: the answer of `{}` is not person {}'s {}",
+                q.id, q.person, q.attribute
+            ));
         }
     }
     Ok(by_id)

@@ -313,10 +313,11 @@ pub fn general_document(topic: &lexicon::Topic, slot: &lexicon::Slot, rng: &mut 
         .min(facts.len())
         .min(k);
     let mut doc: Vec<&str> = facts[..f].to_vec();
-    if doc.len() < k && rng.below(2) == 0 {
-        if let Some(c) = rng.choose(lexicon::COMMON_PROSE) {
-            doc.push(c);
-        }
+    if doc.len() < k
+        && rng.below(2) == 0
+        && let Some(c) = rng.choose(lexicon::COMMON_PROSE)
+    {
+        doc.push(c);
     }
     let mut rest: Vec<&str> = topic.prose.iter().chain(topic.tips).copied().collect();
     rng.shuffle(&mut rest);

@@ -11,28 +11,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// Why a checkpoint could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// A file is missing or unreadable.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The weights do not fit the config.
-    #[error("{0}")]
-    Model(String),
-}
-
-fn ferr(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
-    CheckpointError::File {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
+pub use super::error::CheckpointError;
+use super::error::ferr;
 
 /// Reads `config.json`.
 pub fn read_config(dir: &Path) -> Result<LlamaConfig, CheckpointError> {
@@ -85,12 +65,6 @@ pub struct Loaded {
     pub tokenizer: TextTokenizer,
     /// Named trainable weights (empty when loaded for inference).
     pub vars: Vec<(String, Var)>,
-}
-
-/// Loads a model (a Hugging Face directory of any supported architecture,
-/// see [`super::load`]); `trainable` wraps the weights in variables.
-pub fn load(dir: &Path, trainable: bool, device: &Device) -> Result<Loaded, CheckpointError> {
-    super::load::load(dir, trainable, device)
 }
 
 /// Builds a LLaMA from a validated config, the directory's tensors and a

@@ -2,8 +2,7 @@
 //! field names so a checkpoint directory written here loads in
 //! `transformers` and back.
 
-use super::checkpoint::CheckpointError;
-use super::load::ConfigReader;
+use super::error::{CheckpointError, ferr};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -86,19 +85,19 @@ impl LlamaConfig {
                 return Err(format!("`{k}` must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "`hidden_size` ({}) must be a multiple of `num_attention_heads` ({})",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(
                 "the head width (hidden_size / num_attention_heads) must be even for RoPE".into(),
             );
         }
         let kv = self.kv_heads();
-        if kv == 0 || self.num_attention_heads % kv != 0 {
+        if kv == 0 || !self.num_attention_heads.is_multiple_of(kv) {
             return Err(format!(
                 "`num_key_value_heads` ({kv}) must divide `num_attention_heads` ({})",
                 self.num_attention_heads
@@ -228,7 +227,7 @@ impl Gpt2Config {
                 return Err((k, "must be positive".into()));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err((
                 "n_head",
                 format!(
@@ -263,5 +262,94 @@ impl Gpt2Config {
             self.vocab_size * d
         };
         (self.vocab_size + self.n_positions) * d + self.n_layer * per_layer + 2 * d + head
+    }
+}
+
+/// Typed access to a JSON object read from `path`; every error names the
+/// file and the key.
+pub struct ConfigReader<'a> {
+    path: &'a Path,
+    obj: &'a Map<String, Value>,
+}
+
+impl<'a> ConfigReader<'a> {
+    /// Wraps the object `obj` read from `path`.
+    pub fn new(path: &'a Path, obj: &'a Map<String, Value>) -> Self {
+        ConfigReader { path, obj }
+    }
+
+    /// An error about `key`.
+    pub fn err(&self, key: &str, msg: impl std::fmt::Display) -> CheckpointError {
+        ferr(self.path, format!("key `{key}`: {msg}"))
+    }
+
+    /// The value of `key`, `None` when absent or null.
+    pub(crate) fn present(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+
+    /// An optional non-negative integer.
+    pub fn opt_usize(&self, key: &str) -> Result<Option<usize>, CheckpointError> {
+        match self.present(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| self.err(key, format!("must be a non-negative integer, found {v}"))),
+        }
+    }
+
+    /// A required non-negative integer.
+    pub fn usize(&self, key: &str) -> Result<usize, CheckpointError> {
+        self.opt_usize(key)?
+            .ok_or_else(|| self.err(key, "missing (a non-negative integer is required)"))
+    }
+
+    /// A number, or `default` when absent.
+    pub fn f64_or(&self, key: &str, default: f64) -> Result<f64, CheckpointError> {
+        match self.present(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| self.err(key, format!("must be a number, found {v}"))),
+        }
+    }
+
+    /// A boolean, or `default` when absent.
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, CheckpointError> {
+        match self.present(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| self.err(key, format!("must be true or false, found {v}"))),
+        }
+    }
+
+    /// An optional string.
+    pub fn opt_str(&self, key: &str) -> Result<Option<String>, CheckpointError> {
+        match self.present(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(|s| Some(s.to_string()))
+                .ok_or_else(|| self.err(key, format!("must be a string, found {v}"))),
+        }
+    }
+
+    /// An optional list of strings.
+    pub fn opt_strings(&self, key: &str) -> Result<Option<Vec<String>>, CheckpointError> {
+        match self.present(key) {
+            None => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| self.err(key, format!("must list strings, found {v}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(v) => Err(self.err(key, format!("must be a list of strings, found {v}"))),
+        }
     }
 }

@@ -78,7 +78,7 @@ pub struct Gemma3Config {
 impl Gemma3Config {
     /// Whether layer `i` uses the sliding window (local attention).
     pub fn is_sliding(&self, i: usize) -> bool {
-        (i + 1) % self.sliding_window_pattern.max(1) != 0
+        !(i + 1).is_multiple_of(self.sliding_window_pattern.max(1))
     }
 
     /// Number of parameters (the tied head counted once).
@@ -110,10 +110,10 @@ impl Gemma3Config {
         {
             return Err("sizes must be positive".into());
         }
-        if kv == 0 || h % kv != 0 {
+        if kv == 0 || !h.is_multiple_of(kv) {
             return Err(format!("{kv} key/value heads must divide {h} query heads"));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return Err(format!("head width {} must be even", self.head_dim));
         }
         Ok(())

@@ -22,8 +22,8 @@
 //! `gelu_pytorch_tanh`. Every error names the file and the key.
 
 use super::checkpoint::{CheckpointError, Loaded};
+use super::config::ConfigReader;
 use super::gemma3::{Gemma3, Gemma3Config};
-use super::load::ConfigReader;
 use super::params::ParamStore;
 use super::tokenizer::TextTokenizer;
 use candle_core::{DType, Device, Tensor};

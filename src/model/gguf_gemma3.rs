@@ -8,9 +8,10 @@
 //! hard-codes them, as we do; the window itself is
 //! `gemma3.attention.sliding_window`.
 
-use super::checkpoint::{CheckpointError, Loaded};
+use super::checkpoint::Loaded;
+use super::error::CheckpointError;
 use super::gemma3::{Gemma3, Gemma3Config};
-use super::gguf::{Gguf, GgufError};
+use super::gguf_file::{Gguf, GgufError};
 use super::params::ParamStore;
 use candle_core::{DType, Device};
 use std::collections::HashMap;

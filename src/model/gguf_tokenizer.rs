@@ -18,9 +18,9 @@
 //! whole tokens in text. The chat template is `tokenizer.chat_template`,
 //! rendered by [`TextTokenizer::render_chat`] (minijinja); a file without
 //! one gets the turn format its vocabulary implies (ChatML when it has
-//! `<|im_start|>`, Gemma's `<start_of_turn>` turns, else [`super::load::PLAIN_CHAT_TEMPLATE`]).
+//! `<|im_start|>`, Gemma's `<start_of_turn>` turns, else [`super::tokenizer::PLAIN_CHAT_TEMPLATE`]).
 
-use super::gguf::{Gguf, GgufError};
+use super::gguf_file::{Gguf, GgufError};
 use super::tokenizer::{ChatConfig, TextTokenizer};
 use candle_core::quantized::gguf_file::Value;
 use tokenizers::decoders::DecoderWrapper;
@@ -134,7 +134,7 @@ pub fn from_gguf(g: &Gguf) -> Result<TextTokenizer, GgufError> {
         Some(t) => t.to_string(),
         None if has("<|im_start|>") && has("<|im_end|>") => CHATML_TEMPLATE.into(),
         None if has("<start_of_turn>") && has("<end_of_turn>") => GEMMA_TEMPLATE.into(),
-        None => super::load::PLAIN_CHAT_TEMPLATE.into(),
+        None => super::tokenizer::PLAIN_CHAT_TEMPLATE.into(),
     };
     let end_of_turn = ["<|im_end|>", "<end_of_turn>", "<|eot_id|>"]
         .into_iter()

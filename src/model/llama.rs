@@ -310,7 +310,7 @@ impl CausalLm for Llama {
     fn arch(&self) -> &'static str {
         "llama"
     }
-    fn as_llama(&self) -> Option<&Llama> {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }
     fn hidden(

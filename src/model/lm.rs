@@ -60,9 +60,10 @@ pub trait CausalLm: Send + Sync {
         self.logits(&self.hidden(ids, cache, mask, fast)?)
     }
 
-    /// This model as our LLaMA, which the hand-written training step
-    /// ([`super::manual`]) can run; `None` for other architectures.
-    fn as_llama(&self) -> Option<&super::llama::Llama> {
+    /// This model as `Any`, for callers that need the concrete type (the
+    /// hand-written training step ([`super::manual`]) runs only our LLaMA
+    /// and downcasts to it); `None` when the model does not offer it.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
 

@@ -2,7 +2,7 @@
 //! directory (`config.json`, `*.safetensors` single or sharded through
 //! `model.safetensors.index.json`, `tokenizer.json`, optional
 //! `tokenizer_config.json`), reads the architecture from `model_type` (or
-//! `architectures`) and builds the matching [`CausalLm`]. Supported:
+//! `architectures`) and builds the matching [`super::lm::CausalLm`]. Supported:
 //! `llama` and LLaMA-layout configs (`mistral`), `gpt2`, and Gemma 3
 //! (`gemma3_text`, as `lm.finetune` saves a fine-tuned Gemma 3, and the
 //! text model of a multimodal `gemma3`; see [`super::gemma3_hf`]). A
@@ -12,7 +12,8 @@
 //! malformed directory.
 
 use super::checkpoint::{self, CheckpointError, Loaded};
-use super::config::LlamaConfig;
+use super::config::{ConfigReader, LlamaConfig};
+use super::error::ferr;
 use super::tokenizer::{ChatConfig, TextTokenizer};
 use candle_core::Device;
 use serde_json::{Map, Value};
@@ -21,109 +22,11 @@ use std::path::Path;
 /// Architectures [`load`] understands, by `model_type`.
 pub const SUPPORTED: &[&str] = &["llama", "mistral", "gpt2", "gemma3_text", "gemma3"];
 
-/// A plain chat template for base models whose tokenizer has none (GPT-2,
-/// base LLaMA): `User: ...` / `Assistant: ...` turns, each assistant turn
-/// closed by the end-of-document token, which generation stops at.
-pub const PLAIN_CHAT_TEMPLATE: &str = "{% for m in messages %}{% if m.role == 'system' %}{{ m.content }}\n\n{% elif m.role == 'user' %}User: {{ m.content }}\n{% else %}Assistant: {{ m.content }}{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}";
+pub use super::tokenizer::PLAIN_CHAT_TEMPLATE;
 
 /// End-of-turn markers of common chat templates, recognised when the
 /// template uses one and the vocabulary has it.
 const END_OF_TURN: &[&str] = &["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"];
-
-fn ferr(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
-    CheckpointError::File {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-/// Typed access to a JSON object read from `path`; every error names the
-/// file and the key.
-pub struct ConfigReader<'a> {
-    path: &'a Path,
-    obj: &'a Map<String, Value>,
-}
-
-impl<'a> ConfigReader<'a> {
-    /// Wraps the object `obj` read from `path`.
-    pub fn new(path: &'a Path, obj: &'a Map<String, Value>) -> Self {
-        ConfigReader { path, obj }
-    }
-
-    /// An error about `key`.
-    pub fn err(&self, key: &str, msg: impl std::fmt::Display) -> CheckpointError {
-        ferr(self.path, format!("key `{key}`: {msg}"))
-    }
-
-    fn present(&self, key: &str) -> Option<&'a Value> {
-        self.obj.get(key).filter(|v| !v.is_null())
-    }
-
-    /// An optional non-negative integer.
-    pub fn opt_usize(&self, key: &str) -> Result<Option<usize>, CheckpointError> {
-        match self.present(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| self.err(key, format!("must be a non-negative integer, found {v}"))),
-        }
-    }
-
-    /// A required non-negative integer.
-    pub fn usize(&self, key: &str) -> Result<usize, CheckpointError> {
-        self.opt_usize(key)?
-            .ok_or_else(|| self.err(key, "missing (a non-negative integer is required)"))
-    }
-
-    /// A number, or `default` when absent.
-    pub fn f64_or(&self, key: &str, default: f64) -> Result<f64, CheckpointError> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| self.err(key, format!("must be a number, found {v}"))),
-        }
-    }
-
-    /// A boolean, or `default` when absent.
-    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, CheckpointError> {
-        match self.present(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.err(key, format!("must be true or false, found {v}"))),
-        }
-    }
-
-    /// An optional string.
-    pub fn opt_str(&self, key: &str) -> Result<Option<String>, CheckpointError> {
-        match self.present(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(|s| Some(s.to_string()))
-                .ok_or_else(|| self.err(key, format!("must be a string, found {v}"))),
-        }
-    }
-
-    /// An optional list of strings.
-    pub fn opt_strings(&self, key: &str) -> Result<Option<Vec<String>>, CheckpointError> {
-        match self.present(key) {
-            None => Ok(None),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(String::from)
-                        .ok_or_else(|| self.err(key, format!("must list strings, found {v}")))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(v) => Err(self.err(key, format!("must be a list of strings, found {v}"))),
-        }
-    }
-}
 
 /// Reads a JSON object file.
 pub fn read_json_object(path: &Path) -> Result<Map<String, Value>, CheckpointError> {

@@ -16,6 +16,11 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{AddedToken, Tokenizer, TokenizerImpl};
 
+/// A plain chat template for base models whose tokenizer has none (GPT-2,
+/// base LLaMA): `User: ...` / `Assistant: ...` turns, each assistant turn
+/// closed by the end-of-document token, which generation stops at.
+pub const PLAIN_CHAT_TEMPLATE: &str = "{% for m in messages %}{% if m.role == 'system' %}{{ m.content }}\n\n{% elif m.role == 'user' %}User: {{ m.content }}\n{% else %}Assistant: {{ m.content }}{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}";
+
 /// End of a pretraining document.
 pub const EOS: &str = "<|endoftext|>";
 /// The miniature's chat template (ChatML-like, with our own markers). A

@@ -14,6 +14,7 @@
 //! (same numbers up to float rounding, 2-3x faster; see [`Engine`]).
 
 use super::adamw::{AdamW, AdamWConfig};
+use super::llama::Llama;
 use super::lm::CausalLm;
 use super::manual::{ManualStep, TokenBatch};
 use crate::rng::Rng;
@@ -238,11 +239,16 @@ impl Engine {
     /// What [`train`] uses for `model`: the hand-written step for our
     /// LLaMA with f32 weights on the CPU, autograd otherwise.
     pub fn default_for(model: &dyn CausalLm) -> Engine {
-        match model.as_llama() {
+        match as_llama(model) {
             Some(m) if m.device().is_cpu() && m.dtype() == DType::F32 => Engine::Manual,
             _ => Engine::Autograd,
         }
     }
+}
+
+/// `model` as our LLaMA, when it is one.
+fn as_llama(model: &dyn CausalLm) -> Option<&Llama> {
+    model.as_any().and_then(|m| m.downcast_ref::<Llama>())
 }
 
 /// One training step's gradient computation, whichever engine runs it.
@@ -255,7 +261,7 @@ impl Stepper {
     fn new(model: &dyn CausalLm, engine: Engine) -> Result<Self> {
         match engine {
             Engine::Autograd => Ok(Stepper::Autograd),
-            Engine::Manual => match model.as_llama() {
+            Engine::Manual => match as_llama(model) {
                 Some(m) => Ok(Stepper::Manual(Box::new(ManualStep::new(m)?))),
                 None => candle_core::bail!("the manual training step supports only llama models"),
             },

@@ -58,29 +58,6 @@ pub fn str<'a>(specs: &'a [ParamSpec], params: &'a Map<String, Value>, name: &st
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::op::ParamType;
-    use serde_json::json;
-
-    const SPECS: &[ParamSpec] = &[
-        ParamSpec::int("n", 7, "a count"),
-        ParamSpec::str("mode", "fast", "a mode"),
-        ParamSpec::optional("limit", ParamType::Int, "a limit"),
-    ];
-
-    #[test]
-    fn given_values_win_and_defaults_fill_in() {
-        let given = json!({"n": 3}).as_object().cloned().unwrap_or_default();
-        assert_eq!(int(SPECS, &given, "n"), 3);
-        assert_eq!(str(SPECS, &given, "mode"), "fast");
-        assert_eq!(value(SPECS, &given, "limit"), None);
-        let empty = Map::new();
-        assert_eq!(int(SPECS, &empty, "n"), 7);
-    }
-}
-
 /// Checks that each named integer param is positive (a missing param with
 /// no default counts as 0); the error names the first that is not.
 pub fn check_positive(
@@ -109,5 +86,28 @@ pub fn check_choice(
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::ParamType;
+    use serde_json::json;
+
+    const SPECS: &[ParamSpec] = &[
+        ParamSpec::int("n", 7, "a count"),
+        ParamSpec::str("mode", "fast", "a mode"),
+        ParamSpec::optional("limit", ParamType::Int, "a limit"),
+    ];
+
+    #[test]
+    fn given_values_win_and_defaults_fill_in() {
+        let given = json!({"n": 3}).as_object().cloned().unwrap_or_default();
+        assert_eq!(int(SPECS, &given, "n"), 3);
+        assert_eq!(str(SPECS, &given, "mode"), "fast");
+        assert_eq!(value(SPECS, &given, "limit"), None);
+        let empty = Map::new();
+        assert_eq!(int(SPECS, &empty, "n"), 7);
     }
 }

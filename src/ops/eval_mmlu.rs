@@ -118,7 +118,7 @@ impl Op for EvalMmluOp {
         let (rows, truncated) = lm_common::on_threads(ctx, || {
             let device = crate::model::cpu::device();
             let loaded =
-                crate::model::checkpoint::load(&model_path, false, &device).map_err(model_err)?;
+                crate::model::load::load(&model_path, false, &device).map_err(model_err)?;
             let tok = &loaded.tokenizer;
             let model = loaded.model.as_ref();
             let ids = mmlu::letter_ids(|t| tok.encode_prompt(t).map_err(|e| e.to_string()))

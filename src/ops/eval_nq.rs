@@ -113,7 +113,7 @@ impl Op for EvalNqOp {
         let (rows, correct, truncated) = lm_common::on_threads(ctx, || {
             let device = crate::model::cpu::device();
             let loaded =
-                crate::model::checkpoint::load(&model_path, false, &device).map_err(model_err)?;
+                crate::model::load::load(&model_path, false, &device).map_err(model_err)?;
             let tok = &loaded.tokenizer;
             let max_pos = loaded.model.max_positions().unwrap_or(1 << 20);
             let room = max_pos.saturating_sub(cfg.max_new_tokens).max(1);

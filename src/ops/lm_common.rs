@@ -4,8 +4,8 @@
 //! scheduler granted.
 
 use crate::model::adamw::AdamWConfig;
-use crate::model::tokenizer::Message;
-use crate::model::train::TrainConfig;
+use crate::model::tokenizer::{Message, TextTokenizer};
+use crate::model::train::{Example, TrainConfig};
 pub use crate::op::io::{input, read_jsonl, write_json};
 use crate::op::param;
 use crate::op::{OpError, ParamSpec, ParamType, RunContext};
@@ -294,3 +294,29 @@ pub fn train_outputs() -> Vec<crate::op::OutputDecl> {
 }
 
 use serde_json::json;
+
+/// The chat records as training examples (one `encode_chat` per
+/// conversation), the leading ones within `budget` tokens; also the tokens
+/// they hold.
+pub fn examples(
+    tokenizer: &TextTokenizer,
+    records: &[Value],
+    budget: Option<u64>,
+) -> Result<(Vec<Example>, usize), OpError> {
+    let mut examples = Vec::new();
+    let mut used_tokens = 0usize;
+    for (i, r) in records.iter().enumerate() {
+        let msgs = messages(r, "data", i + 1)?;
+        let (ids, learn) = tokenizer
+            .encode_chat(&msgs)
+            .map_err(|e| OpError::msg(format!("input `data` record {}: {e}", i + 1)))?;
+        if let Some(b) = budget
+            && used_tokens + ids.len() > b as usize
+        {
+            break;
+        }
+        used_tokens += ids.len();
+        examples.push(Example { ids, learn });
+    }
+    Ok((examples, used_tokens))
+}

@@ -18,9 +18,6 @@
 
 use super::lm_common::{self, TRAIN_PARAMS, input, model_err, read_jsonl};
 use super::lm_finetune_torch as torch_engine;
-use crate::model::checkpoint;
-use crate::model::tokenizer::TextTokenizer;
-use crate::model::train::Example;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
@@ -38,32 +35,6 @@ static PARAMS: LazyLock<Vec<ParamSpec>> = LazyLock::new(|| {
     v.extend_from_slice(torch_engine::PARAMS);
     v
 });
-
-/// The chat records as training examples (one `encode_chat` per
-/// conversation), the leading ones within `budget` tokens; also the tokens
-/// they hold.
-pub fn examples(
-    tokenizer: &TextTokenizer,
-    records: &[Value],
-    budget: Option<u64>,
-) -> Result<(Vec<Example>, usize), OpError> {
-    let mut examples = Vec::new();
-    let mut used_tokens = 0usize;
-    for (i, r) in records.iter().enumerate() {
-        let msgs = lm_common::messages(r, "data", i + 1)?;
-        let (ids, learn) = tokenizer
-            .encode_chat(&msgs)
-            .map_err(|e| OpError::msg(format!("input `data` record {}: {e}", i + 1)))?;
-        if let Some(b) = budget
-            && used_tokens + ids.len() > b as usize
-        {
-            break;
-        }
-        used_tokens += ids.len();
-        examples.push(Example { ids, learn });
-    }
-    Ok((examples, used_tokens))
-}
 
 impl Op for LmFinetuneOp {
     // 2: the training log no longer holds wall-clock fields.
@@ -94,8 +65,8 @@ impl Op for LmFinetuneOp {
         }
         let metrics = lm_common::on_threads(ctx, || {
             let device = crate::model::cpu::device();
-            let loaded = checkpoint::load(&base, true, &device).map_err(model_err)?;
-            let (examples, used_tokens) = examples(&loaded.tokenizer, &records, budget)?;
+            let loaded = crate::model::load::load(&base, true, &device).map_err(model_err)?;
+            let (examples, used_tokens) = lm_common::examples(&loaded.tokenizer, &records, budget)?;
             let mut extra = Map::new();
             extra.insert("examples".into(), json!(examples.len()));
             extra.insert("data_tokens".into(), json!(used_tokens));

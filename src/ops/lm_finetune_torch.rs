@@ -171,7 +171,7 @@ pub fn run(
 ) -> Result<RunResult, OpError> {
     check_base(base)?;
     let tokenizer = crate::model::load::load_tokenizer_any(base).map_err(model_err)?;
-    let (examples, used_tokens) = super::lm_finetune::examples(&tokenizer, records, budget)?;
+    let (examples, used_tokens) = super::lm_common::examples(&tokenizer, records, budget)?;
     let var = |k: &str| {
         ctx.env
             .iter()

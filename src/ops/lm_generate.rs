@@ -14,7 +14,6 @@
 //! per prompt, in input order.
 
 use super::lm_common::{self, input, model_err, read_jsonl};
-use crate::model::checkpoint;
 use crate::model::generate::{Finish, GenConfig, generate};
 use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
@@ -97,7 +96,7 @@ impl Op for LmGenerateOp {
         };
         let (lines, metrics) = lm_common::on_threads(ctx, || {
             let device = crate::model::cpu::device();
-            let loaded = checkpoint::load(&dir, false, &device).map_err(model_err)?;
+            let loaded = crate::model::load::load(&dir, false, &device).map_err(model_err)?;
             let tok = &loaded.tokenizer;
             let mut ids = Vec::with_capacity(records.len());
             let mut prompts = Vec::with_capacity(records.len());

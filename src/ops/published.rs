@@ -77,10 +77,10 @@ impl Op for PublishedOp {
                 (&mut columns, "columns"),
                 (&mut notes, "notes"),
             ] {
-                if slot.is_null() {
-                    if let Some(v) = doc.get(field) {
-                        *slot = v.clone();
-                    }
+                if slot.is_null()
+                    && let Some(v) = doc.get(field)
+                {
+                    *slot = v.clone();
                 }
             }
         }
@@ -102,10 +102,11 @@ fn check_rows(rows: &[Value]) -> Result<(), String> {
                 return Err(format!("row {i}: `{k}` must be a scalar"));
             }
         }
-        if let Some(v) = m.get("value") {
-            if !v.is_number() && !v.is_null() {
-                return Err(format!("row {i}: `value` must be a number or null"));
-            }
+        if let Some(v) = m.get("value")
+            && !v.is_number()
+            && !v.is_null()
+        {
+            return Err(format!("row {i}: `value` must be a number or null"));
         }
     }
     Ok(())

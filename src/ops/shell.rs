@@ -76,18 +76,18 @@ impl Op for ShellOp {
                 }
             }
         }
-        if let Some(Value::String(m)) = params.get("metrics") {
-            if !parse_outs(params)?.iter().any(|o| &o.name == m) {
-                return Err((
-                    "metrics".into(),
-                    format!("`metrics: {m}` names no declared output"),
-                ));
-            }
+        if let Some(Value::String(m)) = params.get("metrics")
+            && !parse_outs(params)?.iter().any(|o| &o.name == m)
+        {
+            return Err((
+                "metrics".into(),
+                format!("`metrics: {m}` names no declared output"),
+            ));
         }
-        if let Some(t) = params.get("timeout").and_then(Value::as_f64) {
-            if t <= 0.0 {
-                return Err(("timeout".into(), "timeout must be positive".into()));
-            }
+        if let Some(t) = params.get("timeout").and_then(Value::as_f64)
+            && t <= 0.0
+        {
+            return Err(("timeout".into(), "timeout must be positive".into()));
         }
         Ok(())
     }
@@ -169,18 +169,18 @@ impl Op for ShellOp {
             }
         }
         let mut metrics = Map::new();
-        if let Some(m) = ctx.params.get("metrics").and_then(Value::as_str) {
-            if let Some(o) = outs.iter().find(|o| o.name == m) {
-                let path = ctx.work_dir.join("out").join(&o.path);
-                let text = std::fs::read_to_string(&path)?;
-                let v: Value = serde_json::from_str(&text).map_err(|e| {
-                    OpError::msg(format!(
-                        "metrics output `{m}` (out/{}) is not JSON: {e}",
-                        o.path
-                    ))
-                })?;
-                flatten_numbers("", &v, &mut metrics);
-            }
+        if let Some(m) = ctx.params.get("metrics").and_then(Value::as_str)
+            && let Some(o) = outs.iter().find(|o| o.name == m)
+        {
+            let path = ctx.work_dir.join("out").join(&o.path);
+            let text = std::fs::read_to_string(&path)?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                OpError::msg(format!(
+                    "metrics output `{m}` (out/{}) is not JSON: {e}",
+                    o.path
+                ))
+            })?;
+            flatten_numbers("", &v, &mut metrics);
         }
         Ok(RunResult {
             stdout,

@@ -181,15 +181,15 @@ pub fn open(url: &str, cfg: &RemoteConfig) -> Result<Box<dyn Remote>, RemoteErro
             .unwrap_or_else(|| "ssh".into());
         return Ok(Box::new(ssh::SshRemote::new(url, target, command)));
     }
-    if let Some(scheme) = url.split_once("://").map(|(s, _)| s) {
-        if scheme != "file" {
-            return Err(RemoteError::BadUrl {
-                url: url.into(),
-                message: format!(
-                    "unsupported scheme `{scheme}://` (supported: a directory path, file://, ssh://, host:path)"
-                ),
-            });
-        }
+    if let Some(scheme) = url.split_once("://").map(|(s, _)| s)
+        && scheme != "file"
+    {
+        return Err(RemoteError::BadUrl {
+            url: url.into(),
+            message: format!(
+                "unsupported scheme `{scheme}://` (supported: a directory path, file://, ssh://, host:path)"
+            ),
+        });
     }
     let path = url.strip_prefix("file://").unwrap_or(url);
     Ok(Box::new(dir::DirRemote::new(url, PathBuf::from(path))))

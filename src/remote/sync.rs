@@ -10,7 +10,6 @@
 //! `--blobs`) are optional, as in the local cache: a record without its
 //! blobs is what a git clone holds too.
 
-pub use super::pull::pull;
 use super::{Remote, RemoteError, local_at};
 use crate::cache::record::{ArtifactKind, Record, Storage};
 use crate::cache::{Cache, short};

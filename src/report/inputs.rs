@@ -32,10 +32,10 @@ pub fn read_all(ctx: &RunContext) -> Result<Vec<(String, ReportInput)>, String> 
                         .unwrap_or_default()
                         .to_string();
                     let p = path.join(&entry);
-                    if let Some(data) = read_json(&p) {
-                        if let Some(o) = e.as_object_mut() {
-                            o.insert("data".into(), data);
-                        }
+                    if let Some(data) = read_json(&p)
+                        && let Some(o) = e.as_object_mut()
+                    {
+                        o.insert("data".into(), data);
                     }
                     results.push(e);
                 }

@@ -61,10 +61,11 @@ pub fn interpolate(s: &str, scope: &Scope) -> Result<Value, InterpError> {
         return Ok(Value::String(s.to_string()));
     }
     // Whole-string reference keeps the type.
-    if let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        if !inner.contains('}') && !inner.contains("${") {
-            return lookup(inner.trim(), scope).map(|v| v.value);
-        }
+    if let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+        && !inner.contains('}')
+        && !inner.contains("${")
+    {
+        return lookup(inner.trim(), scope).map(|v| v.value);
     }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;

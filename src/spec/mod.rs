@@ -170,10 +170,10 @@ fn load_file(
         }
         (None, false) => {}
     }
-    if let Some((_, v)) = get("description") {
-        if is_root {
-            p.description = Some(string(&src, v, "description")?.to_string());
-        }
+    if let Some((_, v)) = get("description")
+        && is_root
+    {
+        p.description = Some(string(&src, v, "description")?.to_string());
     }
     if let Some((_, v)) = get("params") {
         for (k, val) in map(&src, v, "params")? {

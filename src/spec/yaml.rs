@@ -323,25 +323,26 @@ fn resolve_plain(text: String) -> Kind {
         _ => {}
     }
     let body = text.strip_prefix(['-', '+']).unwrap_or(&text);
-    if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = text.parse::<i64>() {
-            return Kind::Int(i);
-        }
+    if !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return Kind::Int(i);
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Kind::Int(i);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Kind::Int(i);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Kind::Int(i);
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Kind::Int(i);
     }
-    if is_float_literal(body) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Kind::Float(f, text);
-        }
+    if is_float_literal(body)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Kind::Float(f, text);
     }
     Kind::Str(text)
 }

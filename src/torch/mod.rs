@@ -10,7 +10,7 @@
 //! `metrics.jsonl`, `result.json` and the model directory back.
 //!
 //! - [`windows`]: the window file and the plan, from repro's own packing.
-//! - [`env`]: finding (or creating) the Python environment, its versions.
+//! - [`mod@env`]: finding (or creating) the Python environment, its versions.
 //! - [`launch`]: the launch script (`torchrun` on one node, `srun` +
 //!   `torchrun` rendezvous on several).
 //! - [`run`]: running the launch script, following its progress, reading

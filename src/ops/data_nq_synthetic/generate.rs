@@ -73,12 +73,11 @@ pub fn parse_pairs(text: &str) -> Vec<(String, String)> {
                 }
                 _ => pending = Some(q.trim().to_string()).filter(|q| !q.is_empty()),
             }
-        } else if let Some(a) = after_label(l, &["answer", "a"]) {
-            if let Some(q) = pending.take()
-                && !a.is_empty()
-            {
-                out.push((q, a.to_string()));
-            }
+        } else if let Some(a) = after_label(l, &["answer", "a"])
+            && let Some(q) = pending.take()
+            && !a.is_empty()
+        {
+            out.push((q, a.to_string()));
         }
     }
     out

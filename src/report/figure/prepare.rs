@@ -394,11 +394,11 @@ fn check_bounds(axis: &Axis, name: &str, err: &PanelErrors) -> Result<(), Figure
             return Err(err.field(&format!("{name}.{bound}"), msg));
         }
     }
-    if let (Some(lo), Some(hi)) = (axis.min, axis.max) {
-        if lo >= hi {
-            let msg = format!("min ({lo}) must be less than max ({hi})");
-            return Err(err.field(&format!("{name}.min"), msg));
-        }
+    if let (Some(lo), Some(hi)) = (axis.min, axis.max)
+        && lo >= hi
+    {
+        let msg = format!("min ({lo}) must be less than max ({hi})");
+        return Err(err.field(&format!("{name}.min"), msg));
     }
     Ok(())
 }

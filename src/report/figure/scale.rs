@@ -62,10 +62,8 @@ pub(super) fn extend_from(bound: f64, up: bool, log: bool) -> f64 {
 /// Automatic ticks: "nice" steps (1, 2, 2.5, 5 times a power of ten) on a
 /// linear axis, decades (or 1-2-5 within a decade) on a log axis.
 pub(super) fn auto_ticks(lo: f64, hi: f64, log: bool, target: usize) -> (Vec<f64>, Vec<String>) {
-    if log {
-        if let Some(t) = log_ticks(lo, hi, target) {
-            return t;
-        }
+    if log && let Some(t) = log_ticks(lo, hi, target) {
+        return t;
     }
     linear_ticks(lo, hi, target)
 }

@@ -251,10 +251,10 @@ impl Executor for Slurm {
     }
 
     fn execute(&self, job: &ExecJob) -> Result<Ran, NodeError> {
-        if job.resumed {
-            if let Some(st) = Status::read(job.work, &job.task.key).filter(|s| s.ok) {
-                return Ok(ran(st, None));
-            }
+        if job.resumed
+            && let Some(st) = Status::read(job.work, &job.task.key).filter(|s| s.ok)
+        {
+            return Ok(ran(st, None));
         }
         let fail = |message: String, stderr: String| NodeError::Failed {
             message,
