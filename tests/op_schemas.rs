@@ -28,8 +28,12 @@ fn schema_lines(op: &dyn Op) -> Vec<String> {
                 None => "absent".to_string(),
             };
             let key = if p.semantic { "key" } else { "not-key" };
+            let gpu = p
+                .gpu_default
+                .map(|g| format!(" gpu:{g}"))
+                .unwrap_or_default();
             format!(
-                "{} {} {} {:?} {default} {key}",
+                "{} {} {} {:?} {default} {key}{gpu}",
                 op.name(),
                 op.version(),
                 p.name,

@@ -92,21 +92,5 @@ pub fn describe_devices(ids: &[String]) -> String {
 /// greedy decode or a trained checkpoint) can differ in rounding between
 /// an AVX-512 and an AVX2 machine: that is why a record names it.
 pub fn describe_cpu() -> String {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let isa = if std::arch::is_x86_feature_detected!("avx512f") {
-            "avx512f"
-        } else if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            "avx2"
-        } else {
-            "sse2"
-        };
-        format!("cpu ({isa})")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        "cpu".to_string()
-    }
+    crate::model::cpu::describe()
 }

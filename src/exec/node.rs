@@ -142,7 +142,10 @@ pub fn run_node(
             git_rev: git_rev(&dag.root),
             host: ran.host.unwrap_or_else(hostname),
             executor: exec.name().to_string(),
-            device: ran.device.unwrap_or_else(|| job.device.clone()),
+            device: result
+                .device
+                .or(ran.device)
+                .unwrap_or_else(|| job.device.clone()),
             started,
             duration_s: (duration * 1000.0).round() / 1000.0,
             peak_rss_kib: result.peak_rss_kib,

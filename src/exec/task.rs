@@ -134,6 +134,7 @@ impl Status {
             metrics: self.metrics,
             peak_rss_kib: self.peak_rss_kib,
             environment: self.environment,
+            device: None,
         })
     }
 }
@@ -235,6 +236,9 @@ pub fn exec_node(work: &Path) -> i32 {
             st.metrics = r.metrics;
             st.peak_rss_kib = r.peak_rss_kib;
             st.environment = r.environment;
+            if r.device.is_some() {
+                st.device = r.device;
+            }
         }
         Err(OpError::Cancelled) => st.cancelled = true,
         Err(OpError::Failed { message, stderr }) => {

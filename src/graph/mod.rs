@@ -473,7 +473,8 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         .zip(resolved)
         .zip(ops_of)
         .zip(outputs_of);
-    for (((inst, (inputs, resources, tolerance)), op), outputs) in parts {
+    for (((mut inst, (inputs, resources, tolerance)), op), outputs) in parts {
+        crate::op::schema::with_device_defaults(op.params(), &mut inst.params, resources.gpus);
         let key_params = crate::op::schema::semantic(op.params(), &inst.params);
         nodes.push(DagNode {
             key_template: KeyTemplate::new(op.name(), op.version(), &key_params),

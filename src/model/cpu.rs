@@ -34,3 +34,27 @@ pub fn device() -> candle_core::Device {
     }
     candle_core::Device::Cpu
 }
+
+/// Names this machine's CPU by the widest vector instruction set it has:
+/// `cpu (avx512f)`, `cpu (avx2)`, `cpu (sse2)`, or `cpu` off x86-64 (the
+/// matrix kernels are chosen by it, so float rounding can differ between
+/// two such machines).
+pub fn describe() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let isa = if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512f"
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            "avx2"
+        } else {
+            "sse2"
+        };
+        format!("cpu ({isa})")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "cpu".to_string()
+    }
+}

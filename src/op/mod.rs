@@ -86,6 +86,9 @@ pub struct RunResult {
     pub metrics: Map<String, Value>,
     /// Peak resident memory of the op's process tree, KiB, when known.
     pub peak_rss_kib: Option<u64>,
+    /// The device the op actually computed on (`cpu (avx2)`, `cuda:0`), for
+    /// the record's `provenance.device`; `None`: what the executor granted.
+    pub device: Option<String>,
     /// What the op knows about where it ran beyond what the executor
     /// records (e.g. the torch engine's Python, torch, transformers and CUDA
     /// versions): the record's `provenance.environment`, never the key.

@@ -104,6 +104,11 @@ pub struct ParamSpec {
     pub semantic: bool,
     /// One line for `repro ops`.
     pub doc: &'static str,
+    /// The value a node granted GPUs gets when it omits the param, in place
+    /// of [`ParamSpec::default`] (e.g. `dtype`: `f32` on the CPU, `bf16` on
+    /// GPUs). The pipeline compiler writes it into such a node's params
+    /// ([`with_device_defaults`]), so it enters the key like a written value.
+    pub gpu_default: Option<&'static str>,
 }
 
 impl ParamSpec {
@@ -119,6 +124,7 @@ impl ParamSpec {
             default,
             semantic: true,
             doc,
+            gpu_default: None,
         }
     }
     /// A param that must be given.
@@ -158,6 +164,13 @@ impl ParamSpec {
     pub const fn not_semantic(self) -> Self {
         ParamSpec {
             semantic: false,
+            ..self
+        }
+    }
+    /// The same param with `value` as its default on a node granted GPUs.
+    pub const fn on_gpu(self, value: &'static str) -> Self {
+        ParamSpec {
+            gpu_default: Some(value),
             ..self
         }
     }
@@ -258,4 +271,20 @@ pub fn with_defaults(specs: &[ParamSpec], params: &Map<String, Value>) -> Map<St
         }
     }
     full
+}
+
+/// Writes into the params of a node granted `gpus` GPUs every omitted
+/// param's GPU default ([`ParamSpec::gpu_default`]); a CPU node's params are
+/// left alone. Run when the pipeline compiles, before the key is computed.
+pub fn with_device_defaults(specs: &[ParamSpec], params: &mut Map<String, Value>, gpus: usize) {
+    if gpus == 0 {
+        return;
+    }
+    for s in specs {
+        if let Some(v) = s.gpu_default
+            && !params.contains_key(s.name)
+        {
+            params.insert(s.name.to_string(), Value::String(v.to_string()));
+        }
+    }
 }

@@ -51,11 +51,13 @@ const PARAMS: &[ParamSpec] = &[
         "first N test questions per subject (default 0 = all)",
     ),
     ParamSpec::int("batch_size", 4, "prompts per forward pass"),
+    lm_common::DEVICE,
 ];
 
 impl Op for EvalMmluOp {
     crate::op_identity! { "eval.mmlu", 1, PARAMS, "MMLU k-shot accuracy by answer-letter logits (inputs `model`, `data` directory); outputs `predictions` and `metrics` (per-subject, macro and micro accuracy)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        param::check_choice(params, "device", &["auto", "cpu"])?;
         if let Some(Value::Array(a)) = params.get("subjects")
             && a.iter().any(|s| !s.is_string())
         {
@@ -115,8 +117,9 @@ impl Op for EvalMmluOp {
                 work.push((s.clone(), i, item, dev[..shots].to_vec()));
             }
         }
+        let placed = lm_common::place(ctx)?;
         let (rows, truncated) = lm_common::on_threads(ctx, || {
-            let device = crate::model::cpu::device();
+            let device = placed.device.clone();
             let loaded =
                 crate::model::load::load(&model_path, false, &device).map_err(model_err)?;
             let tok = &loaded.tokenizer;
@@ -224,6 +227,8 @@ impl Op for EvalMmluOp {
         metrics.insert("shots".into(), json!(shots));
         metrics.insert("truncated_shots".into(), json!(truncated));
         write_jsonl(&ctx.work_dir.join("out/predictions.jsonl"), &lines)?;
-        crate::op::io::finish_with_metrics(ctx, metrics)
+        let mut result = crate::op::io::finish_with_metrics(ctx, metrics)?;
+        result.device = Some(placed.described);
+        Ok(result)
     }
 }

@@ -66,11 +66,13 @@ const PARAMS: &[ParamSpec] = &[
         8,
         "prompts decoded together (default 8; padding can change float rounding)",
     ),
+    lm_common::DEVICE,
 ];
 
 impl Op for EvalNqOp {
     crate::op_identity! { "eval.nq", 1, PARAMS, "NQ-open exact match, few-shot (inputs `model`, `questions`, `pool`); outputs `predictions` (predictions.jsonl) and `metrics` (metrics.json: em with bootstrap CI)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        param::check_choice(params, "device", &["auto", "cpu"])?;
         if let Some(f) = params.get("format")
             && !matches!(f.as_str(), Some("plain" | "chat"))
         {
@@ -110,8 +112,9 @@ impl Op for EvalNqOp {
             batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: 0,
         };
+        let placed = lm_common::place(ctx)?;
         let (rows, correct, truncated) = lm_common::on_threads(ctx, || {
-            let device = crate::model::cpu::device();
+            let device = placed.device.clone();
             let loaded =
                 crate::model::load::load(&model_path, false, &device).map_err(model_err)?;
             let tok = &loaded.tokenizer;
@@ -207,7 +210,9 @@ impl Op for EvalNqOp {
         metrics.insert("shots".into(), json!(shots));
         metrics.insert("truncated_shots".into(), json!(truncated));
         write_jsonl(&ctx.work_dir.join("out/predictions.jsonl"), &rows)?;
-        crate::op::io::finish_with_metrics(ctx, metrics)
+        let mut result = crate::op::io::finish_with_metrics(ctx, metrics)?;
+        result.device = Some(placed.described);
+        Ok(result)
     }
 }
 

@@ -30,6 +30,7 @@ pub const TRAIN_PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::num("clip", 1.0, "global gradient-norm clip, 0 = off"),
     ParamSpec::int("seed", 0, "seed of initialisation and data order"),
+    DEVICE,
 ];
 
 /// An integer param, or its default.
@@ -39,6 +40,7 @@ pub fn int(params: &Map<String, Value>, k: &str, default: u64) -> u64 {
 
 /// Checks the ranges of [`TRAIN_PARAMS`]; `Err((param, message))`.
 pub fn check_train(params: &Map<String, Value>) -> Result<(), (String, String)> {
+    param::check_choice(params, "device", &["auto", "cpu"])?;
     let positive = ["seq_len", "batch_size", "epochs", "lr"];
     for k in positive {
         if let Some(v) = params.get(k).and_then(Value::as_f64)
@@ -319,4 +321,84 @@ pub fn examples(
         examples.push(Example { ids, learn });
     }
     Ok((examples, used_tokens))
+}
+
+/// The `device` param of every op that runs a model.
+pub const DEVICE: ParamSpec = ParamSpec::str(
+    "device",
+    "auto",
+    "`auto`: the GPU the node is granted (`resources: {gpus: 1}`), else the CPU; `cpu`: the CPU even when the node is granted GPUs (default auto; not in the key)",
+)
+.not_semantic();
+
+/// Where a model op computes, and how its record names that.
+pub struct Placement {
+    /// The candle device.
+    pub device: candle_core::Device,
+    /// For the record's `provenance.device` (`cpu (avx2)`, `cuda:1`).
+    pub described: String,
+}
+
+/// The device of a model op: the CPU unless the node was granted GPUs and
+/// its `device` param is `auto`; a granted GPU on a binary built without
+/// CUDA is an error that says how to go on, never a silent CPU run.
+pub fn place(ctx: &RunContext) -> Result<Placement, OpError> {
+    let granted = granted_gpus(ctx);
+    if param::str(&[DEVICE], ctx.params, "device") == "cpu" || granted.is_empty() {
+        return Ok(Placement {
+            device: candle_core::Device::Cpu,
+            described: crate::model::cpu::describe(),
+        });
+    }
+    cuda_placement(&granted)
+}
+
+/// The GPU ids the executor granted the node (`CUDA_VISIBLE_DEVICES`).
+fn granted_gpus(ctx: &RunContext) -> Vec<String> {
+    ctx.env
+        .iter()
+        .find(|(k, _)| k == "CUDA_VISIBLE_DEVICES")
+        .map(|(_, v)| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Opens the first granted GPU. The CUDA ordinal is its position in this
+/// process's own `CUDA_VISIBLE_DEVICES` when that is set (a Slurm job sees
+/// only its GPUs), else the id itself (the local executor runs ops in
+/// process, which sees every GPU).
+#[cfg(feature = "cuda")]
+fn cuda_placement(granted: &[String]) -> Result<Placement, OpError> {
+    let id = &granted[0];
+    let ordinal = match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(visible) => visible.split(',').position(|v| v.trim() == id).unwrap_or(0),
+        Err(_) => id
+            .parse()
+            .map_err(|_| OpError::msg(format!("granted GPU `{id}` is not a CUDA ordinal")))?,
+    };
+    let device = candle_core::Device::new_cuda(ordinal).map_err(|e| {
+        OpError::msg(format!(
+            "granted GPU {id}: cannot open CUDA device {ordinal}: {e}"
+        ))
+    })?;
+    Ok(Placement {
+        device,
+        described: format!("cuda:{id}"),
+    })
+}
+
+/// Without CUDA compiled in, a granted GPU cannot be used.
+#[cfg(not(feature = "cuda"))]
+fn cuda_placement(granted: &[String]) -> Result<Placement, OpError> {
+    Err(OpError::msg(format!(
+        "the node is granted GPU {} but this repro binary was built without CUDA; \
+         rebuild with `cargo build --release --features cuda`, or set `device: cpu` \
+         in the node's params to run it on the CPU",
+        granted.join(",")
+    )))
 }

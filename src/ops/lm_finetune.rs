@@ -63,8 +63,9 @@ impl Op for LmFinetuneOp {
         if torch_engine::selected(ctx.params) {
             return torch_engine::run(ctx, &base, &records, budget, &tcfg);
         }
+        let placed = lm_common::place(ctx)?;
         let metrics = lm_common::on_threads(ctx, || {
-            let device = crate::model::cpu::device();
+            let device = placed.device.clone();
             let loaded = crate::model::load::load(&base, true, &device).map_err(model_err)?;
             let (examples, used_tokens) = lm_common::examples(&loaded.tokenizer, &records, budget)?;
             let mut extra = Map::new();
@@ -74,6 +75,7 @@ impl Op for LmFinetuneOp {
             lm_common::train_and_save(ctx, loaded, &examples, &tcfg, extra)
         })?;
         Ok(RunResult {
+            device: Some(placed.described),
             metrics,
             ..Default::default()
         })

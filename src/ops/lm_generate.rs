@@ -41,11 +41,13 @@ const PARAMS: &[ParamSpec] = &[
         32,
         "prompts decoded together (default 32; padding can change float rounding, so it is in the key)",
     ),
+    lm_common::DEVICE,
 ];
 
 impl Op for LmGenerateOp {
     crate::op_identity! { "lm.generate", 1, PARAMS, "Generates answers (inputs `model` directory, `prompts` JSON lines with `id` and `messages` or `text`); output `out` predictions.jsonl {id, prediction, tokens, finish}." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
+        param::check_choice(params, "device", &["auto", "cpu"])?;
         if let Some(Value::Array(stops)) = params.get("stop")
             && stops
                 .iter()
@@ -94,8 +96,9 @@ impl Op for LmGenerateOp {
             batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: param::int(PARAMS, ctx.params, "seed"),
         };
+        let placed = lm_common::place(ctx)?;
         let (lines, metrics) = lm_common::on_threads(ctx, || {
-            let device = crate::model::cpu::device();
+            let device = placed.device.clone();
             let loaded = crate::model::load::load(&dir, false, &device).map_err(model_err)?;
             let tok = &loaded.tokenizer;
             let mut ids = Vec::with_capacity(records.len());
@@ -186,6 +189,7 @@ impl Op for LmGenerateOp {
         }
         std::fs::write(ctx.work_dir.join("out").join("predictions.jsonl"), text)?;
         Ok(RunResult {
+            device: Some(placed.described),
             metrics,
             ..Default::default()
         })

@@ -103,6 +103,7 @@ impl Op for LmPretrainOp {
         let tokenizer = TextTokenizer::load_dir(input(ctx, "tokenizer")?).map_err(model_err)?;
         let cfg = model_config(ctx.params, tokenizer.vocab_size()).map_err(OpError::msg)?;
         let tcfg = lm_common::train_config(ctx.params);
+        let placed = lm_common::place(ctx)?;
         let metrics = lm_common::on_threads(ctx, || {
             let mut examples = Vec::new();
             for doc in &corpus {
@@ -111,7 +112,7 @@ impl Op for LmPretrainOp {
                 let learn = vec![true; ids.len()];
                 examples.push(Example { ids, learn });
             }
-            let device = crate::model::cpu::device();
+            let device = placed.device.clone();
             let (model, vars): (Box<dyn CausalLm>, _) = match &cfg {
                 PretrainModel::Llama(c) => {
                     let (m, v) = init(c, tcfg.seed, &device, DType::F32).map_err(model_err)?;
@@ -138,6 +139,7 @@ impl Op for LmPretrainOp {
             )
         })?;
         Ok(RunResult {
+            device: Some(placed.described),
             metrics,
             ..Default::default()
         })

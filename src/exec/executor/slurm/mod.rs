@@ -355,6 +355,7 @@ fn ran(st: Status, job_id: Option<String>) -> Ran {
             metrics: st.metrics,
             peak_rss_kib: st.peak_rss_kib,
             environment: st.environment,
+            device: None,
         },
     }
 }
