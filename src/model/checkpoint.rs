@@ -88,13 +88,24 @@ pub struct Loaded {
 }
 
 /// Loads a model (a Hugging Face directory of any supported architecture,
-/// see [`super::load`]); `trainable` wraps the weights in variables.
+/// see [`super::load`]) in f32; `trainable` wraps the weights in variables.
 pub fn load(dir: &Path, trainable: bool, device: &Device) -> Result<Loaded, CheckpointError> {
     super::load::load(dir, trainable, device)
 }
 
+/// [`load`] with the weights in `dtype` (f32, bf16 or f16).
+pub fn load_as(
+    dir: &Path,
+    trainable: bool,
+    device: &Device,
+    dtype: DType,
+) -> Result<Loaded, CheckpointError> {
+    super::load::load_as(dir, trainable, device, dtype)
+}
+
 /// Builds a LLaMA from a validated config, the directory's tensors and a
-/// tokenizer; checkpoint tensors the model does not use are an error.
+/// tokenizer, with the weights cast to `dtype`; checkpoint tensors the
+/// model does not use are an error.
 pub fn load_llama(
     dir: &Path,
     cfg: &LlamaConfig,
@@ -102,9 +113,10 @@ pub fn load_llama(
     tokenizer: TextTokenizer,
     trainable: bool,
     device: &Device,
+    dtype: DType,
 ) -> Result<Loaded, CheckpointError> {
     let cfg = cfg.clone();
-    let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
+    let mut store = ParamStore::loaded(tensors, trainable, device, dtype);
     let model = Llama::new(&cfg, &mut store, device)
         .map_err(|e| CheckpointError::Model(format!("{}: {e}", dir.display())))?;
     finish_load(

@@ -138,6 +138,7 @@ impl Op for EvalNqOp {
             temperature: 0.0,
             batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: 0,
+            ..Default::default()
         };
         let (rows, correct, truncated) = lm_common::on_threads(ctx, || {
             let device = crate::model::cpu::device();

@@ -112,6 +112,7 @@ impl Op for LmGenerateOp {
                 .unwrap_or(0.0),
             batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: param::int(PARAMS, ctx.params, "seed"),
+            ..Default::default()
         };
         let (lines, metrics) = lm_common::on_threads(ctx, || {
             let device = crate::model::cpu::device();
