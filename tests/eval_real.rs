@@ -125,6 +125,7 @@ fn nq_predictions_equal_direct_greedy_decoding_and_em_follows_from_them() {
         temperature: 0.0,
         batch_size: 1,
         seed: 0,
+        ..Default::default()
     };
     for (i, q) in qs.iter().enumerate() {
         let shots = nq::shots_for(&pool_qs, q, i, 2, 0);

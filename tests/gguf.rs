@@ -570,6 +570,7 @@ fn greedy(
         temperature: 0.0,
         batch_size: 1,
         seed: 0,
+        ..Default::default()
     };
     let t = std::time::Instant::now();
     let out =

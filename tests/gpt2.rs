@@ -115,6 +115,7 @@ fn reference_logits_match_transformers() {
         temperature: 0.0,
         batch_size: 1,
         seed: 0,
+        ..Default::default()
     };
     let got = generate(model, &[prompt], &[], &cfg, |_| false).unwrap();
     assert_eq!(got[0].ids, expect);
@@ -246,6 +247,7 @@ fn batched_left_padded_generation_equals_one_by_one() {
         temperature: 0.0,
         batch_size: b,
         seed: 0,
+        ..Default::default()
     };
     let batched = generate(&model, &prompts, &[29], &gcfg(3), |_| false).unwrap();
     let single = generate(&model, &prompts, &[29], &gcfg(1), |_| false).unwrap();

@@ -186,6 +186,7 @@ fn batched_left_padded_generation_equals_one_by_one() {
         temperature: 0.0,
         batch_size: b,
         seed: 0,
+        ..Default::default()
     };
     let batched = generate(&model, &prompts, &[18], &gcfg(3), |_| false).unwrap();
     let single = generate(&model, &prompts, &[18], &gcfg(1), |_| false).unwrap();

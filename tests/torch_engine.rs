@@ -405,6 +405,7 @@ fn round_trip_export_loads_in_repro_and_generates_like_transformers() {
         temperature: 0.0,
         batch_size: 1,
         seed: 0,
+        ..Default::default()
     };
     let ours: Vec<Vec<u32>> = generate(loaded.model.as_ref(), &prompts, &stops, &cfg, |_| false)
         .unwrap()

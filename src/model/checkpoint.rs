@@ -68,7 +68,8 @@ pub struct Loaded {
 }
 
 /// Builds a LLaMA from a validated config, the directory's tensors and a
-/// tokenizer; checkpoint tensors the model does not use are an error.
+/// tokenizer, with the weights cast to `dtype`; checkpoint tensors the
+/// model does not use are an error.
 pub fn load_llama(
     dir: &Path,
     cfg: &LlamaConfig,
@@ -76,9 +77,10 @@ pub fn load_llama(
     tokenizer: TextTokenizer,
     trainable: bool,
     device: &Device,
+    dtype: DType,
 ) -> Result<Loaded, CheckpointError> {
     let cfg = cfg.clone();
-    let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
+    let mut store = ParamStore::loaded(tensors, trainable, device, dtype);
     let model = Llama::new(&cfg, &mut store, device)
         .map_err(|e| CheckpointError::Model(format!("{}: {e}", dir.display())))?;
     finish_load(

@@ -28,9 +28,9 @@
 
 use super::kernels;
 use super::llama::{MASKED, causal_mask};
-use super::lm::{CausalLm, KvCache, extend_slot, linear};
+use super::lm::{CausalLm, KvCache, LayerKv, extend_slot, linear, matmul};
 use super::params::{Init, ParamStore};
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{ops, rotary_emb};
 use serde::{Deserialize, Serialize};
 
@@ -237,7 +237,7 @@ impl Gemma3 {
     }
 
     fn fused(&self, fast: bool) -> bool {
-        !fast && self.device.is_cpu()
+        !fast && self.device.is_cpu() && !super::lm::is_half(self.embed.dtype())
     }
 
     /// RMSNorm scaled by `1 + w`.
@@ -260,7 +260,7 @@ impl Gemma3 {
         x: &Tensor,
         past: usize,
         mask: &Tensor,
-        slot: Option<&mut Option<(Tensor, Tensor)>>,
+        slot: Option<&mut LayerKv>,
         fast: bool,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -306,13 +306,9 @@ impl Gemma3 {
         };
         let (k, v) = (rep(k)?, rep(v)?);
         let scale = 1.0 / self.cfg.query_pre_attn_scalar.sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let att = if fast {
-            ops::softmax_last_dim(&att)?
-        } else {
-            ops::softmax(&att, D::Minus1)?
-        };
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h * hd))?;
+        let scores = matmul(&q, &k.t()?)?;
+        let att = super::lm::attention_probs(&scores, scale, Some(mask), fast)?;
+        let y = matmul(&att, &v)?.transpose(1, 2)?.reshape((b, t, h * hd))?;
         linear(&y, &blk.o)
     }
 }
@@ -338,12 +334,13 @@ impl CausalLm for Gemma3 {
                 self.cfg.max_position_embeddings
             );
         }
-        let dt = self.embed.dtype();
+        // Masks stay f32 (finite in every dtype); attention_probs applies
+        // them in f32 to half-precision scores.
         let global = match mask {
-            Some(m) => m.to_dtype(dt)?,
-            None => causal_mask(t, past, &self.device)?.to_dtype(dt)?,
+            Some(m) => m.to_dtype(DType::F32)?,
+            None => causal_mask(t, past, &self.device)?,
         };
-        let window = window_mask(t, past, self.cfg.sliding_window, &self.device)?.to_dtype(dt)?;
+        let window = window_mask(t, past, self.cfg.sliding_window, &self.device)?;
         let local = global.broadcast_add(&window)?;
         let d = self.cfg.hidden_size;
         let mut x = (self
@@ -380,7 +377,7 @@ impl CausalLm for Gemma3 {
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear(hidden, &self.head)
+        super::lm::widen(&linear(hidden, &self.head)?)
     }
 
     fn vocab_size(&self) -> usize {

@@ -276,7 +276,7 @@ pub fn text_name(name: &str) -> Option<String> {
 }
 
 /// Builds a Gemma 3 from a config, the directory's tensors and a
-/// tokenizer. Weights the model does not use are an error (a tied
+/// tokenizer, with the weights cast to `dtype`. Weights the model does not use are an error (a tied
 /// `lm_head.weight` aside).
 pub fn load(
     dir: &Path,
@@ -285,12 +285,13 @@ pub fn load(
     tokenizer: TextTokenizer,
     trainable: bool,
     device: &Device,
+    dtype: DType,
 ) -> Result<Loaded, CheckpointError> {
     let tensors: HashMap<String, Tensor> = tensors
         .into_iter()
         .filter_map(|(n, t)| text_name(&n).map(|n| (n, t)))
         .collect();
-    let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
+    let mut store = ParamStore::loaded(tensors, trainable, device, dtype);
     let model = Gemma3::new(cfg, &mut store, device)
         .map_err(|e| CheckpointError::Model(format!("{}: {e}", dir.display())))?;
     super::checkpoint::finish_load(

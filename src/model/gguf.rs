@@ -19,7 +19,7 @@
 use super::checkpoint::{CheckpointError, Loaded};
 use super::config::LlamaConfig;
 use super::tokenizer::TextTokenizer;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -77,13 +77,25 @@ pub fn read_llama(path: &Path, device: &Device) -> Result<GgufLlama, GgufError> 
 }
 
 /// Loads a GGUF model of any [`SUPPORTED_ARCHS`] architecture as a
-/// [`Loaded`] model (f32; `trainable` wraps the weights in variables).
+/// [`Loaded`] model in f32 (`trainable` wraps the weights in variables).
 pub fn load(path: &Path, trainable: bool, device: &Device) -> Result<Loaded, CheckpointError> {
+    load_as(path, trainable, device, DType::F32)
+}
+
+/// [`load`] with the weights in `dtype` (f32, bf16 or f16): every tensor
+/// is dequantized to f32 and then cast.
+pub fn load_as(
+    path: &Path,
+    trainable: bool,
+    device: &Device,
+    dtype: DType,
+) -> Result<Loaded, CheckpointError> {
+    super::precision::check(dtype)?;
     let g = Gguf::open(path)?;
     let arch = g.arch()?.to_string();
     drop(g);
     match arch.as_str() {
-        "gemma3" => super::gguf_gemma3::load_gguf(path, trainable, device),
+        "gemma3" => super::gguf_gemma3::load_gguf(path, trainable, device, dtype),
         _ => {
             let m = read_llama(path, device)?;
             super::checkpoint::load_llama(
@@ -93,6 +105,7 @@ pub fn load(path: &Path, trainable: bool, device: &Device) -> Result<Loaded, Che
                 m.tokenizer,
                 trainable,
                 device,
+                dtype,
             )
         }
     }

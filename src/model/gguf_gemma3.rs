@@ -107,10 +107,15 @@ pub fn gguf_hf_name(name: &str) -> Option<(String, bool)> {
     Some((format!("model.layers.{layer}.{hf}.weight"), norm))
 }
 
-/// Loads a `gemma3` GGUF file (f32; `trainable` wraps the weights in
-/// variables): HF names, norms shifted back to HF's `w`, tokenizer and
-/// (Gemma turn) chat template from the metadata.
-pub fn load_gguf(path: &Path, trainable: bool, device: &Device) -> Result<Loaded, CheckpointError> {
+/// Loads a `gemma3` GGUF file (weights in `dtype`; `trainable` wraps them
+/// in variables): HF names, norms shifted back to HF's `w` (in f32, before
+/// the cast), tokenizer and (Gemma turn) chat template from the metadata.
+pub fn load_gguf(
+    path: &Path,
+    trainable: bool,
+    device: &Device,
+    dtype: DType,
+) -> Result<Loaded, CheckpointError> {
     let mut g = Gguf::open(path)?;
     let cfg = gguf_config(&g)?;
     let tokenizer = super::gguf_tokenizer::from_gguf(&g)?;
@@ -128,7 +133,7 @@ pub fn load_gguf(path: &Path, trainable: bool, device: &Device) -> Result<Loaded
         }
         tensors.insert(hf, t);
     }
-    let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
+    let mut store = ParamStore::loaded(tensors, trainable, device, dtype);
     let model = Gemma3::new(&cfg, &mut store, device)
         .map_err(|e| CheckpointError::Model(format!("{}: {e}", path.display())))?;
     let unused = store.unused();

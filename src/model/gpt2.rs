@@ -14,7 +14,7 @@
 use super::checkpoint::{CheckpointError, Loaded};
 pub use super::config::Gpt2Config;
 use super::llama::causal_mask;
-use super::lm::{CausalLm, KvCache, extend_slot, linear};
+use super::lm::{CausalLm, KvCache, LayerKv, extend_slot, linear, matmul};
 use super::params::{Init, ParamStore};
 use super::tokenizer::TextTokenizer;
 use candle_core::{D, DType, Device, Result, Tensor};
@@ -47,10 +47,7 @@ fn conv1d(x: &Tensor, (w, b): &(Tensor, Tensor)) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let n = dims.len();
     let rows: usize = dims[..n - 1].iter().product();
-    let y = x
-        .reshape((rows, dims[n - 1]))?
-        .matmul(w)?
-        .broadcast_add(b)?;
+    let y = matmul(&x.reshape((rows, dims[n - 1]))?, w)?.broadcast_add(b)?;
     let mut out = dims;
     out[n - 1] = w.dim(1)?;
     y.reshape(out)
@@ -137,7 +134,7 @@ impl Gpt2 {
 
     /// Whether the training path uses the fused CPU causal softmax.
     fn fused(&self, fast: bool) -> bool {
-        !fast && self.device.is_cpu()
+        !fast && self.device.is_cpu() && !super::lm::is_half(self.wte.dtype())
     }
 
     fn norm(&self, x: &Tensor, (w, b): &(Tensor, Tensor), fast: bool) -> Result<Tensor> {
@@ -182,7 +179,7 @@ impl Gpt2 {
             Some(m) => Some(m),
             None if self.fused(fast) => None,
             None => {
-                owned_mask = causal_mask(t, past, &self.device)?.to_dtype(self.dtype())?;
+                owned_mask = causal_mask(t, past, &self.device)?;
                 Some(&owned_mask)
             }
         };
@@ -228,7 +225,7 @@ impl Gpt2 {
         blk: &Block,
         x: &Tensor,
         mask: Option<&Tensor>,
-        slot: Option<&mut Option<(Tensor, Tensor)>>,
+        slot: Option<&mut LayerKv>,
         fast: bool,
     ) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
@@ -248,9 +245,9 @@ impl Gpt2 {
         } else {
             1.0
         };
-        let scores = q.matmul(&k.t()?)?;
+        let scores = matmul(&q, &k.t()?)?;
         let att = super::lm::attention_probs(&scores, scale, mask, fast)?;
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let y = matmul(&att, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
         conv1d(&y, &blk.attn_proj)
     }
 }
@@ -279,7 +276,7 @@ impl CausalLm for Gpt2 {
         self.run(ids, cache, mask, Some(pads), fast)
     }
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear(hidden, &self.head)
+        super::lm::widen(&linear(hidden, &self.head)?)
     }
     fn vocab_size(&self) -> usize {
         self.cfg.vocab_size
@@ -322,8 +319,9 @@ fn is_buffer(name: &str) -> bool {
 }
 
 /// Builds a GPT-2 from a checked config, the checkpoint's tensors (with or
-/// without the `transformer.` prefix) and a tokenizer. Tensors the model
-/// does not use are an error (except mask buffers and a tied `lm_head`).
+/// without the `transformer.` prefix) and a tokenizer, with the weights
+/// cast to `dtype`. Tensors the model does not use are an error (except
+/// mask buffers and a tied `lm_head`).
 pub fn load(
     dir: &Path,
     cfg: &Gpt2Config,
@@ -331,6 +329,7 @@ pub fn load(
     tokenizer: TextTokenizer,
     trainable: bool,
     device: &Device,
+    dtype: DType,
 ) -> std::result::Result<Loaded, CheckpointError> {
     let tensors: HashMap<String, Tensor> = tensors
         .into_iter()
@@ -343,7 +342,7 @@ pub fn load(
             }
         })
         .collect();
-    let mut store = ParamStore::loaded(tensors, trainable, device, DType::F32);
+    let mut store = ParamStore::loaded(tensors, trainable, device, dtype);
     let model = Gpt2::new(cfg, &mut store, device)
         .map_err(|e| CheckpointError::Model(format!("{}: {e}", dir.display())))?;
     super::checkpoint::finish_load(

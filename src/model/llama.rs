@@ -15,15 +15,13 @@
 use super::config::LlamaConfig;
 use super::kernels;
 pub use super::lm::KvCache;
-use super::lm::{CausalLm, extend_slot, linear};
+use super::lm::{CausalLm, LayerKv, extend_slot, linear, matmul};
 use super::params::{Init, ParamStore};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::ops;
 use candle_nn::rotary_emb;
 
-/// The additive mask value for blocked positions: finite, so a row that
-/// sees only padding stays finite instead of turning into NaN.
-pub const MASKED: f32 = -1e9;
+pub use super::lm::{MASKED, causal_mask};
 
 struct Block {
     input_norm: Tensor,
@@ -57,16 +55,6 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
     x.unsqueeze(2)?
         .broadcast_as((b, kvh, n_rep, t, hd))?
         .reshape((b, kvh * n_rep, t, hd))
-}
-
-/// An additive causal mask `(1, 1, t, past + t)`: position i of the new
-/// tokens sees every cached position and new positions up to i.
-pub fn causal_mask(t: usize, past: usize, device: &Device) -> Result<Tensor> {
-    let total = past + t;
-    let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { MASKED } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(data, (1, 1, t, total), device)
 }
 
 impl Llama {
@@ -160,7 +148,7 @@ impl Llama {
             Some(m) => Some(m),
             None if self.fused(fast) => None,
             None => {
-                owned_mask = causal_mask(t, past, &self.device)?.to_dtype(self.dtype())?;
+                owned_mask = causal_mask(t, past, &self.device)?;
                 Some(&owned_mask)
             }
         };
@@ -192,9 +180,10 @@ impl Llama {
         self.norm(&x, &self.norm, fast)
     }
 
-    /// Logits over the vocabulary for hidden states of any leading shape.
+    /// Logits over the vocabulary for hidden states of any leading shape,
+    /// in f32 for half-precision weights (see [`CausalLm::logits`]).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear(hidden, &self.head)
+        super::lm::widen(&linear(hidden, &self.head)?)
     }
 
     /// Logits `(b, t, vocab)` for every position of `ids` `(b, t)`.
@@ -247,7 +236,7 @@ impl Llama {
     /// Whether the training path uses the fused CPU kernels (with their
     /// own backward passes) instead of composite differentiable ops.
     fn fused(&self, fast: bool) -> bool {
-        !fast && self.device.is_cpu()
+        !fast && self.device.is_cpu() && !super::lm::is_half(self.embed.dtype())
     }
 
     fn norm(&self, x: &Tensor, w: &Tensor, fast: bool) -> Result<Tensor> {
@@ -269,7 +258,7 @@ impl Llama {
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
-        slot: Option<&mut Option<(Tensor, Tensor)>>,
+        slot: Option<&mut LayerKv>,
         fast: bool,
     ) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
@@ -299,9 +288,9 @@ impl Llama {
         let k = repeat_kv(k, h / kvh)?;
         let v = repeat_kv(v, h / kvh)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = q.matmul(&k.t()?)?;
+        let scores = matmul(&q, &k.t()?)?;
         let att = super::lm::attention_probs(&scores, scale, mask, fast)?;
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let y = matmul(&att, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
         linear(&y, &blk.o)
     }
 }

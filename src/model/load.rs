@@ -15,7 +15,7 @@ use super::checkpoint::{self, CheckpointError, Loaded};
 use super::config::{ConfigReader, LlamaConfig};
 use super::error::ferr;
 use super::tokenizer::{ChatConfig, TextTokenizer};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -150,11 +150,23 @@ pub fn llama_config(path: &Path, obj: &Map<String, Value>) -> Result<LlamaConfig
     Ok(cfg)
 }
 
-/// Loads a model: a Hugging Face directory (see the module doc) or a
-/// `.gguf` file. `trainable` wraps the weights in variables for training.
+/// Loads a model in f32: a Hugging Face directory (see the module doc) or
+/// a `.gguf` file. `trainable` wraps the weights in variables for training.
 pub fn load(path: &Path, trainable: bool, device: &Device) -> Result<Loaded, CheckpointError> {
+    load_as(path, trainable, device, DType::F32)
+}
+
+/// [`load`] with the weights in `dtype` (f32, bf16 or f16; see
+/// [`super::precision`]). Checkpoint tensors of any float type are cast.
+pub fn load_as(
+    path: &Path,
+    trainable: bool,
+    device: &Device,
+    dtype: DType,
+) -> Result<Loaded, CheckpointError> {
+    super::precision::check(dtype)?;
     if is_gguf(path) {
-        return load_gguf(path, trainable, device);
+        return super::gguf::load_as(path, trainable, device, dtype);
     }
     if !path.is_dir() {
         return Err(ferr(
@@ -170,19 +182,19 @@ pub fn load(path: &Path, trainable: bool, device: &Device) -> Result<Loaded, Che
             let cfg = llama_config(&cfg_path, &obj)?;
             let tokenizer = load_tokenizer(path, &obj)?;
             let tensors = checkpoint::read_tensors(path, device)?;
-            checkpoint::load_llama(path, &cfg, tensors, tokenizer, trainable, device)
+            checkpoint::load_llama(path, &cfg, tensors, tokenizer, trainable, device, dtype)
         }
         "gpt2" => {
             let cfg = super::gpt2::Gpt2Config::from_json(&cfg_path, &obj)?;
             let tokenizer = load_tokenizer(path, &obj)?;
             let tensors = checkpoint::read_tensors(path, device)?;
-            super::gpt2::load(path, &cfg, tensors, tokenizer, trainable, device)
+            super::gpt2::load(path, &cfg, tensors, tokenizer, trainable, device, dtype)
         }
         "gemma3_text" | "gemma3" => {
             let cfg = super::gemma3_hf::gemma3_config(&cfg_path, &obj)?;
             let tokenizer = load_tokenizer(path, &obj)?;
             let tensors = checkpoint::read_tensors(path, device)?;
-            super::gemma3_hf::load(path, &cfg, tensors, tokenizer, trainable, device)
+            super::gemma3_hf::load(path, &cfg, tensors, tokenizer, trainable, device, dtype)
         }
         other => Err(ConfigReader::new(&cfg_path, &obj).err(
             "model_type",
@@ -205,11 +217,6 @@ fn is_gguf(path: &Path) -> bool {
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok_and(|()| &magic == b"GGUF")
-}
-
-/// gguf: see gguf.rs. A `.gguf` file (`llama` or `gemma3`) goes to the GGUF reader.
-fn load_gguf(path: &Path, trainable: bool, device: &Device) -> Result<Loaded, CheckpointError> {
-    super::gguf::load(path, trainable, device)
 }
 
 /// A token given as a string or as an `AddedToken` object `{content, ...}`.

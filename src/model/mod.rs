@@ -9,6 +9,7 @@
 //! instead of candle's autograd.
 
 pub mod adamw;
+pub mod batching;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
@@ -27,6 +28,7 @@ pub mod lm;
 pub mod load;
 pub mod manual;
 pub mod params;
+pub mod precision;
 pub mod tokenizer;
 pub mod train;
 

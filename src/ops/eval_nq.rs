@@ -111,6 +111,7 @@ impl Op for EvalNqOp {
             temperature: 0.0,
             batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: 0,
+            ..Default::default()
         };
         let placed = lm_common::place(ctx)?;
         let (rows, correct, truncated) = lm_common::on_threads(ctx, || {

@@ -95,6 +95,7 @@ impl Op for LmGenerateOp {
                 .unwrap_or(0.0),
             batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: param::int(PARAMS, ctx.params, "seed"),
+            ..Default::default()
         };
         let placed = lm_common::place(ctx)?;
         let (lines, metrics) = lm_common::on_threads(ctx, || {
