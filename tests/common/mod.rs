@@ -1,5 +1,21 @@
-//! A temporary repro project and helpers to run the real binary in it.
+//! The shared test harness. Each test file that uses it says `mod common;`
+//! and compiles all of it (hence `allow(dead_code)`):
+//!
+//! - [`Project`]: a temporary repro project and helpers to run the real
+//!   binary in it;
+//! - [`cli::Cli`]: one run of the binary on pipeline text, its stdout,
+//!   stderr and status compared with expected text (`just`'s test style);
+//! - [`op::OpRun`]: one op run on given params and inputs, as the executor
+//!   runs it (compile-time checks, defaults filled, `in/` and `out/`);
 #![allow(dead_code)]
+
+pub mod cli;
+pub mod op;
+
+#[allow(unused_imports)]
+pub use cli::Cli;
+#[allow(unused_imports)]
+pub use op::OpRun;
 
 use assert_cmd::Command;
 use serde_json::Value;
