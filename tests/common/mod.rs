@@ -7,11 +7,14 @@
 //!   stderr and status compared with expected text (`just`'s test style);
 //! - [`op::OpRun`]: one op run on given params and inputs, as the executor
 //!   runs it (compile-time checks, defaults filled, `in/` and `out/`);
-//! - fixtures: [`api_mock`] (a mock chat API server).
+//! - fixtures: [`gguf`] (tiny llama.cpp files), [`gemma`] (tiny Gemma 3),
+//!   [`api_mock`] (a mock chat API server).
 #![allow(dead_code)]
 
 pub mod api_mock;
 pub mod cli;
+pub mod gemma;
+pub mod gguf;
 pub mod op;
 
 #[allow(unused_imports)]
