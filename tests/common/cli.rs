@@ -21,7 +21,6 @@
 //! output must not show a panic; a mismatch panics with both streams.
 
 use super::Project;
-use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -61,7 +60,7 @@ impl Cli {
             dir,
             args: Vec::new(),
             env: Vec::new(),
-            env_remove: vec!["REPRO_CACHE".into(), "REPRO_BLOBS".into()],
+            env_remove: Vec::new(),
             stdin: None,
             status: Some(0),
             stdout: None,
@@ -183,8 +182,8 @@ impl Cli {
 
     /// Runs the binary and returns what it printed, checking nothing.
     pub fn output(self) -> CliOutput {
-        let mut c = Command::cargo_bin("repro").expect("binary");
-        c.current_dir(self.root()).args(&self.args);
+        let mut c = super::repro_in(self.root());
+        c.args(&self.args);
         for k in &self.env_remove {
             c.env_remove(k);
         }

@@ -55,11 +55,7 @@ impl Project {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("repro").expect("binary");
-        c.current_dir(self.dir.path())
-            .env_remove("REPRO_CACHE")
-            .env_remove("REPRO_BLOBS");
-        c
+        repro_in(self.dir.path())
     }
 
     /// Runs repro with args; returns the output.
@@ -149,6 +145,16 @@ impl Project {
         out.sort();
         out
     }
+}
+
+/// The `repro` binary to run in `dir`, with its own cache: `REPRO_CACHE`
+/// and `REPRO_BLOBS` removed from the environment.
+pub fn repro_in(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("repro").expect("binary");
+    c.current_dir(dir)
+        .env_remove("REPRO_CACHE")
+        .env_remove("REPRO_BLOBS");
+    c
 }
 
 /// Strings in a sorted Vec.
