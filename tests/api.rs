@@ -3,10 +3,9 @@
 //! the request store, retries, fatal errors, key hygiene, half-failed runs,
 //! and the surrogate mode end to end.
 
-mod api_mock;
 mod common;
 
-use api_mock::{KEY, Mock, Reply, assert_no_key, env, fixture, jsonl, read, run};
+use common::api_mock::{KEY, Mock, Reply, assert_no_key, env, fixture, jsonl, read, run};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -517,18 +516,17 @@ fn through_the_engine_the_store_lives_in_the_cache_and_survives_a_param_change()
     p.write("pipelines/t.yaml", &yaml(6));
     let mock = echo();
     let repro = |base: Option<&str>, args: &[&str]| {
-        let mut c = p.cmd();
-        c.env_remove("OPENAI_BASE_URL")
+        p.cli()
+            .env_remove("OPENAI_BASE_URL")
             .env_remove("OPENAI_API_KEY")
             .env_remove("REPRO_API_STORE")
-            .env_remove("REPRO_API_OFFLINE");
-        c.env("REPRO_API_KEY", KEY)
-            .env("REPRO_API_BASE", base.unwrap_or(""));
-        c.args(args).output().unwrap()
+            .env_remove("REPRO_API_OFFLINE")
+            .env("REPRO_API_KEY", KEY)
+            .env("REPRO_API_BASE", base.unwrap_or(""))
+            .args(args)
     };
     let run = |base: Option<&str>| repro(base, &["run", "-p", "t"]);
-    let o = run(Some(&mock.base));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run(Some(&mock.base)).run();
     assert_eq!(mock.requests(), 6);
     assert_eq!(
         repro::api::store::Store::new(&p.path().join("cache/api")).len(),
@@ -537,26 +535,19 @@ fn through_the_engine_the_store_lives_in_the_cache_and_survives_a_param_change()
     drop(mock);
     // Re-executing the node without a server replays the store: same
     // outputs and metrics, so `verify --rerun` passes.
-    let o = repro(None, &["verify", "-p", "t", "--rerun", "teacher"]);
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    repro(None, &["verify", "-p", "t", "--rerun", "teacher"]).run();
     // A new key for the node (limit 4), no server: served from cache/api.
     p.write("pipelines/t.yaml", &yaml(4));
-    let o = run(None);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run(None).run();
     // A prompt never requested fails offline with the count.
     p.write(
         "data/prompts.jsonl",
         &(fixture("preference/prompts.jsonl") + "{\"id\": \"new\", \"prompt\": \"hello\"}\n"),
     );
     p.write("pipelines/t.yaml", &yaml(7));
-    let o = run(None);
-    let err = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
-    assert!(!o.status.success());
+    let o = run(None).any_status().output();
+    let err = o.stderr.clone() + &o.stdout;
+    assert_ne!(o.code, Some(0));
     assert!(
         err.contains("1 of 7 API requests are not in the request store"),
         "{err}"

@@ -1,7 +1,7 @@
 //! The verbs as a user sees them: status, explain, dag, cache show, ops, defaults.
 
 mod common;
-use common::Project;
+use common::{Cli, Project};
 
 const TRAIN: &str = r#"
 pipeline: t
@@ -91,16 +91,68 @@ fn explain_shows_ingredients_and_field_level_changes() {
 fn dag_prints_dot_and_mermaid() {
     let p = Project::new();
     p.write("pipelines/t.yaml", TRAIN);
-    let dot = p.ok(&["dag", "-p", "t"]);
-    assert!(dot.starts_with("digraph \"t\""), "{dot}");
-    assert!(
-        dot.contains("\"data\" -> \"train\" [label=\"data\"]"),
-        "{dot}"
-    );
-    let mm = p.ok(&["dag", "-p", "t", "--format", "mermaid"]);
-    assert!(
-        mm.starts_with("flowchart LR") && mm.contains("n1 -->|model| n2"),
-        "{mm}"
+    p.cli()
+        .args(&["dag", "-p", "t"])
+        .stdout(
+            r#"digraph "t" {
+  rankdir=LR;
+  node [shape=box];
+  "data" [label="data\nshell"];
+  "train" [label="train\nshell"];
+  "score" [label="score\nshell"];
+  "data" -> "train" [label="data"];
+  "train" -> "score" [label="model"];
+}
+"#,
+        )
+        .stderr("")
+        .run();
+    p.cli()
+        .args(&["dag", "-p", "t", "--format", "mermaid"])
+        .stdout(
+            r#"flowchart LR
+  n0["data<br/>shell"]
+  n1["train<br/>shell"]
+  n2["score<br/>shell"]
+  n0 -->|data| n1
+  n1 -->|model| n2
+"#,
+        )
+        .stderr("")
+        .run();
+}
+
+#[test]
+fn run_reports_each_node_then_a_summary_and_a_second_run_has_nothing_to_do() {
+    let p = Cli::new()
+        .pipeline("t", TRAIN)
+        .args(&["run", "-p", "t"])
+        .stdout("")
+        .stderr(
+            "  ran      data  [TIME]s
+  ran      train  [TIME]s
+  ran      score  [TIME]s
+repro: 3 ran, 0 cached, 0 failed, 0 not run (3 nodes) in [TIME]s; updated [ROOT]/pipelines/t.lock
+",
+        )
+        .run()
+        .project();
+    p.cli()
+        .args(&["run", "-p", "t"])
+        .stdout("")
+        .stderr("repro: nothing to do: all 3 nodes are cached ([TIME]s)\n")
+        .run();
+}
+
+#[test]
+fn normalize_replaces_the_root_and_durations() {
+    let root = std::path::Path::new("/tmp/.tmpAbC");
+    assert_eq!(
+        common::cli::normalize(
+            "repro: nothing to do: all 3 nodes are cached (0.01s)\n/tmp/.tmpAbC/pipelines/t.yaml took 12.5 s; v1.2 x3.0s 2.0secs 0.375\n",
+            root
+        ),
+        "repro: nothing to do: all 3 nodes are cached ([TIME]s)\n[ROOT]/pipelines/t.yaml took [TIME] s; v1.2 x3.0s 2.0secs 0.375\n"
     );
 }
 
@@ -159,14 +211,11 @@ fn bad_input_exits_2_with_location_and_failures_exit_1() {
 #[test]
 fn outside_a_project_is_a_clear_error() {
     let d = tempfile::tempdir().expect("tmp");
-    let o = assert_cmd::Command::cargo_bin("repro")
-        .expect("bin")
-        .current_dir(d.path())
-        .args(["status"])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not inside a repro project"));
+    Cli::at(d.path())
+        .args(&["status"])
+        .status(2)
+        .stderr_has("not inside a repro project")
+        .run();
 }
 
 #[test]

@@ -669,7 +669,9 @@ fn cli_status_is_the_same_with_and_without_the_memo() {
         "pipelines/p.yaml",
         &PIPE.replace("inputs: {x: src,", "inputs: {x: nope,"),
     );
-    let o = p.repro(&["status", "-p", "p"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
+    p.cli()
+        .args(&["status", "-p", "p"])
+        .status(2)
+        .stderr_has("nope")
+        .run();
 }

@@ -5,12 +5,13 @@
 //! with `scripts/fetch-offline.sh sharegpt`, then
 //! `cargo test --release --test data_ops -- --ignored --nocapture`.
 
+mod common;
+
+use common::OpRun;
 use repro::model::tokenizer::{MINI_SPECIALS, Message, TextTokenizer, train_bpe};
-use repro::op::CancelToken;
-use repro::op::{OpError, RunContext, RunResult};
+use repro::op::{OpError, RunResult};
 use repro::ops;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sharegpt");
@@ -22,30 +23,13 @@ fn run(
     params: Value,
     inputs: &[(&str, PathBuf)],
 ) -> (Result<RunResult, OpError>, PathBuf) {
-    let work = tempfile::tempdir_in(tmp).unwrap().keep();
-    std::fs::create_dir_all(work.join("out")).unwrap();
-    let op = ops::find(name).unwrap_or_else(|| panic!("op {name} is not registered"));
-    let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::op::schema::validate(op.params(), &params).unwrap();
-    op.check(&params).unwrap();
-    let inputs: BTreeMap<String, PathBuf> = inputs
-        .iter()
-        .map(|(n, p)| (n.to_string(), p.clone()))
-        .collect();
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: &work,
-        params: &params,
-        inputs: &inputs,
-        cancel: &cancel,
-        env: &[],
-        threads: 2,
-        records: &records,
-        status: &|_| {},
-    };
-    (op.run(&ctx), work.join("out"))
+    OpRun::new(name)
+        .params(params)
+        .inputs(inputs)
+        .threads(2)
+        .work_in(tmp)
+        .run()
+        .keep()
 }
 
 fn ok(tmp: &Path, name: &str, params: Value, inputs: &[(&str, PathBuf)]) -> (RunResult, PathBuf) {

@@ -2,11 +2,12 @@
 //! `rate.pairwise`) run through the `Op` trait on small hand-written inputs,
 //! plus one contract test against the miniature's own world and teacher.
 
-use repro::op::CancelToken;
-use repro::op::{OpError, RunContext, RunResult};
+mod common;
+
+use common::OpRun;
+use repro::op::{OpError, RunResult};
 use repro::ops;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Runs op `name` in a fresh work dir with `inputs` (name, file content).
@@ -15,59 +16,27 @@ fn run_op(
     params: Value,
     inputs: &[(&str, String)],
 ) -> (Result<RunResult, OpError>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("in")).unwrap();
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let mut map = BTreeMap::new();
+    let mut run = OpRun::new(name).params(params);
     for (n, text) in inputs {
-        let p = dir.path().join("in").join(n);
-        std::fs::write(&p, text).unwrap();
-        map.insert(n.to_string(), p);
+        run = run.input_text(n, text);
     }
-    let res = run_in(name, params, dir.path(), &map);
-    (res, dir)
+    run.run().into_parts()
 }
 
-/// Runs op `name` in `work` (which must hold `out/`) with input paths.
-fn run_in(
-    name: &str,
-    params: Value,
-    work: &Path,
-    inputs: &BTreeMap<String, PathBuf>,
-) -> Result<RunResult, OpError> {
-    let op = ops::find(name).unwrap_or_else(|| panic!("op {name} is not registered"));
-    let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::op::schema::validate(op.params(), &params).unwrap();
-    op.check(&params).unwrap();
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: work,
-        params: &params,
-        inputs,
-        cancel: &cancel,
-        env: &[],
-        threads: 1,
-        records: &records,
-        status: &|_| {},
-    };
-    op.run(&ctx)
-}
-
+/// Runs op `name` in a fresh work dir under `work` with input paths.
 fn run_in_fresh(
     work: &tempfile::TempDir,
     name: &str,
     params: Value,
     inputs: &[(&str, PathBuf)],
 ) -> RunResult {
-    let dir = tempfile::tempdir_in(work.path()).unwrap();
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let map: BTreeMap<String, PathBuf> = inputs
-        .iter()
-        .map(|(n, p)| (n.to_string(), p.clone()))
-        .collect();
-    run_in(name, params, dir.path(), &map).unwrap()
+    let (r, _out) = OpRun::new(name)
+        .params(params)
+        .inputs(inputs)
+        .work_in(work.path())
+        .run()
+        .keep();
+    r.unwrap()
 }
 
 fn jsonl(rows: &[Value]) -> String {
@@ -554,14 +523,14 @@ fn prompts_chat_and_fewshot() {
 fn teacher_outputs_score_perfectly() {
     let work = tempfile::tempdir().unwrap();
     let step = |name: &str, params: Value, inputs: &[(&str, PathBuf)]| -> PathBuf {
-        let dir = work.path().join(name);
-        std::fs::create_dir_all(dir.join("out")).unwrap();
-        let map: BTreeMap<String, PathBuf> = inputs
-            .iter()
-            .map(|(n, p)| (n.to_string(), p.clone()))
-            .collect();
-        run_in(name, params, &dir, &map).unwrap();
-        dir.join("out")
+        let (r, out) = OpRun::new(name)
+            .params(params)
+            .inputs(inputs)
+            .work_in(work.path())
+            .run()
+            .keep();
+        r.unwrap();
+        out
     };
     let world = step(
         "mini.world",

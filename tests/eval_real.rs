@@ -3,16 +3,17 @@
 //! independent computation: the op's predictions equal a direct greedy
 //! decode / a direct forward pass, and its scores follow from them.
 
+mod common;
+
 use candle_core::{DType, Device, IndexOp, Tensor};
+use common::OpRun;
 use repro::eval::{mmlu, nq};
 use repro::model::generate::{GenConfig, generate};
 use repro::model::tokenizer::{MINI_SPECIALS, TextTokenizer, train_bpe};
 use repro::model::{LlamaConfig, checkpoint, init};
-use repro::op::CancelToken;
-use repro::op::{OpError, RunContext, RunResult};
+use repro::op::{OpError, RunResult};
 use repro::ops;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
@@ -65,30 +66,11 @@ fn run(
     params: Value,
     inputs: &[(&str, PathBuf)],
 ) -> (Result<RunResult, OpError>, tempfile::TempDir) {
-    let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(work.path().join("out")).unwrap();
-    let map: BTreeMap<String, PathBuf> = inputs
-        .iter()
-        .map(|(n, p)| (n.to_string(), p.clone()))
-        .collect();
-    let op = ops::find(name).unwrap();
-    let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::op::schema::validate(op.params(), &params).unwrap();
-    op.check(&params).unwrap();
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: work.path(),
-        params: &params,
-        inputs: &map,
-        cancel: &cancel,
-        env: &[],
-        threads: 1,
-        records: &records,
-        status: &|_| {},
-    };
-    (op.run(&ctx), work)
+    OpRun::new(name)
+        .params(params)
+        .inputs(inputs)
+        .run()
+        .into_parts()
 }
 
 fn lines(p: &Path) -> Vec<Value> {
@@ -203,7 +185,8 @@ fn nq_rejects_more_shots_than_the_pool_and_bad_lines() {
     ];
     let (res, _w) = run("eval.nq", json!({}), &inputs);
     let e = res.unwrap_err().to_string();
-    assert!(e.contains("q.jsonl:2"), "{e}");
+    // The op reads its input where the executor puts it, `in/<name>`.
+    assert!(e.contains("in/questions:2"), "{e}");
 }
 
 #[test]

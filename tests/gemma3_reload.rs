@@ -8,17 +8,15 @@
 //! identical logits; `lm.finetune` on a Gemma 3 base writes a model that
 //! loads; and malformed configs are errors naming the file and the key.
 
-mod gemma_fixture;
+mod common;
 
 use candle_core::{DType, Device, Tensor};
-use gemma_fixture::{gemma_model, gemma_weights};
+use common::OpRun;
+use common::gemma::{gemma_model, gemma_weights};
 use repro::model::CausalLm;
 use repro::model::checkpoint;
 use repro::model::gemma3::Gemma3Config;
 use repro::model::load::load;
-use repro::op::CancelToken;
-use repro::op::RunContext;
-use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,19 +31,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Copied from tests/gguf.rs (`gemma_config`), with the tiny vocabulary.
+/// A tiny Gemma 3 over the tiny vocabulary.
 fn gemma_config(layers: usize, window: usize) -> Gemma3Config {
-    serde_json::from_value(json!({
-        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": layers,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-        "vocab_size": VOCAB, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0,
-        "rope_local_base_freq": 10_000.0, "sliding_window": window,
-        "sliding_window_pattern": 6, "query_pre_attn_scalar": 32.0,
-        "max_position_embeddings": 64, "hidden_activation": "gelu_pytorch_tanh",
-        "tie_word_embeddings": true, "architectures": ["Gemma3ForCausalLM"],
-        "model_type": "gemma3_text"
-    }))
-    .unwrap()
+    common::gemma::gemma_config(layers, window, VOCAB)
 }
 
 /// The `config.json` transformers writes for `cfg` (`Gemma3TextConfig`
@@ -258,10 +246,7 @@ fn finetune_op_on_a_gemma3_base_writes_a_loadable_model() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("base");
     write_dir(&base, &hf_config(&cfg), &weights, str::to_string);
-    let work = tmp.path().join("work");
-    std::fs::create_dir_all(work.join("in")).unwrap();
-    std::fs::create_dir_all(work.join("out")).unwrap();
-    let data = work.join("in/data");
+    let data = tmp.path().join("data.jsonl");
     let rows: String = (0..6)
         .map(|i| {
             format!(
@@ -274,31 +259,13 @@ fn finetune_op_on_a_gemma3_base_writes_a_loadable_model() {
         })
         .collect();
     std::fs::write(&data, rows).unwrap();
-    let mut inputs = BTreeMap::new();
-    inputs.insert("base".to_string(), base.clone());
-    inputs.insert("data".to_string(), data);
-    let op = ops::find("lm.finetune").unwrap();
-    let params: Map<String, Value> =
-        json!({"lr": 1e-2, "epochs": 1, "seq_len": 16, "batch_size": 2, "seed": 0})
-            .as_object()
-            .cloned()
-            .unwrap();
-    op.check(&params).unwrap();
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: &work,
-        params: &params,
-        inputs: &inputs,
-        cancel: &cancel,
-        env: &[],
-        threads: 1,
-        records: &records,
-        status: &|_| {},
-    };
-    op.run(&ctx).unwrap();
-    let model = work.join("out/model");
+    let ran = OpRun::new("lm.finetune")
+        .params(json!({"lr": 1e-2, "epochs": 1, "seq_len": 16, "batch_size": 2, "seed": 0}))
+        .input("base", &base)
+        .input("data", &data)
+        .run();
+    ran.ok();
+    let model = ran.out("model");
     let back = load(&model, false, &Device::Cpu).unwrap();
     assert_eq!(back.model.arch(), "gemma3_text");
     let tuned = logits(back.model.as_ref());

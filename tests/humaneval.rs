@@ -9,13 +9,13 @@
 //! `cargo test --release --test humaneval -- --ignored`, or directly
 //! `scripts/humaneval_crosscheck.sh`.
 
+mod common;
+
+use common::OpRun;
 use repro::eval::sandbox::{self, Job, Limits, Verdict};
-use repro::op::CancelToken;
-use repro::op::{OpError, RunContext, RunResult};
-use repro::ops;
+use repro::op::{OpError, RunResult};
 use repro::ops::eval_humaneval::{Problem, evaluate, read_problems};
-use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -342,32 +342,13 @@ fn network_is_unreachable_when_isolated() {
 
 /// Runs `eval.humaneval` in a fresh work dir.
 fn run_op(params: Value, completions: &str) -> (Result<RunResult, OpError>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("in")).unwrap();
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let comp = dir.path().join("in/completions");
-    std::fs::write(&comp, completions).unwrap();
-    let mut inputs = BTreeMap::new();
-    inputs.insert("problems".to_string(), fixture("problems.jsonl"));
-    inputs.insert("completions".to_string(), comp);
-    let op = ops::find("eval.humaneval").unwrap();
-    let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::op::schema::validate(op.params(), &params).unwrap();
-    op.check(&params).unwrap();
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: dir.path(),
-        params: &params,
-        inputs: &inputs,
-        cancel: &cancel,
-        env: &[],
-        threads: 2,
-        records: &records,
-        status: &|_| {},
-    };
-    (op.run(&ctx), dir)
+    OpRun::new("eval.humaneval")
+        .params(params)
+        .input("problems", fixture("problems.jsonl"))
+        .input_text("completions", completions)
+        .threads(2)
+        .run()
+        .into_parts()
 }
 
 fn lines(rows: &[Value]) -> String {

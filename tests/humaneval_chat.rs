@@ -6,13 +6,14 @@
 //! end to end with a real `python3` on the five fixture problems under
 //! `tests/data/humaneval/`.
 
-use repro::op::CancelToken;
-use repro::op::{OpError, RunContext, RunResult};
+mod common;
+
+use common::OpRun;
+use repro::op::{OpError, RunResult};
 use repro::ops;
 use repro::ops::eval_humaneval::extract::{chat_completion, defines, first_fence};
 use repro::ops::eval_humaneval::{Problem, check_program, read_problems};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -99,32 +100,13 @@ fn chat_completion_by_hand() {
 
 /// Runs `eval.humaneval` in a fresh work dir.
 fn run_op(params: Value, completions: &str) -> (Result<RunResult, OpError>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("in")).unwrap();
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let comp = dir.path().join("in/completions");
-    std::fs::write(&comp, completions).unwrap();
-    let mut inputs = BTreeMap::new();
-    inputs.insert("problems".to_string(), fixture("problems.jsonl"));
-    inputs.insert("completions".to_string(), comp);
-    let op = ops::find("eval.humaneval").unwrap();
-    let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::op::schema::validate(op.params(), &params).unwrap();
-    op.check(&params).unwrap();
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: dir.path(),
-        params: &params,
-        inputs: &inputs,
-        cancel: &cancel,
-        env: &[],
-        threads: 2,
-        records: &records,
-        status: &|_| {},
-    };
-    (op.run(&ctx), dir)
+    OpRun::new("eval.humaneval")
+        .params(params)
+        .input("problems", fixture("problems.jsonl"))
+        .input_text("completions", completions)
+        .threads(2)
+        .run()
+        .into_parts()
 }
 
 fn results(dir: &tempfile::TempDir) -> Vec<Value> {
@@ -191,34 +173,15 @@ fn format_param_is_checked() {
 
 /// Runs `prompts.jsonl` on the fixture problems.
 fn run_prompts(params: Value) -> Result<Vec<Value>, OpError> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let mut inputs = BTreeMap::new();
-    inputs.insert("data".to_string(), fixture("problems.jsonl"));
-    let op = ops::find("prompts.jsonl").unwrap();
-    let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    op.check(&params).map_err(|(_, m)| OpError::msg(m))?;
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: dir.path(),
-        params: &params,
-        inputs: &inputs,
-        cancel: &cancel,
-        env: &[],
-        threads: 1,
-        records: &records,
-        status: &|_| {},
-    };
-    op.run(&ctx)?;
-    Ok(
-        std::fs::read_to_string(dir.path().join("out/prompts.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-    )
+    let run = OpRun::new("prompts.jsonl")
+        .params(params)
+        .input("data", fixture("problems.jsonl"));
+    run.compile().map_err(|(_, m)| OpError::msg(m))?;
+    let ran = run.run();
+    if ran.result.is_err() {
+        return Err(ran.into_parts().0.unwrap_err());
+    }
+    Ok(ran.jsonl("prompts.jsonl"))
 }
 
 #[test]

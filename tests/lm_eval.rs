@@ -7,7 +7,7 @@
 //! writes, which `ingest.lm_eval` reads back to the same numbers.
 
 mod common;
-use common::Project;
+use common::{Cli, Project};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -54,36 +54,25 @@ fn an_lm_eval_results_file_is_a_node_beside_our_own_numbers() {
          | repro | {{ o.node }} | {{ o.metrics.exact_match }} |\n",
     );
     p.ok(&["run", "-p", "l"]);
-    let o = p.repro(&["metrics", "-p", "l", "vllm"]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "node  task        acc  acc_norm  acc_norm_stderr  acc_stderr  exact_match  exact_match_stderr  n  n_shot
+    p.cli()
+        .args(&["metrics", "-p", "l", "vllm"])
+        .stdout(
+            "node  task        acc  acc_norm  acc_norm_stderr  acc_stderr  exact_match  exact_match_stderr  n  n_shot
 vllm  mini_qa       -         -                -           -        0.375               0.183  8       0
 vllm  mini_mc  0.1667    0.3333           0.2108      0.1667            -                   -  6       0
-"
-    );
+",
+        )
+        .run();
     // One table per node; a sort column only one of them has sorts that one.
-    let o = p.repro(&[
-        "metrics",
-        "-p",
-        "l",
-        "--sort",
-        "acc:desc",
-        "-m",
-        "exact_match,acc",
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "node  task     exact_match     acc\nvllm  mini_mc            -  0.1667\nvllm  mini_qa        0.375       -\nours  -                0.5       -\n"
-    );
-    let o = p.repro(&["metrics", "-p", "l", "--sort", "acc:desc"]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{o:?}");
-    assert!(text.contains("vllm  mini_mc  0.1667"), "{text}");
-    assert!(
-        text.contains("\nnode  exact_match  n\nours          0.5  8\n"),
-        "{text}"
-    );
+    p.cli()
+        .args(&["metrics", "-p", "l", "--sort", "acc:desc", "-m", "exact_match,acc"])
+        .stdout("node  task     exact_match     acc\nvllm  mini_mc            -  0.1667\nvllm  mini_qa        0.375       -\nours  -                0.5       -\n")
+        .run();
+    p.cli()
+        .args(&["metrics", "-p", "l", "--sort", "acc:desc"])
+        .stdout_has("vllm  mini_mc  0.1667")
+        .stdout_has("\nnode  exact_match  n\nours          0.5  8\n")
+        .run();
     let table = p.read("side_by_side.md");
     assert!(
         table.contains("| lm-eval 0.375 ± 0.183 (n=8) | vllm[task=mini_qa] | 0.375 |"),
@@ -133,14 +122,10 @@ fn a_task_or_filter_the_file_lacks_fails_the_node_naming_what_it_has() {
 #[test]
 fn the_miniature_exports_as_lm_eval_results_and_reads_back() {
     let out = tempfile::tempdir().expect("tmp");
-    let o = assert_cmd::Command::cargo_bin("repro")
-        .expect("binary")
-        .args(["metrics", "-p", "mini", "qa", "style", "--lm-eval"])
+    Cli::at(ROOT)
+        .args(&["metrics", "-p", "mini", "qa", "style", "--lm-eval"])
         .arg(out.path())
-        .current_dir(ROOT)
-        .output()
-        .expect("run");
-    assert!(o.status.success(), "{o:?}");
+        .run();
     let dir = out.path().join("mini__size_l_data_task_tokens_30000");
     let files: Vec<String> = std::fs::read_dir(&dir)
         .expect("model dir")
@@ -192,9 +177,10 @@ fn the_miniature_exports_as_lm_eval_results_and_reads_back() {
         "pipeline: b\nnodes:\n  back:\n    op: ingest.lm_eval\n    params: {path: runs/exported.json, task: qa}\n",
     );
     p.ok(&["run", "-p", "b"]);
-    let o = p.repro(&["metrics", "-p", "b", "--csv"]);
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "node,chance_em,contains,em,majority_em,n,n_shot\nback,0.04333333333333339,0.7375,0.7375,0.0425,400,0\n"
-    );
+    p.cli()
+        .args(&["metrics", "-p", "b", "--csv"])
+        .stdout(
+            "node,chance_em,contains,em,majority_em,n,n_shot\nback,0.04333333333333339,0.7375,0.7375,0.0425,400,0\n",
+        )
+        .run();
 }

@@ -12,7 +12,9 @@
 //! Files under `tests/malformed/inc/` are included by corpus files; they are
 //! copied next to the pipeline as `pipelines/inc/`.
 
-use assert_cmd::Command;
+mod common;
+
+use common::Cli;
 use std::path::{Path, PathBuf};
 
 /// The corpus directory.
@@ -58,18 +60,19 @@ fn header(path: &Path, text: &str) -> Expect {
     }
 }
 
-/// Copies a directory tree (the include files).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
+/// Adds a directory tree (the include files) to a run under `rel`.
+fn with_dir(mut cli: Cli, from: &Path, rel: &str) -> Cli {
     for e in std::fs::read_dir(from).expect("read_dir") {
         let e = e.expect("dir entry");
-        let target = to.join(e.file_name());
+        let name = e.file_name().to_string_lossy().into_owned();
         if e.file_type().expect("file type").is_dir() {
-            copy_dir(&e.path(), &target);
+            cli = with_dir(cli, &e.path(), &format!("{rel}/{name}"));
         } else {
-            std::fs::copy(e.path(), target).expect("copy");
+            let text = std::fs::read_to_string(e.path()).expect("read");
+            cli = cli.file(&format!("{rel}/{name}"), &text);
         }
     }
+    cli
 }
 
 /// Undoes miette's line wrapping: drops the gutter and joins the lines.
@@ -83,27 +86,21 @@ fn unwrap_report(stderr: &str) -> String {
 
 /// Runs `repro status` on `pipelines/<name>` in a fresh project holding `files`.
 fn status(files: &[(&str, &str)], name: &str, extra: &[&str]) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+    let mut cli = Cli::new();
     for (rel, text) in files {
-        std::fs::write(dir.path().join("pipelines").join(rel), text).expect("write");
+        cli = cli.file(&format!("pipelines/{rel}"), text);
     }
     let inc = corpus_dir().join("inc");
     if inc.is_dir() {
-        copy_dir(&inc, &dir.path().join("pipelines/inc"));
+        cli = with_dir(cli, &inc, "pipelines/inc");
     }
-    let out = Command::cargo_bin("repro")
-        .expect("binary")
-        .current_dir(dir.path())
-        .env_remove("REPRO_CACHE")
-        .env_remove("REPRO_BLOBS")
-        .args(["status", "-p", &format!("pipelines/{name}")])
+    let out = cli
+        .args(&["status", "-p", &format!("pipelines/{name}")])
         .args(extra)
-        .output()
-        .expect("run repro");
+        .output();
     (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.code,
+        String::from_utf8_lossy(&out.raw_stderr).into_owned(),
     )
 }
 

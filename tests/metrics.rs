@@ -59,52 +59,47 @@ fn repo() -> Project {
     p
 }
 
+/// The standard output of a run that must succeed, as printed.
 fn stdout(p: &Project, args: &[&str]) -> String {
-    let o = p.repro(args);
-    assert!(o.status.success(), "repro {args:?}: {o:?}");
-    String::from_utf8_lossy(&o.stdout).to_string()
+    String::from_utf8_lossy(&p.cli().args(args).run().raw_stdout).to_string()
 }
 
 #[test]
 fn metrics_table_has_coordinates_metrics_and_a_row_per_instance() {
     let p = repo();
-    assert_eq!(
-        stdout(&p, &["metrics", "-p", "t"]),
-        "node   size  lr   em  n
+    p.cli()
+        .args(&["metrics", "-p", "t"])
+        .stdout(
+            "node   size  lr   em  n
 score  s     1   0.1  4
 score  s     2   0.2  4
 score  m     1   0.1  4
 score  m     2   0.2  4
-"
-    );
+",
+        )
+        .run();
     // A selector, chosen columns, a sort (ties keep pipeline order).
-    assert_eq!(
-        stdout(
-            &p,
-            &[
-                "metrics",
-                "-p",
-                "t",
-                "score[lr=2,*]",
-                "-m",
-                "em",
-                "--sort",
-                "size"
-            ]
-        ),
-        "node   size  lr   em\nscore  m     2   0.2\nscore  s     2   0.2\n"
-    );
-    assert_eq!(
-        stdout(
-            &p,
-            &["metrics", "-p", "t", "--sort", "em:desc,size", "--csv"]
-        ),
-        "node,size,lr,em,n\nscore,m,2,0.2,4\nscore,s,2,0.2,4\nscore,m,1,0.1,4\nscore,s,1,0.1,4\n"
-    );
-    assert_eq!(
-        stdout(&p, &["metrics", "-p", "t", "score[size=s,lr=1]", "--md"]),
-        "| node | size | lr | em | n |\n| --- | --- | --- | ---: | ---: |\n| score | s | 1 | 0.1 | 4 |\n"
-    );
+    p.cli()
+        .args(&[
+            "metrics",
+            "-p",
+            "t",
+            "score[lr=2,*]",
+            "-m",
+            "em",
+            "--sort",
+            "size",
+        ])
+        .stdout("node   size  lr   em\nscore  m     2   0.2\nscore  s     2   0.2\n")
+        .run();
+    p.cli()
+        .args(&["metrics", "-p", "t", "--sort", "em:desc,size", "--csv"])
+        .stdout("node,size,lr,em,n\nscore,m,2,0.2,4\nscore,s,2,0.2,4\nscore,m,1,0.1,4\nscore,s,1,0.1,4\n")
+        .run();
+    p.cli()
+        .args(&["metrics", "-p", "t", "score[size=s,lr=1]", "--md"])
+        .stdout("| node | size | lr | em | n |\n| --- | --- | --- | ---: | ---: |\n| score | s | 1 | 0.1 | 4 |\n")
+        .run();
     let v: Value =
         serde_json::from_str(&stdout(&p, &["metrics", "-p", "t", "--json"])).expect("json");
     assert_eq!(
@@ -173,18 +168,22 @@ metrics diff HEAD ({head}) -> workspace: 2 instance(s) changed, 2 added, 2 remov
     // The second commit moves em by 0.5, beyond its tolerance.
     p.write("pipelines/t.yaml", &pipeline("0.51", "s, l"));
     p.ok(&["run", "-p", "t"]);
-    let out = p.repro(&[
-        "metrics",
-        "-p",
-        "t",
-        "--diff=HEAD",
-        "--check",
-        "--json",
-        "-m",
-        "em",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = p
+        .cli()
+        .args(&[
+            "metrics",
+            "-p",
+            "t",
+            "--diff=HEAD",
+            "--check",
+            "--json",
+            "-m",
+            "em",
+        ])
+        .status(1)
+        .stderr_has("FAIL score[size=s,lr=1] em: 0.11 -> 0.61 is beyond its tolerance")
+        .run()
+        .json();
     assert_eq!(v["gated_failures"], 4, "{v}");
     assert_eq!(v["ok"], false);
     let l0 = &v["lines"][0];
@@ -202,11 +201,6 @@ metrics diff HEAD ({head}) -> workspace: 2 instance(s) changed, 2 added, 2 remov
             &Value::from(false)
         ),
         "{v}"
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("FAIL score[size=s,lr=1] em: 0.11 -> 0.61 is beyond its tolerance"),
-        "{err}"
     );
     // Against the first commit, two commits back.
     let text = stdout(

@@ -3,45 +3,31 @@
 //! split, leakage of half B into imitation data, held-out disjointness, the
 //! teacher's style, counts, and the truth of the reference biographies.
 
+mod common;
+
+use common::OpRun;
+use common::op::Ran as Run;
 use repro::mini::lexicon;
 use repro::mini::teacher::{BRIEF_PREFIXES, Example, Heldout, style_body};
 use repro::mini::world::{Attribute, Half, Person, Question};
-use repro::op::CancelToken;
-use repro::op::{OpError, RunContext, RunResult};
+use repro::op::{OpError, RunResult};
 use repro::ops;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A finished op run: its work dir (kept alive) and result.
-struct Run {
-    dir: tempfile::TempDir,
-    result: RunResult,
-}
-
-impl Run {
-    fn out(&self, file: &str) -> PathBuf {
-        self.dir.path().join("out").join(file)
+/// Runs `op`; when it succeeds, every declared output is a light file.
+fn run_checked(op: &str, params: Value, inputs: &[(&str, &Path)]) -> Run {
+    let given: Map<String, Value> = params.as_object().cloned().expect("params object");
+    let ran = OpRun::new(op).params(params).inputs(inputs).run();
+    if ran.result.is_ok() {
+        let decl = ops::find(op).expect("op registered");
+        for o in decl.outputs(&given) {
+            assert!(ran.out(&o.path).is_file(), "{}", o.path);
+            assert!(!o.heavy);
+        }
     }
-    fn bytes(&self, file: &str) -> Vec<u8> {
-        std::fs::read(self.out(file)).expect("read output")
-    }
-    fn text(&self, file: &str) -> String {
-        std::fs::read_to_string(self.out(file)).expect("read output")
-    }
-    fn jsonl<T: serde::de::DeserializeOwned>(&self, file: &str) -> Vec<T> {
-        self.text(file)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("parse output line"))
-            .collect()
-    }
-    fn metric(&self, name: &str) -> f64 {
-        self.result
-            .metrics
-            .get(name)
-            .and_then(Value::as_f64)
-            .unwrap_or_else(|| panic!("metric {name}"))
-    }
+    ran
 }
 
 fn try_run(
@@ -49,47 +35,15 @@ fn try_run(
     params: Value,
     inputs: &[(&str, &Path)],
 ) -> (tempfile::TempDir, Result<RunResult, OpError>) {
-    let op = ops::find(op).expect("op registered");
-    let params: Map<String, Value> = params.as_object().cloned().expect("params object");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("out")).expect("mkdir out");
-    std::fs::create_dir_all(dir.path().join("in")).expect("mkdir in");
-    let mut in_paths = BTreeMap::new();
-    for (name, src) in inputs {
-        let dest = dir.path().join("in").join(name);
-        std::fs::copy(src, &dest).expect("copy input");
-        in_paths.insert(name.to_string(), dest);
-    }
-    op.check(&params).expect("params pass check");
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: dir.path(),
-        params: &params,
-        inputs: &in_paths,
-        cancel: &cancel,
-        env: &[],
-        threads: 1,
-        records: &records,
-        status: &|_| {},
-    };
-    let result = op.run(&ctx);
-    if result.is_ok() {
-        for o in op.outputs(&params) {
-            assert!(dir.path().join("out").join(&o.path).is_file(), "{}", o.path);
-            assert!(!o.heavy);
-        }
-    }
+    let (result, dir) = run_checked(op, params, inputs).into_parts();
     (dir, result)
 }
 
+/// A run that must succeed.
 fn run(op: &str, params: Value, inputs: &[(&str, &Path)]) -> Run {
-    let (dir, result) = try_run(op, params, inputs);
-    match result {
-        Ok(result) => Run { dir, result },
-        Err(e) => panic!("{op} failed: {e}"),
-    }
+    let ran = run_checked(op, params, inputs);
+    ran.ok();
+    ran
 }
 
 fn world(params: Value) -> Run {
@@ -174,8 +128,8 @@ fn outputs_are_byte_identical_for_the_same_params() {
     for f in TEACHER_FILES {
         assert_eq!(t1.bytes(f), t2.bytes(f), "{f}");
     }
-    assert_eq!(w1.result.metrics, w2.result.metrics);
-    assert_eq!(t1.result.metrics, t2.result.metrics);
+    assert_eq!(w1.metrics(), w2.metrics());
+    assert_eq!(t1.metrics(), t2.metrics());
 }
 
 #[test]
@@ -496,8 +450,8 @@ fn teacher_data_keeps_half_b_out_follows_the_style_and_tells_the_truth() {
 fn default_params_give_the_documented_sizes() {
     let w = world(json!({}));
     let t = teacher(&w, json!({}));
-    eprintln!("world metrics: {:?}", w.result.metrics);
-    eprintln!("teacher metrics: {:?}", t.result.metrics);
+    eprintln!("world metrics: {:?}", w.metrics());
+    eprintln!("teacher metrics: {:?}", t.metrics());
     assert_eq!(w.metric("people"), 300.0);
     assert_eq!(w.metric("documents"), 300.0 * 100.0 + 100.0 * 20.0 + 2000.0);
     assert_eq!(w.metric("questions"), 1200.0);

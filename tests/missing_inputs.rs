@@ -7,7 +7,7 @@
 //! weights and data.
 
 mod common;
-use common::Project;
+use common::{Cli, Project};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -204,14 +204,10 @@ fn verify_lists_never_run_nodes_without_failing() {
 /// compiles, and `status` lists exactly the weights and data it lacks.
 #[test]
 fn paper_status_lists_exactly_the_missing_weights_and_data() {
-    let out = assert_cmd::Command::cargo_bin("repro")
-        .expect("binary")
-        .args(["status", "-p", "paper", "--json"])
-        .current_dir(ROOT)
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{out:?}");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = Cli::at(ROOT)
+        .args(&["status", "-p", "paper", "--json"])
+        .run()
+        .json();
     let mut files: Vec<&str> = v["missing_inputs"]
         .as_array()
         .expect("list")
@@ -340,13 +336,11 @@ nodes:
 /// at the lock file's last run.
 #[test]
 fn committed_smol_results_verify_without_the_downloaded_files() {
-    let out = assert_cmd::Command::cargo_bin("repro")
-        .expect("binary")
-        .args(["verify", "-p", "smol", "--json"])
-        .current_dir(ROOT)
-        .output()
-        .expect("run");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = Cli::at(ROOT)
+        .args(&["verify", "-p", "smol", "--json"])
+        .any_status()
+        .run()
+        .json();
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["not_run"], 0, "{v}");
 }

@@ -2,7 +2,7 @@
 //! structure, and a reviewer's `repro report` + `repro verify` on a copy.
 
 mod common;
-use common::Project;
+use common::{Cli, Project};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -139,15 +139,15 @@ fn a_reviewer_regenerates_and_verifies() {
     // weights and the two that need the teacher API (no API configured)
     // are blocked, each with its reason, not failed; the three prompt nodes
     // that could run here but never did still fail it.
-    let out = p
-        .cmd()
-        .args(["verify", "-p", "paper", "--json"])
+    let v = p
+        .cli()
+        .args(&["verify", "-p", "paper", "--json"])
         .env_remove("REPRO_API_BASE")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("REPRO_API_OFFLINE")
-        .output()
-        .expect("run");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        .status(1)
+        .run()
+        .json();
     let with = |status: &str| -> Vec<String> {
         v["nodes"]
             .as_array()
@@ -163,7 +163,6 @@ fn a_reviewer_regenerates_and_verifies() {
             })
             .collect()
     };
-    assert_eq!(out.status.code(), Some(1), "{v}");
     assert_eq!(
         with("fail"),
         [
@@ -202,20 +201,12 @@ fn a_reviewer_regenerates_and_verifies() {
 /// plain `verify -p paper`: every never-run node is blocked with a reason.
 #[test]
 fn plain_verify_passes_on_this_checkout() {
-    let out = assert_cmd::Command::cargo_bin("repro")
-        .expect("binary")
-        .args(["verify", "-p", "paper"])
-        .current_dir(ROOT)
+    Cli::at(ROOT)
+        .args(&["verify", "-p", "paper"])
         .env_remove("REPRO_API_BASE")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("REPRO_API_OFFLINE")
-        .output()
-        .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains(" not run, 0 failing"), "{text}");
-    assert!(
-        text.contains("note: 2 of them need a credential this machine lacks: the chat API"),
-        "{text}"
-    );
+        .stdout_has(" not run, 0 failing")
+        .stdout_has("note: 2 of them need a credential this machine lacks: the chat API")
+        .run();
 }

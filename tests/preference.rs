@@ -3,9 +3,9 @@
 //! offline replay) and the human-ratings CSV importer (majority, splits,
 //! A/B positions, located errors).
 
-mod api_mock;
+mod common;
 
-use api_mock::{Mock, Reply, assert_no_key, env, fixture, jsonl, read, run};
+use common::api_mock::{Mock, Reply, assert_no_key, env, fixture, jsonl, read, run};
 use serde_json::{Value, json};
 
 fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {

@@ -14,14 +14,14 @@
 //!
 //! Each prints its measurements on lines starting `torch-check:`.
 
+mod common;
+
 use candle_core::Device;
+use common::OpRun;
 use repro::model::generate::{GenConfig, generate};
 use repro::model::tokenizer::{MINI_SPECIALS, Message, TextTokenizer, train_bpe};
 use repro::model::train::{self, TrainConfig};
 use repro::model::{LlamaConfig, checkpoint, init};
-use repro::op::CancelToken;
-use repro::op::RunContext;
-use repro::ops;
 use repro::torch::launch::{self, Topology};
 use repro::torch::windows::{self, PlanSettings};
 use serde_json::{Map, Value, json};
@@ -174,37 +174,20 @@ fn candle_losses(f: &Fixture) -> Vec<f64> {
     r.losses
 }
 
-/// Runs `lm.finetune` with `extra` params in a fresh work directory.
+/// Runs `lm.finetune` with `extra` params in a fresh work directory (its
+/// implicit inputs, the trainer's files, from this repository).
 fn run_op(f: &Fixture, extra: Value) -> (tempfile::TempDir, repro::op::RunResult) {
-    let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(work.path().join("out")).unwrap();
-    let mut params = f.params.clone();
-    params.extend(extra.as_object().cloned().unwrap());
-    let op = ops::find("lm.finetune").unwrap();
-    repro::op::schema::validate(op.params(), &params).unwrap();
-    op.check(&params).unwrap();
-    let mut inputs = BTreeMap::new();
-    inputs.insert("base".to_string(), f.base.clone());
-    inputs.insert("data".to_string(), f.data.clone());
-    for (name, path) in op.implicit_inputs(&params) {
-        inputs.insert(name, root().join(path));
-    }
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: work.path(),
-        params: &params,
-        inputs: &inputs,
-        cancel: &cancel,
-        env: &[],
-        threads: 2,
-        records: &records,
-        status: &|s| eprintln!("  {s}"),
-    };
-    let r = op.run(&ctx);
-    let r = r.unwrap_or_else(|e| panic!("lm.finetune failed: {e}\n{e:?}"));
-    (work, r)
+    let ran = OpRun::new("lm.finetune")
+        .params(Value::Object(f.params.clone()))
+        .params(extra)
+        .input("base", &f.base)
+        .input("data", &f.data)
+        .threads(2)
+        .show_status()
+        .run();
+    ran.ok();
+    let (r, work) = ran.into_parts();
+    (work, r.unwrap())
 }
 
 fn result_losses(run_dir: &Path) -> Vec<f64> {

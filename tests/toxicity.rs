@@ -7,12 +7,13 @@
 //! `tokens.jsonl` (scikit-learn's `tokenizer(preprocessor(text))`).
 //! Content warning: some test strings are offensive by design.
 
+mod common;
+
+use common::OpRun;
 use repro::eval::toxicity::{ProfanityCheck, SCORER_VERSION};
-use repro::op::CancelToken;
-use repro::op::{OpError, RunContext, RunResult};
+use repro::op::{OpError, RunResult};
 use repro::ops;
-use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/toxicity");
@@ -126,30 +127,11 @@ fn run(
     params: Value,
     inputs: &[(&str, PathBuf)],
 ) -> (Result<RunResult, OpError>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let op = ops::find("eval.toxicity").expect("registered");
-    let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::op::schema::validate(op.params(), &params).unwrap();
-    op.check(&params).unwrap();
-    let inputs: BTreeMap<String, PathBuf> = inputs
-        .iter()
-        .map(|(n, p)| (n.to_string(), p.clone()))
-        .collect();
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: dir.path(),
-        params: &params,
-        inputs: &inputs,
-        cancel: &cancel,
-        env: &[],
-        threads: 1,
-        records: &records,
-        status: &|_| {},
-    };
-    (op.run(&ctx), dir)
+    OpRun::new("eval.toxicity")
+        .params(params)
+        .inputs(inputs)
+        .run()
+        .into_parts()
 }
 
 fn op_fixture(name: &str) -> PathBuf {

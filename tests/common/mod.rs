@@ -1,5 +1,26 @@
-//! A temporary repro project and helpers to run the real binary in it.
+//! The shared test harness. Each test file that uses it says `mod common;`
+//! and compiles all of it (hence `allow(dead_code)`):
+//!
+//! - [`Project`]: a temporary repro project and helpers to run the real
+//!   binary in it;
+//! - [`cli::Cli`]: one run of the binary on pipeline text, its stdout,
+//!   stderr and status compared with expected text (`just`'s test style);
+//! - [`op::OpRun`]: one op run on given params and inputs, as the executor
+//!   runs it (compile-time checks, defaults filled, `in/` and `out/`);
+//! - fixtures: [`gguf`] (tiny llama.cpp files), [`gemma`] (tiny Gemma 3),
+//!   [`api_mock`] (a mock chat API server).
 #![allow(dead_code)]
+
+pub mod api_mock;
+pub mod cli;
+pub mod gemma;
+pub mod gguf;
+pub mod op;
+
+#[allow(unused_imports)]
+pub use cli::Cli;
+#[allow(unused_imports)]
+pub use op::OpRun;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -34,11 +55,7 @@ impl Project {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("repro").expect("binary");
-        c.current_dir(self.dir.path())
-            .env_remove("REPRO_CACHE")
-            .env_remove("REPRO_BLOBS");
-        c
+        repro_in(self.dir.path())
     }
 
     /// Runs repro with args; returns the output.
@@ -128,6 +145,16 @@ impl Project {
         out.sort();
         out
     }
+}
+
+/// The `repro` binary to run in `dir`, with its own cache: `REPRO_CACHE`
+/// and `REPRO_BLOBS` removed from the environment.
+pub fn repro_in(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("repro").expect("binary");
+    c.current_dir(dir)
+        .env_remove("REPRO_CACHE")
+        .env_remove("REPRO_BLOBS");
+    c
 }
 
 /// Strings in a sorted Vec.

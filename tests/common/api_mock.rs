@@ -3,13 +3,9 @@
 //! enough HTTP/1.1 (Content-Length bodies, keep-alive). A responder closure
 //! decides each answer from the request number and body; every request is
 //! counted and kept.
-#![allow(dead_code)]
 
-use repro::op::CancelToken;
-use repro::op::{OpError, RunContext, RunResult};
-use repro::ops;
-use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use repro::op::{OpError, RunResult};
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -228,33 +224,14 @@ pub fn run(
     inputs: &[(&str, String)],
     env: &[(String, String)],
 ) -> (Result<RunResult, OpError>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("in")).unwrap();
-    std::fs::create_dir_all(dir.path().join("out")).unwrap();
-    let mut map: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut run = super::OpRun::new(name).params(params);
     for (n, text) in inputs {
-        let p = dir.path().join("in").join(n);
-        std::fs::write(&p, text).unwrap();
-        map.insert(n.to_string(), p);
+        run = run.input_text(n, text);
     }
-    let op = ops::find(name).unwrap();
-    let params: Map<String, Value> = params.as_object().cloned().unwrap();
-    repro::op::schema::validate(op.params(), &params).unwrap();
-    op.check(&params).unwrap();
-    let cancel = CancelToken::default();
-    let records = Map::new();
-    let ctx = RunContext {
-        node: "test",
-        work_dir: dir.path(),
-        params: &params,
-        inputs: &map,
-        cancel: &cancel,
-        env,
-        threads: 1,
-        records: &records,
-        status: &|_| {},
-    };
-    (op.run(&ctx), dir)
+    for (k, v) in env {
+        run = run.env(k, v);
+    }
+    run.run().into_parts()
 }
 
 pub fn read(dir: &tempfile::TempDir, rel: &str) -> String {

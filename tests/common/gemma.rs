@@ -1,10 +1,25 @@
 //! Random tiny Gemma 3 models with Hugging Face weight names, shared by
-//! tests/gguf.rs and tests/gemma3_reload.rs.
-#![allow(dead_code)]
+//! tests/gguf_gemma3.rs and tests/gemma3_reload.rs.
 
 use candle_core::{DType, Device, Tensor};
 use repro::model::gemma3::{Gemma3, Gemma3Config};
 use std::collections::HashMap;
+
+/// A tiny Gemma 3 text config: `layers` layers, every sixth global, the
+/// others with a sliding window of `window`, over `vocab` tokens.
+pub fn gemma_config(layers: usize, window: usize, vocab: usize) -> Gemma3Config {
+    serde_json::from_value(serde_json::json!({
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": layers,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
+        "vocab_size": vocab, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0,
+        "rope_local_base_freq": 10_000.0, "sliding_window": window,
+        "sliding_window_pattern": 6, "query_pre_attn_scalar": 32.0,
+        "max_position_embeddings": 64, "hidden_activation": "gelu_pytorch_tanh",
+        "tie_word_embeddings": true, "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text"
+    }))
+    .unwrap()
+}
 
 /// Random HF-named Gemma 3 weights; norms N(0, 0.1) around HF's 0.
 pub fn gemma_weights(cfg: &Gemma3Config, seed: u64) -> Vec<(String, Tensor)> {
