@@ -32,18 +32,7 @@ nodes:
 "#;
 
 fn keys(p: &Project) -> BTreeMap<String, String> {
-    let v: Value = p.json(&["run", "-p", "t", "--dry-run", "--json"]);
-    v["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            (
-                n["node"].as_str().expect("node").to_string(),
-                n["key"].as_str().expect("key").to_string(),
-            )
-        })
-        .collect()
+    keys_of(p, "t")
 }
 
 #[test]
@@ -62,4 +51,70 @@ fn a_written_default_and_an_omitted_one_give_one_key() {
     let text = v.to_string();
     assert_eq!(v[0]["params"], serde_json::json!({}), "{text}");
     assert!(v[0]["default_params"]["memory_mb"].is_number(), "{text}");
+}
+
+const GPU_PIPELINE: &str = r#"
+pipeline: g
+nodes:
+  cpu_omitted:
+    op: lm.generate
+    inputs: {model: file:model, prompts: file:prompts.jsonl}
+  cpu_f32:
+    op: lm.generate
+    inputs: {model: file:model, prompts: file:prompts.jsonl}
+    params: {dtype: f32}
+  gpu_omitted:
+    op: lm.generate
+    inputs: {model: file:model, prompts: file:prompts.jsonl}
+    resources: {gpus: 1}
+  gpu_bf16:
+    op: lm.generate
+    inputs: {model: file:model, prompts: file:prompts.jsonl}
+    params: {dtype: bf16}
+    resources: {gpus: 1}
+  gpu_f32:
+    op: lm.generate
+    inputs: {model: file:model, prompts: file:prompts.jsonl}
+    params: {dtype: f32}
+    resources: {gpus: 1}
+  cpu_on_gpu_node:
+    op: lm.generate
+    inputs: {model: file:model, prompts: file:prompts.jsonl}
+    params: {device: cpu, dtype: f32}
+    resources: {gpus: 1}
+"#;
+
+/// `dtype` defaults to f32 on the CPU and bf16 on a node granted GPUs: the
+/// GPU default is written into the node's params when the pipeline
+/// compiles, so each default has one key, and an f32 result is one key
+/// wherever it was computed (`device` is not in the key).
+#[test]
+fn the_dtype_default_depends_on_the_node_s_gpus_and_enters_the_key_once() {
+    let p = Project::new();
+    p.write("pipelines/g.yaml", GPU_PIPELINE);
+    p.write("model/config.json", "{}\n");
+    p.write("prompts.jsonl", "{\"id\": \"1\", \"text\": \"hi\"}\n");
+    let k = keys_of(&p, "g");
+    assert_eq!(k["cpu_omitted"], k["cpu_f32"]);
+    assert_eq!(k["gpu_omitted"], k["gpu_bf16"]);
+    assert_ne!(k["cpu_omitted"], k["gpu_omitted"]);
+    assert_eq!(k["cpu_omitted"], k["gpu_f32"]);
+    assert_eq!(k["cpu_omitted"], k["cpu_on_gpu_node"]);
+    let v = p.json(&["explain", "gpu_omitted", "-p", "g", "--json"]);
+    assert_eq!(v[0]["params"]["dtype"], "bf16", "{v}");
+}
+
+fn keys_of(p: &Project, pipeline: &str) -> BTreeMap<String, String> {
+    let v: Value = p.json(&["run", "-p", pipeline, "--dry-run", "--json"]);
+    v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().expect("node").to_string(),
+                n["key"].as_str().expect("key").to_string(),
+            )
+        })
+        .collect()
 }

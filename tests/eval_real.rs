@@ -313,3 +313,57 @@ fn prompts_jsonl_selects_by_pointer_and_locates_errors() {
     let bad: Map<String, Value> = json!({"text": "a"}).as_object().cloned().unwrap();
     assert!(op.check(&bad).is_err());
 }
+
+/// A model op computes where its node is granted: a GPU granted to a binary
+/// built without CUDA is an error that says how to go on (never a silent CPU
+/// run recorded as `cuda:0`); `device: cpu` runs on the CPU and says so; a
+/// node granted nothing runs on the CPU.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn model_ops_run_where_they_are_granted_and_say_where() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path(), false);
+    let prompts = "{\"id\": \"1\", \"text\": \"Question: who?\\nAnswer:\"}\n";
+    let run = |params: Value, gpus: Option<&str>| {
+        let mut r = OpRun::new("lm.generate")
+            .params(params)
+            .input("model", dir.path())
+            .input_text("prompts", prompts);
+        if let Some(g) = gpus {
+            r = r.env("CUDA_VISIBLE_DEVICES", g);
+        }
+        r.run()
+    };
+    let err = run(json!({"max_new_tokens": 2}), Some("1")).err();
+    assert!(err.contains("granted GPU 1"), "{err}");
+    assert!(err.contains("built without CUDA"), "{err}");
+    assert!(err.contains("`device: cpu`"), "{err}");
+    let cpu = repro::model::cpu::describe();
+    let forced = run(json!({"max_new_tokens": 2, "device": "cpu"}), Some("1"));
+    assert_eq!(forced.ok().device.as_deref(), Some(cpu.as_str()));
+    let plain = run(json!({"max_new_tokens": 2}), None);
+    assert_eq!(plain.ok().device.as_deref(), Some(cpu.as_str()));
+    assert_eq!(
+        forced.text("predictions.jsonl"),
+        plain.text("predictions.jsonl")
+    );
+}
+
+/// `dtype: bf16` runs (the weights load in bf16) and is refused when
+/// misspelt, when the pipeline compiles.
+#[test]
+fn lm_generate_takes_a_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(dir.path(), false);
+    let prompts = "{\"id\": \"1\", \"text\": \"Question: who?\\nAnswer:\"}\n";
+    let ran = OpRun::new("lm.generate")
+        .params(json!({"max_new_tokens": 2, "dtype": "bf16"}))
+        .input("model", dir.path())
+        .input_text("prompts", prompts)
+        .run();
+    assert_eq!(ran.jsonl::<Value>("predictions.jsonl").len(), 1);
+    let bad = OpRun::new("lm.generate").params(json!({"dtype": "fp8"}));
+    let (param, message) = bad.compile().unwrap_err();
+    assert_eq!(param, "dtype");
+    assert!(message.contains("f32, bf16, f16"), "{message}");
+}

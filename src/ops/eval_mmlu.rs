@@ -52,12 +52,13 @@ const PARAMS: &[ParamSpec] = &[
     ),
     ParamSpec::int("batch_size", 4, "prompts per forward pass"),
     lm_common::DEVICE,
+    lm_common::DTYPE,
 ];
 
 impl Op for EvalMmluOp {
     crate::op_identity! { "eval.mmlu", 1, PARAMS, "MMLU k-shot accuracy by answer-letter logits (inputs `model`, `data` directory); outputs `predictions` and `metrics` (per-subject, macro and micro accuracy)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
-        param::check_choice(params, "device", &["auto", "cpu"])?;
+        lm_common::check_placement(params)?;
         if let Some(Value::Array(a)) = params.get("subjects")
             && a.iter().any(|s| !s.is_string())
         {
@@ -118,10 +119,11 @@ impl Op for EvalMmluOp {
             }
         }
         let placed = lm_common::place(ctx)?;
+        let dtype = lm_common::dtype(ctx)?;
         let (rows, truncated) = lm_common::on_threads(ctx, || {
             let device = placed.device.clone();
-            let loaded =
-                crate::model::load::load(&model_path, false, &device).map_err(model_err)?;
+            let loaded = crate::model::load::load_as(&model_path, false, &device, dtype)
+                .map_err(model_err)?;
             let tok = &loaded.tokenizer;
             let model = loaded.model.as_ref();
             let ids = mmlu::letter_ids(|t| tok.encode_prompt(t).map_err(|e| e.to_string()))

@@ -67,12 +67,14 @@ const PARAMS: &[ParamSpec] = &[
         "prompts decoded together (default 8; padding can change float rounding)",
     ),
     lm_common::DEVICE,
+    lm_common::DTYPE,
+    lm_common::MAX_BATCH_TOKENS,
 ];
 
 impl Op for EvalNqOp {
     crate::op_identity! { "eval.nq", 1, PARAMS, "NQ-open exact match, few-shot (inputs `model`, `questions`, `pool`); outputs `predictions` (predictions.jsonl) and `metrics` (metrics.json: em with bootstrap CI)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
-        param::check_choice(params, "device", &["auto", "cpu"])?;
+        lm_common::check_placement(params)?;
         if let Some(f) = params.get("format")
             && !matches!(f.as_str(), Some("plain" | "chat"))
         {
@@ -111,13 +113,15 @@ impl Op for EvalNqOp {
             temperature: 0.0,
             batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: 0,
+            max_batch_tokens: lm_common::max_batch_tokens(ctx),
             ..Default::default()
         };
         let placed = lm_common::place(ctx)?;
+        let dtype = lm_common::dtype(ctx)?;
         let (rows, correct, truncated) = lm_common::on_threads(ctx, || {
             let device = placed.device.clone();
-            let loaded =
-                crate::model::load::load(&model_path, false, &device).map_err(model_err)?;
+            let loaded = crate::model::load::load_as(&model_path, false, &device, dtype)
+                .map_err(model_err)?;
             let tok = &loaded.tokenizer;
             let max_pos = loaded.model.max_positions().unwrap_or(1 << 20);
             let room = max_pos.saturating_sub(cfg.max_new_tokens).max(1);

@@ -402,3 +402,44 @@ fn cuda_placement(granted: &[String]) -> Result<Placement, OpError> {
         granted.join(",")
     )))
 }
+
+/// The `dtype` param of the ops that run a model for inference. Its default
+/// is f32, and `bf16` on a node granted GPUs ([`ParamSpec::on_gpu`]: written
+/// into such a node's params when the pipeline compiles, so it is in the
+/// key); a CPU node that omits it or writes `f32` has the same key as before
+/// the param existed.
+pub const DTYPE: ParamSpec = ParamSpec::str(
+    "dtype",
+    "f32",
+    "weights and compute precision: `f32`, `bf16` or `f16` (default f32; bf16 on a node granted GPUs)",
+)
+.on_gpu("bf16");
+
+/// The `max_batch_tokens` param of the ops that generate: a cap on rows x
+/// (longest prompt + new tokens) per batch, what the KV cache scales with.
+pub const MAX_BATCH_TOKENS: ParamSpec = ParamSpec::optional(
+    "max_batch_tokens",
+    ParamType::Int,
+    "most tokens per batch, rows x (longest prompt + new tokens), bounding the KV cache's memory (default: no cap; a cap changes batches, so it is in the key)",
+);
+
+/// Checks the `device` and `dtype` params of a model op.
+pub fn check_placement(params: &Map<String, Value>) -> Result<(), (String, String)> {
+    param::check_choice(params, "device", &["auto", "cpu"])?;
+    param::check_choice(params, "dtype", &["f32", "bf16", "f16"])
+}
+
+/// The `dtype` a model op loads its weights in.
+pub fn dtype(ctx: &RunContext) -> Result<candle_core::DType, OpError> {
+    let name = param::str(&[DTYPE], ctx.params, "dtype");
+    crate::model::precision::parse(name)
+        .ok_or_else(|| OpError::msg(format!("`dtype` must be f32, bf16 or f16, found `{name}`")))
+}
+
+/// The `max_batch_tokens` param, when given.
+pub fn max_batch_tokens(ctx: &RunContext) -> Option<usize> {
+    ctx.params
+        .get("max_batch_tokens")
+        .and_then(Value::as_u64)
+        .map(|n| n as usize)
+}

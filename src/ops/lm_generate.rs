@@ -42,12 +42,14 @@ const PARAMS: &[ParamSpec] = &[
         "prompts decoded together (default 32; padding can change float rounding, so it is in the key)",
     ),
     lm_common::DEVICE,
+    lm_common::DTYPE,
+    lm_common::MAX_BATCH_TOKENS,
 ];
 
 impl Op for LmGenerateOp {
     crate::op_identity! { "lm.generate", 1, PARAMS, "Generates answers (inputs `model` directory, `prompts` JSON lines with `id` and `messages` or `text`); output `out` predictions.jsonl {id, prediction, tokens, finish}." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
-        param::check_choice(params, "device", &["auto", "cpu"])?;
+        lm_common::check_placement(params)?;
         if let Some(Value::Array(stops)) = params.get("stop")
             && stops
                 .iter()
@@ -95,12 +97,15 @@ impl Op for LmGenerateOp {
                 .unwrap_or(0.0),
             batch_size: param::int(PARAMS, ctx.params, "batch_size") as usize,
             seed: param::int(PARAMS, ctx.params, "seed"),
+            max_batch_tokens: lm_common::max_batch_tokens(ctx),
             ..Default::default()
         };
         let placed = lm_common::place(ctx)?;
+        let dtype = lm_common::dtype(ctx)?;
         let (lines, metrics) = lm_common::on_threads(ctx, || {
             let device = placed.device.clone();
-            let loaded = crate::model::load::load(&dir, false, &device).map_err(model_err)?;
+            let loaded =
+                crate::model::load::load_as(&dir, false, &device, dtype).map_err(model_err)?;
             let tok = &loaded.tokenizer;
             let mut ids = Vec::with_capacity(records.len());
             let mut prompts = Vec::with_capacity(records.len());
