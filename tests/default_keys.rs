@@ -4,8 +4,6 @@
 mod common;
 
 use common::Project;
-use serde_json::Value;
-use std::collections::BTreeMap;
 
 const PIPELINE: &str = r#"
 pipeline: t
@@ -31,17 +29,13 @@ nodes:
     params: {timeout_s: 3.5}
 "#;
 
-fn keys(p: &Project) -> BTreeMap<String, String> {
-    keys_of(p, "t")
-}
-
 #[test]
 fn a_written_default_and_an_omitted_one_give_one_key() {
     let p = Project::new();
     p.write("pipelines/t.yaml", PIPELINE);
     p.write("problems.jsonl", "{}\n");
     p.write("completions.jsonl", "{}\n");
-    let k = keys(&p);
+    let k = p.keys("t");
     assert_eq!(k["omitted"], k["written"]);
     assert_eq!(k["omitted"], k["float_default"]);
     assert_ne!(k["omitted"], k["other"]);
@@ -94,7 +88,7 @@ fn the_dtype_default_depends_on_the_node_s_gpus_and_enters_the_key_once() {
     p.write("pipelines/g.yaml", GPU_PIPELINE);
     p.write("model/config.json", "{}\n");
     p.write("prompts.jsonl", "{\"id\": \"1\", \"text\": \"hi\"}\n");
-    let k = keys_of(&p, "g");
+    let k = p.keys("g");
     assert_eq!(k["cpu_omitted"], k["cpu_f32"]);
     assert_eq!(k["gpu_omitted"], k["gpu_bf16"]);
     assert_ne!(k["cpu_omitted"], k["gpu_omitted"]);
@@ -102,19 +96,4 @@ fn the_dtype_default_depends_on_the_node_s_gpus_and_enters_the_key_once() {
     assert_eq!(k["cpu_omitted"], k["cpu_on_gpu_node"]);
     let v = p.json(&["explain", "gpu_omitted", "-p", "g", "--json"]);
     assert_eq!(v[0]["params"]["dtype"], "bf16", "{v}");
-}
-
-fn keys_of(p: &Project, pipeline: &str) -> BTreeMap<String, String> {
-    let v: Value = p.json(&["run", "-p", pipeline, "--dry-run", "--json"]);
-    v["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            (
-                n["node"].as_str().expect("node").to_string(),
-                n["key"].as_str().expect("key").to_string(),
-            )
-        })
-        .collect()
 }

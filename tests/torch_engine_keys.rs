@@ -5,7 +5,6 @@
 mod common;
 
 use common::Project;
-use serde_json::Value;
 
 const PIPELINE: &str = r#"
 pipeline: t
@@ -43,25 +42,10 @@ fn project() -> Project {
     p
 }
 
-fn keys(p: &Project) -> std::collections::BTreeMap<String, String> {
-    let v: Value = p.json(&["run", "-p", "t", "--dry-run", "--json"]);
-    v["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            (
-                n["node"].as_str().expect("node").to_string(),
-                n["key"].as_str().expect("key").to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn the_engine_the_trainer_and_the_lock_file_are_in_the_key() {
     let p = project();
-    let k = keys(&p);
+    let k = p.keys("t");
     // The engine is in the key: the same data and hyper-parameters do not
     // look alike across engines.
     assert_ne!(k["plain"], k["torch"]);
@@ -75,13 +59,13 @@ fn the_engine_the_trainer_and_the_lock_file_are_in_the_key() {
 
     // The trainer script's digest is in the torch keys only.
     p.write("trainer/fsdp_train.py", "print('v2')\n");
-    let k2 = keys(&p);
+    let k2 = p.keys("t");
     assert_ne!(k["torch"], k2["torch"]);
     assert_eq!(k["plain"], k2["plain"]);
     assert_eq!(k["candle"], k2["candle"]);
     // So is the lock file's.
     p.write("trainer/requirements.lock", "torch==2.16.0\n");
-    let k3 = keys(&p);
+    let k3 = p.keys("t");
     assert_ne!(k2["torch"], k3["torch"]);
     assert_eq!(k["plain"], k3["plain"]);
 }

@@ -23,8 +23,8 @@
 //!
 //! With the defaults none of this changes a bit of what a row computes:
 //! every matrix product keeps the kernel (and so the rounding) it had when
-//! the whole padded batch ran every step (see [`Live::compact`] and
-//! [`prefill`]). Sampling draws one number per prompt of a batch and step,
+//! the whole padded batch ran every step (see `Live::compact` and
+//! `prefill`). Sampling draws one number per prompt of a batch and step,
 //! in prompt order, finished or not, as before rows could leave, so a seed
 //! gives the same text.
 

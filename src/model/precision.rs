@@ -1,6 +1,6 @@
 //! The float type a model computes in: f32, bf16 or f16.
 //!
-//! The loaders ([`super::load::load_as`], [`super::checkpoint::load_as`],
+//! The loaders ([`super::load::load_as`],
 //! [`super::gguf::load_as`]) cast every weight to it; the plain `load`
 //! functions keep f32. Whatever the weights' type:
 //! - attention masks are f32 and scores are masked and softmaxed in f32

@@ -131,6 +131,22 @@ impl Project {
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&o.stderr)))
     }
 
+    /// Node instance id -> key, as `repro run -p PIPELINE --dry-run` plans.
+    pub fn keys(&self, pipeline: &str) -> std::collections::BTreeMap<String, String> {
+        let v = self.json(&["run", "-p", pipeline, "--dry-run", "--json"]);
+        v["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| {
+                (
+                    n["node"].as_str().expect("node").to_string(),
+                    n["key"].as_str().expect("key").to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// All object files under cache/objects.
     pub fn objects(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
