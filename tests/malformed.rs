@@ -196,3 +196,33 @@ fn override_with_bad_yaml_exits_2() {
     assert!(report.contains("YAML syntax error"), "{stderr}");
     assert!(!report.contains("panicked"), "{stderr}");
 }
+
+/// A `seq_len` above the base model's positions fails when the pipeline
+/// compiles, pointing at the param, before anything runs.
+#[test]
+fn finetune_seq_len_above_the_base_positions_is_a_compile_error() {
+    let gpt2 = r#"{"model_type": "gpt2", "vocab_size": 50, "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 1024}"#;
+    let pipeline = "pipeline: m\nnodes:\n  ft:\n    op: lm.finetune\n    inputs: {base: file:models/gpt2, data: file:chat.jsonl}\n    params: {seq_len: 2048, batch_size: 32}\n";
+    let (code, stderr) = status(
+        &[
+            ("m.yaml", pipeline),
+            ("../models/gpt2/config.json", gpt2),
+            ("../chat.jsonl", ""),
+        ],
+        "m.yaml",
+        &[],
+    );
+    let report = unwrap_report(&stderr);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        report.contains("nodes.ft.params.seq_len"),
+        "names the key: {stderr}"
+    );
+    assert!(
+        report.contains(
+            "`seq_len` is 2048 but the base model has 1024 positions; set `seq_len` to at most 1024"
+        ),
+        "{stderr}"
+    );
+    assert!(report.contains(":6:"), "points at line 6: {stderr}");
+}

@@ -112,6 +112,7 @@ pub(super) fn resolve_instance(
         inputs.push((name.clone(), input));
     }
     inputs.sort_by(|a, b| a.0.cmp(&b.0));
+    check_files(cx, inst, op, &inputs)?;
     let resources = match &inst.resources {
         None => Resources::default(),
         Some(r) => resources::parse_resources(
@@ -131,6 +132,40 @@ pub(super) fn resolve_instance(
         )?,
     };
     Ok((inputs, resources, tolerance))
+}
+
+/// [`Op::check_files`] on the node's single `file:` inputs that exist; an
+/// error points at the param it names.
+fn check_files(
+    cx: &Resolver,
+    inst: &Instance,
+    op: &dyn Op,
+    inputs: &[(String, Input)],
+) -> Result<(), SpecError> {
+    let files: Vec<(&str, &std::path::Path)> = inputs
+        .iter()
+        .filter_map(|(name, input)| match input {
+            Input::One(Source::File { path, .. }) if path.exists() => {
+                Some((name.as_str(), path.as_path()))
+            }
+            _ => None,
+        })
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let Err((param, msg)) = op.check_files(&inst.params, &files) else {
+        return Ok(());
+    };
+    let spec = &cx.p.nodes[inst.node];
+    let span = inst.param_spans.get(&param).copied().unwrap_or(spec.op.1);
+    let mut e =
+        cx.p.sources
+            .error(span, &format!("nodes.{}.params.{param}", spec.id), msg);
+    if inst.id != spec.id {
+        e = e.with_help(format!("in instance `{}`", inst.id));
+    }
+    Err(e)
 }
 
 fn resolve_file(cx: &Resolver, r: &RefAt, key: &dyn Fn() -> String) -> Result<Source, SpecError> {

@@ -206,6 +206,27 @@ pub fn load_as(
     }
 }
 
+/// The positions a model can attend over (`max_position_embeddings`,
+/// GPT-2's `n_positions`, a GGUF's `<arch>.context_length`), read from its
+/// config alone, without the weights: what a training `seq_len` or a
+/// prompt plus its new tokens must fit in.
+pub fn max_positions(path: &Path) -> Result<usize, CheckpointError> {
+    if is_gguf(path) {
+        let g = super::gguf_file::Gguf::open(path).map_err(|e| ferr(path, e))?;
+        let key = format!("{}.context_length", g.arch().map_err(|e| ferr(path, e))?);
+        return g.usize(&key).map_err(|e| ferr(path, e));
+    }
+    let cfg_path = path.join("config.json");
+    let obj = read_json_object(&cfg_path)?;
+    match model_type(&cfg_path, &obj)?.as_str() {
+        "gpt2" => Ok(super::gpt2::Gpt2Config::from_json(&cfg_path, &obj)?.n_positions),
+        "gemma3_text" | "gemma3" => {
+            Ok(super::gemma3_hf::gemma3_config(&cfg_path, &obj)?.max_position_embeddings)
+        }
+        _ => Ok(llama_config(&cfg_path, &obj)?.max_position_embeddings),
+    }
+}
+
 /// Whether `path` is a GGUF file: by its magic bytes, since a pipeline
 /// input has no extension (it sits at `in/<name>`).
 fn is_gguf(path: &Path) -> bool {

@@ -27,6 +27,7 @@ pub mod llama;
 pub mod lm;
 pub mod load;
 pub mod manual;
+pub mod memory;
 pub mod params;
 pub mod precision;
 pub mod tokenizer;

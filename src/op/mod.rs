@@ -138,6 +138,18 @@ pub trait Op: Send + Sync {
     fn check(&self, _params: &Map<String, Value>) -> Result<(), (String, String)> {
         Ok(())
     }
+    /// Checks of params against the node's `file:` inputs that exist when
+    /// the pipeline compiles (`(input name, path)`), e.g. a `seq_len`
+    /// above a base model's positions; `Err((param, message))`. Inputs that
+    /// other nodes produce are not seen here: the op checks them again
+    /// when it runs.
+    fn check_files(
+        &self,
+        _params: &Map<String, Value>,
+        _files: &[(&str, &std::path::Path)],
+    ) -> Result<(), (String, String)> {
+        Ok(())
+    }
     /// The outputs this op will write for these params.
     fn outputs(&self, params: &Map<String, Value>) -> Vec<OutputDecl>;
     /// Inputs implied by params (`name`, `file:` path), e.g. the `file` op's `path`.

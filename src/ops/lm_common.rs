@@ -443,3 +443,23 @@ pub fn max_batch_tokens(ctx: &RunContext) -> Option<usize> {
         .and_then(Value::as_u64)
         .map(|n| n as usize)
 }
+
+/// Checks that training windows of `seq_len` tokens fit in a model of
+/// `positions` positions; `Err((param, message))` naming `seq_len`.
+pub fn check_seq_len(
+    params: &Map<String, Value>,
+    positions: usize,
+    model: &str,
+) -> Result<(), (String, String)> {
+    let seq_len = param::int(TRAIN_PARAMS, params, "seq_len");
+    if seq_len as usize > positions {
+        return Err((
+            "seq_len".into(),
+            format!(
+                "`seq_len` is {seq_len} but {model} has {positions} positions; \
+                 set `seq_len` to at most {positions}"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -49,6 +49,20 @@ impl Op for LmFinetuneOp {
         lm_common::check_train(params)?;
         torch_engine::check(params)
     }
+    fn check_files(
+        &self,
+        params: &Map<String, Value>,
+        files: &[(&str, &std::path::Path)],
+    ) -> Result<(), (String, String)> {
+        let Some((_, base)) = files.iter().find(|(name, _)| *name == "base") else {
+            return Ok(());
+        };
+        // A config that cannot be read is reported when the node runs.
+        match crate::model::load::max_positions(base) {
+            Ok(n) => lm_common::check_seq_len(params, n, "the base model"),
+            Err(_) => Ok(()),
+        }
+    }
     fn implicit_inputs(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         torch_engine::implicit_inputs(params)
     }
@@ -60,6 +74,11 @@ impl Op for LmFinetuneOp {
         let records = read_jsonl(input(ctx, "data")?, "data")?;
         let budget = ctx.params.get("tokens").and_then(Value::as_u64);
         let tcfg = lm_common::train_config(ctx.params);
+        // Again at run time: a base made by another node was not seen at
+        // compile time.
+        let positions = crate::model::load::max_positions(&base).map_err(model_err)?;
+        lm_common::check_seq_len(ctx.params, positions, "the base model")
+            .map_err(|(_, m)| OpError::msg(m))?;
         if torch_engine::selected(ctx.params) {
             return torch_engine::run(ctx, &base, &records, budget, &tcfg);
         }

@@ -91,7 +91,11 @@ impl Op for LmPretrainOp {
     //    different float rounding, so different checkpoints.
     crate::op_identity! { "lm.pretrain", 3, &PARAMS, "Pretrains a LLaMA-family (or, with `model_type: gpt2`, GPT-2) model from scratch (inputs `corpus`, `tokenizer`; param `model` in HF config names); outputs `out` (model directory, heavy) and `log` (train.json)." }
     fn check(&self, params: &Map<String, Value>) -> Result<(), (String, String)> {
-        model_config(params, 1024).map_err(|m| ("model".to_string(), m))?;
+        let positions = match model_config(params, 1024).map_err(|m| ("model".to_string(), m))? {
+            PretrainModel::Llama(c) => c.max_position_embeddings,
+            PretrainModel::Gpt2(c) => c.n_positions,
+        };
+        lm_common::check_seq_len(params, positions, "the `model` param")?;
         lm_common::check_corpus_format(params)?;
         lm_common::check_train(params)
     }
