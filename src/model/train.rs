@@ -338,7 +338,7 @@ pub fn train_with(
         return Ok(report);
     }
     let total = total_steps(cfg, windows.len());
-    let mut opt = AdamW::new(vars, cfg.adamw);
+    let mut opt = AdamW::new(vars, cfg.adamw)?;
     let mut stepper = Stepper::new(model, engine)?;
     let mut order = WindowOrder::new(windows.len(), cfg.seed);
     let t0 = Instant::now();
