@@ -10,6 +10,7 @@
 
 pub mod adamw;
 pub mod batching;
+pub mod blockwise;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
