@@ -169,7 +169,10 @@ fn assert_bf16_close(f32_model: &dyn CausalLm, bf16_model: &dyn CausalLm, tol: f
         "{}: bf16 vs f32 logits, max relative diff {worst:.4}; next-token agreement {agree:.3}",
         f32_model.arch()
     );
-    assert!(worst > 0.0, "bf16 logits equal f32 bit for bit: the dtype was not applied");
+    assert!(
+        worst > 0.0,
+        "bf16 logits equal f32 bit for bit: the dtype was not applied"
+    );
     assert!(worst <= tol, "{worst} > {tol}");
     assert!(agree >= MIN_AGREEMENT, "{agree}");
     let want = heads(greedy(f32_model, &ps, 1, SAME_FIRST));

@@ -23,13 +23,17 @@ pub mod gguf_file;
 pub mod gguf_gemma3;
 pub mod gguf_tokenizer;
 pub mod gpt2;
+pub mod grads;
 pub mod kernels;
 pub mod llama;
 pub mod lm;
 pub mod load;
+pub mod loss;
 pub mod manual;
 pub mod params;
 pub mod precision;
+pub mod recompute;
+pub mod step;
 pub mod tokenizer;
 pub mod train;
 

@@ -66,6 +66,15 @@ pub const PARAMS: &[ParamSpec] = &[
     .not_semantic(),
 ];
 
+/// The candle engine's params a torch node must not set, each with the
+/// torch param that does its job. (A torch node granted GPUs does not get
+/// `dtype`'s GPU default either: `lm.finetune`'s `gpu_defaults_apply`.)
+const CANDLE_ONLY: &[(&str, &str)] = &[
+    ("dtype", "precision"),
+    ("micro_batch_size", "micro_batch"),
+    ("recompute", "activation_checkpointing"),
+];
+
 /// Whether the params select the torch engine.
 pub fn selected(params: &Map<String, Value>) -> bool {
     params.get("engine").and_then(Value::as_str) == Some("torch")
@@ -92,6 +101,16 @@ pub fn check(params: &Map<String, Value>) -> Result<(), (String, String)> {
             }
         }
         return Ok(());
+    }
+    for (name, instead) in CANDLE_ONLY {
+        if params.contains_key(*name) {
+            return Err((
+                name.to_string(),
+                format!(
+                    "`{name}` applies to `engine: candle`; with `engine: torch` use `{instead}`"
+                ),
+            ));
+        }
     }
     if let Some(p) = params.get("precision").and_then(Value::as_str)
         && p != "bf16"

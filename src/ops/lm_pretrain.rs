@@ -21,7 +21,7 @@ use crate::model::train::Example;
 use crate::model::{CausalLm, LlamaConfig, init};
 use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
-use candle_core::DType;
+use candle_core::{DType, Var};
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
 
@@ -84,6 +84,26 @@ pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<Pretrai
     Ok(PretrainModel::Llama(cfg))
 }
 
+/// A freshly initialised model of `cfg` in `dtype` (from `seed`: the same
+/// weights, up to rounding, in every dtype) and its named weights.
+fn fresh(
+    cfg: &PretrainModel,
+    seed: u64,
+    device: &candle_core::Device,
+    dtype: DType,
+) -> candle_core::Result<(Box<dyn CausalLm>, Vec<(String, Var)>)> {
+    Ok(match cfg {
+        PretrainModel::Llama(c) => {
+            let (m, v) = init(c, seed, device, dtype)?;
+            (Box::new(m), v)
+        }
+        PretrainModel::Gpt2(c) => {
+            let (m, v) = gpt2::init(c, seed, device, dtype)?;
+            (Box::new(m), v)
+        }
+    })
+}
+
 impl Op for LmPretrainOp {
     // 2: the training log no longer holds wall-clock fields.
     // 3: LLaMA models on the CPU train with the hand-written step
@@ -104,6 +124,7 @@ impl Op for LmPretrainOp {
         let cfg = model_config(ctx.params, tokenizer.vocab_size()).map_err(OpError::msg)?;
         let tcfg = lm_common::train_config(ctx.params);
         let placed = lm_common::place(ctx)?;
+        let dtype = lm_common::dtype(ctx)?;
         let metrics = lm_common::on_threads(ctx, || {
             let mut examples = Vec::new();
             for doc in &corpus {
@@ -113,17 +134,9 @@ impl Op for LmPretrainOp {
                 examples.push(Example { ids, learn });
             }
             let device = placed.device.clone();
-            let (model, vars): (Box<dyn CausalLm>, _) = match &cfg {
-                PretrainModel::Llama(c) => {
-                    let (m, v) = init(c, tcfg.seed, &device, DType::F32).map_err(model_err)?;
-                    (Box::new(m), v)
-                }
-                PretrainModel::Gpt2(c) => {
-                    let (m, v) =
-                        gpt2::init(c, tcfg.seed, &device, DType::F32).map_err(model_err)?;
-                    (Box::new(m), v)
-                }
-            };
+            let build = |dtype| fresh(&cfg, tcfg.seed, &device, dtype).map_err(model_err);
+            let (model, vars) = build(dtype)?;
+            let masters = lm_common::masters_for(dtype, &vars, || Ok(build(DType::F32)?.1))?;
             let mut extra = Map::new();
             extra.insert("documents".into(), json!(examples.len()));
             lm_common::train_and_save(
@@ -133,6 +146,7 @@ impl Op for LmPretrainOp {
                     tokenizer,
                     vars,
                 },
+                masters,
                 &examples,
                 &tcfg,
                 extra,
