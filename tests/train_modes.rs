@@ -101,6 +101,9 @@ fn train_cfg(micro_batch_size: Option<usize>, recompute: bool) -> TrainConfig {
 /// A model to train and its named weights.
 type Trainee = (Box<dyn CausalLm>, Vec<(String, Var)>);
 
+/// Builds a fresh model.
+type Make = fn() -> Trainee;
+
 /// A finished run: its report, named weights and plan.
 type Run = (TrainReport, Vec<(String, Var)>, TrainPlan);
 
@@ -128,7 +131,7 @@ fn unnamed(vars: &[(String, Var)]) -> Vec<Var> {
 
 /// Trains a fresh model for [`STEPS`] steps as `cfg` and `engine` say
 /// (`None`: the engine the plan picks).
-fn run(make: fn() -> Trainee, cfg: &TrainConfig, engine: Option<Engine>) -> Run {
+fn run(make: Make, cfg: &TrainConfig, engine: Option<Engine>) -> Run {
     let (model, named) = make();
     let vars = unnamed(&named);
     let plan = match engine {
@@ -223,7 +226,7 @@ fn assert_same_run(what: &str, a: &Run, b: &Run) {
 
 #[test]
 fn accumulating_micro_batches_equals_one_large_batch() {
-    let models: [(&str, fn() -> Trainee, Option<Engine>); 3] = [
+    let models: [(&str, Make, Option<Engine>); 3] = [
         ("llama (manual engine)", || llama(DType::F32), None),
         (
             "llama (autograd)",
@@ -247,7 +250,7 @@ fn accumulating_micro_batches_equals_one_large_batch() {
 
 #[test]
 fn recompute_equals_keeping_every_activation() {
-    let models: [(&str, fn() -> Trainee); 3] = [
+    let models: [(&str, Make); 3] = [
         ("llama", || llama(DType::F32)),
         ("gpt2", gpt2_model),
         ("gemma3", gemma_model),
@@ -279,7 +282,7 @@ fn blockwise_steps_compose_to_the_hidden_states_bit_for_bit() {
         &Device::Cpu,
     )
     .unwrap();
-    let models: [(&str, fn() -> Trainee); 4] = [
+    let models: [(&str, Make); 4] = [
         ("llama", || llama(DType::F32)),
         ("llama bf16", || llama(DType::BF16)),
         ("gpt2", gpt2_model),

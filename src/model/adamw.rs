@@ -7,7 +7,7 @@
 //! gains, as in most LLaMA recipes. Where a weight's state lives:
 //!
 //! - f32 weights on the CPU: the moments are plain `Vec<f32>`s and the update
-//!   walks each weight's storage once ([`Update`]), bit for bit what this
+//!   walks each weight's storage once (an in-place op), bit for bit what this
 //!   optimizer always did;
 //! - every other weight (on a GPU, or in bf16/f16): the moments are tensors
 //!   on the weight's device and the update is tensor ops there, so nothing
@@ -448,7 +448,7 @@ fn host_update(
 }
 
 /// The update with tensor ops on the weight's device (the same arithmetic
-/// as [`Update`]): into the f32 `master` and then the weight, when there is
+/// as the host update): into the f32 `master` and then the weight, when there is
 /// a master, else into the weight itself.
 fn device_update(
     var: &Var,

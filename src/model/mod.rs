@@ -2,7 +2,9 @@
 //! and KV cache ([`lm`]), a LLaMA-family decoder ([`llama`]) and a GPT-2
 //! ([`gpt2`]) with Hugging Face weight names, one loader for model
 //! directories ([`load`]), where weights come from ([`params`]), an in-place AdamW
-//! ([`adamw`]), the training loop ([`train`]), batched decoding
+//! ([`adamw`]), the training loop ([`train`]) with its steps ([`step`]:
+//! micro-batches and gradient engines; [`loss`], [`grads`], activation
+//! recompute in [`recompute`] over [`blockwise`] models), batched decoding
 //! ([`generate`]), tokenizers and chat templates ([`tokenizer`]), model
 //! directories ([`checkpoint`]) and CPU tuning ([`cpu`]). On the CPU, training
 //! our LLaMA runs a hand-written forward and backward pass ([`manual`])

@@ -15,6 +15,15 @@
 //! need many GPUs; see [`super::lm_finetune_torch`]). With `torch` the
 //! trainer script and the Python lock file are implicit inputs, so their
 //! digests, and the engine, are in the key.
+//!
+//! With `candle`, `dtype` (f32, bf16 or f16; bf16 on a node granted GPUs)
+//! is the compute type: a half-precision run loads the base twice, in the
+//! dtype for the model and in f32 for the optimizer's master weights, and
+//! saves the f32 masters. `micro_batch_size` accumulates gradients over
+//! micro-batches and `recompute` recomputes each block's activations in
+//! the backward pass (see [`crate::model::train::TrainPlan`]). The torch
+//! engine has its own `precision`, `micro_batch` and
+//! `activation_checkpointing` and rejects these three.
 
 use super::lm_common::{self, TRAIN_PARAMS, input, model_err, read_jsonl};
 use super::lm_finetune_torch as torch_engine;

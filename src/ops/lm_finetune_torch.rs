@@ -17,6 +17,10 @@
 //! (`trainer/requirements.lock`). Not in the key: the number of GPUs and
 //! nodes (resources), `micro_batch`, `checkpoint_every` and
 //! `activation_checkpointing`, which change only float rounding and memory.
+//! The candle engine's `dtype`, `micro_batch_size` and `recompute` are
+//! errors here (each names the torch param that does its job), and a torch
+//! node granted GPUs does not get `dtype`'s bf16 default, so its key does
+//! not depend on its GPUs.
 //!
 //! Distributed checkpoints go to `torch/ckpt/` in the work directory, which
 //! Slurm's `retries:` keeps, so a preempted job resumes from the last one.

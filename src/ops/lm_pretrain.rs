@@ -9,7 +9,11 @@
 //! `rms_norm_eps`, `tie_word_embeddings` (default true)), or a GPT-2 with
 //! `model_type: gpt2` (`n_embd`, `n_layer`, `n_head`, ...); `vocab_size`
 //! comes from the tokenizer. Every document is followed by `<|endoftext|>` and
-//! every token is learned. Weights start N(0, 0.02) from `seed`. Outputs:
+//! every token is learned. Weights start N(0, 0.02) from `seed` (in f32;
+//! with `dtype: bf16` or `f16` the model computes in that type from the
+//! rounded weights while the optimizer keeps the f32 ones as masters, which
+//! the checkpoint holds). `micro_batch_size` and `recompute` are as in
+//! `lm.finetune`. Outputs:
 //! `out` the model directory (heavy, HF layout) and `log` (`train.json`: the
 //! loss curve and the numbers that also go into the record).
 
@@ -84,6 +88,9 @@ pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<Pretrai
     Ok(PretrainModel::Llama(cfg))
 }
 
+/// A model and its named trainable weights.
+type Fresh = (Box<dyn CausalLm>, Vec<(String, Var)>);
+
 /// A freshly initialised model of `cfg` in `dtype` (from `seed`: the same
 /// weights, up to rounding, in every dtype) and its named weights.
 fn fresh(
@@ -91,7 +98,7 @@ fn fresh(
     seed: u64,
     device: &candle_core::Device,
     dtype: DType,
-) -> candle_core::Result<(Box<dyn CausalLm>, Vec<(String, Var)>)> {
+) -> candle_core::Result<Fresh> {
     Ok(match cfg {
         PretrainModel::Llama(c) => {
             let (m, v) = init(c, seed, device, dtype)?;
