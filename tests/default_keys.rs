@@ -97,3 +97,66 @@ fn the_dtype_default_depends_on_the_node_s_gpus_and_enters_the_key_once() {
     let v = p.json(&["explain", "gpu_omitted", "-p", "g", "--json"]);
     assert_eq!(v[0]["params"]["dtype"], "bf16", "{v}");
 }
+
+const TRAIN_PIPELINE: &str = r#"
+pipeline: tr
+nodes:
+  cpu_omitted:
+    op: lm.finetune
+    inputs: {base: file:model, data: file:data.jsonl}
+  cpu_written:
+    op: lm.finetune
+    inputs: {base: file:model, data: file:data.jsonl}
+    params: {dtype: f32, recompute: false}
+  gpu_omitted:
+    op: lm.finetune
+    inputs: {base: file:model, data: file:data.jsonl}
+    resources: {gpus: 1}
+  gpu_bf16:
+    op: lm.finetune
+    inputs: {base: file:model, data: file:data.jsonl}
+    params: {dtype: bf16}
+  micro:
+    op: lm.finetune
+    inputs: {base: file:model, data: file:data.jsonl}
+    params: {micro_batch_size: 4}
+  recompute:
+    op: lm.finetune
+    inputs: {base: file:model, data: file:data.jsonl}
+    params: {recompute: true}
+  torch_cpu:
+    op: lm.finetune
+    inputs: {base: file:model, data: file:data.jsonl}
+    params: {engine: torch}
+  torch_gpu:
+    op: lm.finetune
+    inputs: {base: file:model, data: file:data.jsonl}
+    params: {engine: torch}
+    resources: {gpus: 8}
+"#;
+
+/// The training params added for single-device training (`dtype`,
+/// `micro_batch_size`, `recompute`) leave a default node's key as it was;
+/// a candle node granted GPUs trains in bf16 (in its key); a torch node
+/// never gets `dtype` (its `precision` governs), so its key does not
+/// depend on its GPUs.
+#[test]
+fn training_params_keep_default_keys_and_bf16_is_the_gpu_default() {
+    let p = Project::new();
+    p.write("pipelines/tr.yaml", TRAIN_PIPELINE);
+    p.write("model/config.json", "{}\n");
+    p.write("data.jsonl", "{\"messages\": []}\n");
+    p.write("trainer/fsdp_train.py", "print('v1')\n");
+    p.write("trainer/requirements.lock", "torch==2.15.0\n");
+    let k = p.keys("tr");
+    assert_eq!(k["cpu_omitted"], k["cpu_written"]);
+    assert_eq!(k["gpu_omitted"], k["gpu_bf16"]);
+    assert_ne!(k["cpu_omitted"], k["gpu_omitted"]);
+    assert_ne!(k["cpu_omitted"], k["micro"]);
+    assert_ne!(k["cpu_omitted"], k["recompute"]);
+    assert_eq!(k["torch_cpu"], k["torch_gpu"]);
+    let v = p.json(&["explain", "cpu_omitted", "-p", "tr", "--json"]);
+    assert_eq!(v[0]["params"], serde_json::json!({}), "{v}");
+    let v = p.json(&["explain", "torch_gpu", "-p", "tr", "--json"]);
+    assert!(v[0]["params"].get("dtype").is_none(), "{v}");
+}

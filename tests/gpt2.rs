@@ -336,6 +336,8 @@ fn a_fixed_batch_overfits_through_the_shared_train_loop() {
     let tcfg = TrainConfig {
         seq_len: 16,
         batch_size: 2,
+        micro_batch_size: None,
+        recompute: false,
         epochs: 150.0,
         lr: 1e-2,
         min_lr_ratio: 0.1,
@@ -507,6 +509,8 @@ fn a_loaded_gpt2_trains_and_saves_through_the_model_trait() {
     let tcfg = TrainConfig {
         seq_len: 8,
         batch_size: 2,
+        micro_batch_size: None,
+        recompute: false,
         epochs: 20.0,
         lr: 1e-2,
         min_lr_ratio: 0.1,

@@ -144,6 +144,8 @@ fn training_losses_match_the_autograd_engine() {
     let tcfg = TrainConfig {
         seq_len: 8,
         batch_size: 2,
+        micro_batch_size: None,
+        recompute: false,
         epochs: 4.0,
         lr: 1e-2,
         min_lr_ratio: 0.1,

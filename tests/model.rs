@@ -101,6 +101,8 @@ fn train_cfg(epochs: f64, seed: u64) -> TrainConfig {
     TrainConfig {
         seq_len: 16,
         batch_size: 2,
+        micro_batch_size: None,
+        recompute: false,
         epochs,
         lr: 1e-2,
         min_lr_ratio: 0.1,

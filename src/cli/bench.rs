@@ -105,7 +105,7 @@ pub fn bench_train(a: BenchTrainArgs) -> Outcome {
     let dev = crate::model::cpu::device();
     let (model, vars) = init(&cfg, 0, &dev, DType::F32).map_err(merr)?;
     let vars: Vec<_> = vars.into_iter().map(|(_, v)| v).collect();
-    let mut opt = AdamW::new(&vars, AdamWConfig::default());
+    let mut opt = AdamW::new(&vars, AdamWConfig::default()).map_err(merr)?;
     let engine = match a.engine {
         Some(EngineArg::Autograd) => Engine::Autograd,
         Some(EngineArg::Manual) => Engine::Manual,

@@ -474,7 +474,9 @@ pub fn compile(root: &Path, p: Pipeline) -> Result<Dag, SpecError> {
         .zip(ops_of)
         .zip(outputs_of);
     for (((mut inst, (inputs, resources, tolerance)), op), outputs) in parts {
-        crate::op::schema::with_device_defaults(op.params(), &mut inst.params, resources.gpus);
+        if op.gpu_defaults_apply(&inst.params) {
+            crate::op::schema::with_device_defaults(op.params(), &mut inst.params, resources.gpus);
+        }
         let key_params = crate::op::schema::semantic(op.params(), &inst.params);
         nodes.push(DagNode {
             key_template: KeyTemplate::new(op.name(), op.version(), &key_params),

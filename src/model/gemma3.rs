@@ -26,6 +26,7 @@
 //!
 //! GGUF files are read by [`super::gguf_gemma3`].
 
+use super::blockwise::{BlockContext, BlockwiseLm};
 use super::kernels;
 use super::llama::{MASKED, causal_mask};
 use super::lm::{CausalLm, KvCache, LayerKv, extend_slot, linear, matmul};
@@ -253,6 +254,44 @@ impl Gemma3 {
         }
     }
 
+    /// One block: attention and the gated MLP, each between its two
+    /// norms, added to the residual stream `x`; `mask` is the layer's
+    /// (global or sliding-window) mask.
+    fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        past: usize,
+        mask: &Tensor,
+        slot: Option<&mut LayerKv>,
+        fast: bool,
+    ) -> Result<Tensor> {
+        let a = self.attention(
+            blk,
+            &self.norm(x, &blk.input_norm, fast)?,
+            past,
+            mask,
+            slot,
+            fast,
+        )?;
+        let x = (x + self.norm(&a, &blk.post_attn_norm, fast)?)?;
+        let hn = self.norm(&x, &blk.pre_ffn_norm, fast)?;
+        let mlp = linear(
+            &(linear(&hn, &blk.gate)?.gelu()? * linear(&hn, &blk.up)?)?,
+            &blk.down,
+        )?;
+        x + self.norm(&mlp, &blk.post_ffn_norm, fast)?
+    }
+
+    /// The token embeddings of ids `(b, t)`, scaled by `sqrt(hidden_size)`.
+    fn embed_ids(&self, ids: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+        let d = self.cfg.hidden_size;
+        self.embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, d))?
+            * (d as f64).sqrt()
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -313,9 +352,55 @@ impl Gemma3 {
     }
 }
 
+impl BlockwiseLm for Gemma3 {
+    fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+    fn block_context(&self, t: usize) -> Result<BlockContext> {
+        let global = causal_mask(t, 0, &self.device)?;
+        let window = window_mask(t, 0, self.cfg.sliding_window, &self.device)?;
+        let local = global.broadcast_add(&window)?;
+        Ok(BlockContext {
+            t,
+            causal: Some(global),
+            local: Some(local),
+        })
+    }
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if t > self.cfg.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {t} positions exceeds max_position_embeddings {}",
+                self.cfg.max_position_embeddings
+            );
+        }
+        self.embed_ids(ids, b, t)
+    }
+    fn block(&self, i: usize, x: &Tensor, ctx: &BlockContext) -> Result<Tensor> {
+        let Some(blk) = self.blocks.get(i) else {
+            candle_core::bail!("block {i} of a model with {}", self.blocks.len());
+        };
+        let mask = if blk.sliding {
+            ctx.local.as_ref()
+        } else {
+            ctx.causal.as_ref()
+        };
+        let Some(mask) = mask else {
+            candle_core::bail!("gemma3: a block context without masks");
+        };
+        self.block_forward(blk, x, 0, mask, None, false)
+    }
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm(x, &self.norm, false)
+    }
+}
+
 impl CausalLm for Gemma3 {
     fn arch(&self) -> &'static str {
         "gemma3_text"
+    }
+    fn blockwise(&self) -> Option<&dyn BlockwiseLm> {
+        Some(self)
     }
 
     fn hidden(
@@ -342,33 +427,14 @@ impl CausalLm for Gemma3 {
         };
         let window = window_mask(t, past, self.cfg.sliding_window, &self.device)?;
         let local = global.broadcast_add(&window)?;
-        let d = self.cfg.hidden_size;
-        let mut x = (self
-            .embed
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, d))?
-            * (d as f64).sqrt())?;
+        let mut x = self.embed_ids(ids, b, t)?;
         if let Some(c) = cache.as_deref_mut() {
             c.ensure_layers(self.blocks.len());
         }
         for (i, blk) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| c.layer_mut(i));
             let m = if blk.sliding { &local } else { &global };
-            let a = self.attention(
-                blk,
-                &self.norm(&x, &blk.input_norm, fast)?,
-                past,
-                m,
-                slot,
-                fast,
-            )?;
-            x = (x + self.norm(&a, &blk.post_attn_norm, fast)?)?;
-            let hn = self.norm(&x, &blk.pre_ffn_norm, fast)?;
-            let mlp = linear(
-                &(linear(&hn, &blk.gate)?.gelu()? * linear(&hn, &blk.up)?)?,
-                &blk.down,
-            )?;
-            x = (x + self.norm(&mlp, &blk.post_ffn_norm, fast)?)?;
+            x = self.block_forward(blk, &x, past, m, slot, fast)?;
         }
         if let Some(c) = cache {
             c.set_len(past + t);

@@ -11,6 +11,7 @@
 //! which has its own backward pass, and a composite LayerNorm, since
 //! candle's `ops::layer_norm` has none), `fast = true` the fused kernels.
 
+use super::blockwise::{BlockContext, BlockwiseLm};
 use super::checkpoint::{CheckpointError, Loaded};
 pub use super::config::Gpt2Config;
 use super::llama::causal_mask;
@@ -207,17 +208,30 @@ impl Gpt2 {
         }
         for (i, blk) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| c.layer_mut(i));
-            let h = self.norm(&x, &blk.ln1, fast)?;
-            let a = self.attention(blk, &h, mask, slot, fast)?;
-            x = (x + a)?;
-            let h = self.norm(&x, &blk.ln2, fast)?;
-            let m = conv1d(&self.act(&conv1d(&h, &blk.fc)?)?, &blk.proj)?;
-            x = (x + m)?;
+            x = self.block_forward(blk, &x, mask, slot, fast)?;
         }
         if let Some(c) = cache {
             c.set_len(past + t);
         }
         self.norm(&x, &self.ln_f, fast)
+    }
+
+    /// One block: attention and the MLP, each after its LayerNorm and added
+    /// to the residual stream `x`.
+    fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        slot: Option<&mut LayerKv>,
+        fast: bool,
+    ) -> Result<Tensor> {
+        let h = self.norm(x, &blk.ln1, fast)?;
+        let a = self.attention(blk, &h, mask, slot, fast)?;
+        let x = (x + a)?;
+        let h = self.norm(&x, &blk.ln2, fast)?;
+        let m = conv1d(&self.act(&conv1d(&h, &blk.fc)?)?, &blk.proj)?;
+        x + m
     }
 
     fn attention(
@@ -252,9 +266,53 @@ impl Gpt2 {
     }
 }
 
+impl BlockwiseLm for Gpt2 {
+    fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+    fn block_context(&self, t: usize) -> Result<BlockContext> {
+        let causal = if self.fused(false) {
+            None
+        } else {
+            Some(causal_mask(t, 0, &self.device)?)
+        };
+        Ok(BlockContext {
+            t,
+            causal,
+            local: None,
+        })
+    }
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if t > self.cfg.n_positions {
+            candle_core::bail!(
+                "sequence of {t} positions exceeds n_positions {}",
+                self.cfg.n_positions
+            );
+        }
+        let tok =
+            self.wte
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b, t, self.cfg.n_embd))?;
+        tok.broadcast_add(&self.wpe.narrow(0, 0, t)?.unsqueeze(0)?)
+    }
+    fn block(&self, i: usize, x: &Tensor, ctx: &BlockContext) -> Result<Tensor> {
+        let Some(blk) = self.blocks.get(i) else {
+            candle_core::bail!("block {i} of a model with {}", self.blocks.len());
+        };
+        self.block_forward(blk, x, ctx.causal.as_ref(), None, false)
+    }
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm(x, &self.ln_f, false)
+    }
+}
+
 impl CausalLm for Gpt2 {
     fn arch(&self) -> &'static str {
         "gpt2"
+    }
+    fn blockwise(&self) -> Option<&dyn BlockwiseLm> {
+        Some(self)
     }
     fn hidden(
         &self,

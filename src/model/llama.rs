@@ -12,6 +12,7 @@
 //! `candle_transformers::models::llama::Llama` cannot serve here: it returns
 //! only the last position and cannot be trained. Tests compare with it.
 
+use super::blockwise::{BlockContext, BlockwiseLm};
 use super::config::LlamaConfig;
 use super::kernels;
 pub use super::lm::KvCache;
@@ -154,30 +155,48 @@ impl Llama {
         };
         let cos = self.cos.narrow(0, past, t)?;
         let sin = self.sin.narrow(0, past, t)?;
-        let d = self.cfg.hidden_size;
-        let mut x = self
-            .embed
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, d))?;
+        let mut x = self.embed_ids(ids, b, t)?;
         if let Some(c) = cache.as_deref_mut() {
             c.ensure_layers(self.blocks.len());
         }
         for (i, blk) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| c.layer_mut(i));
-            let h = self.norm(&x, &blk.input_norm, fast)?;
-            let a = self.attention(blk, &h, &cos, &sin, mask, slot, fast)?;
-            x = (x + a)?;
-            let h = self.norm(&x, &blk.post_norm, fast)?;
-            let m = linear(
-                &(linear(&h, &blk.gate)?.silu()? * linear(&h, &blk.up)?)?,
-                &blk.down,
-            )?;
-            x = (x + m)?;
+            x = self.block_forward(blk, &x, (&cos, &sin), mask, slot, fast)?;
         }
         if let Some(c) = cache {
             c.set_len(past + t);
         }
         self.norm(&x, &self.norm, fast)
+    }
+
+    /// The token embeddings `(b, t, hidden)` of ids `(b, t)`.
+    fn embed_ids(&self, ids: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+        self.embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, self.cfg.hidden_size))
+    }
+
+    /// One block: attention and the gated MLP, each after its RMSNorm and
+    /// added to the residual stream `x`. `rope` is the `(cos, sin)` rows
+    /// of the new positions.
+    fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
+        mask: Option<&Tensor>,
+        slot: Option<&mut LayerKv>,
+        fast: bool,
+    ) -> Result<Tensor> {
+        let h = self.norm(x, &blk.input_norm, fast)?;
+        let a = self.attention(blk, &h, cos, sin, mask, slot, fast)?;
+        let x = (x + a)?;
+        let h = self.norm(&x, &blk.post_norm, fast)?;
+        let m = linear(
+            &(linear(&h, &blk.gate)?.silu()? * linear(&h, &blk.up)?)?,
+            &blk.down,
+        )?;
+        x + m
     }
 
     /// Logits over the vocabulary for hidden states of any leading shape,
@@ -295,11 +314,55 @@ impl Llama {
     }
 }
 
+impl BlockwiseLm for Llama {
+    fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+    fn block_context(&self, t: usize) -> Result<BlockContext> {
+        let causal = if self.fused(false) {
+            None
+        } else {
+            Some(causal_mask(t, 0, &self.device)?)
+        };
+        Ok(BlockContext {
+            t,
+            causal,
+            local: None,
+        })
+    }
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if t > self.cfg.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {t} positions exceeds max_position_embeddings {}",
+                self.cfg.max_position_embeddings
+            );
+        }
+        self.embed_ids(ids, b, t)
+    }
+    fn block(&self, i: usize, x: &Tensor, ctx: &BlockContext) -> Result<Tensor> {
+        let Some(blk) = self.blocks.get(i) else {
+            candle_core::bail!("block {i} of a model with {}", self.blocks.len());
+        };
+        let rope = (
+            &self.cos.narrow(0, 0, ctx.t)?,
+            &self.sin.narrow(0, 0, ctx.t)?,
+        );
+        self.block_forward(blk, x, rope, ctx.causal.as_ref(), None, false)
+    }
+    fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm(x, &self.norm, false)
+    }
+}
+
 impl CausalLm for Llama {
     fn arch(&self) -> &'static str {
         "llama"
     }
     fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+    fn blockwise(&self) -> Option<&dyn BlockwiseLm> {
         Some(self)
     }
     fn hidden(

@@ -5,6 +5,7 @@
 //! and the model ops work through it, so a LLaMA ([`super::llama`]) and a
 //! GPT-2 ([`super::gpt2`]) are interchangeable there.
 
+use super::blockwise::BlockwiseLm;
 use candle_core::{D, DType, Device, Result, Tensor};
 
 /// A decoder-only language model.
@@ -66,6 +67,13 @@ pub trait CausalLm: Send + Sync {
     /// hand-written training step ([`super::manual`]) runs only our LLaMA
     /// and downcasts to it); `None` when the model does not offer it.
     fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
+    /// This model step by step (embedding, blocks, final norm), for
+    /// training with activation recompute; `None` when the architecture
+    /// does not offer it.
+    fn blockwise(&self) -> Option<&dyn BlockwiseLm> {
         None
     }
 

@@ -70,6 +70,32 @@ impl Shape {
     }
 }
 
+impl Shape {
+    /// The shape of a model from its `config.json` object (the names of
+    /// LLaMA-family, Gemma 3 and GPT-2 configs) and its parameter count;
+    /// `None` when a size is missing.
+    pub fn from_config(cfg: &serde_json::Value, params: usize) -> Option<Shape> {
+        let cfg = cfg.get("text_config").unwrap_or(cfg);
+        let get = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| cfg.get(*k).and_then(serde_json::Value::as_u64))
+                .map(|v| v as usize)
+        };
+        let hidden = get(&["hidden_size", "n_embd"])?;
+        let heads = get(&["num_attention_heads", "n_head"])?;
+        let head_dim = get(&["head_dim"]).unwrap_or(hidden / heads.max(1));
+        Some(Shape {
+            params,
+            layers: get(&["num_hidden_layers", "n_layer"])?,
+            hidden,
+            mlp: get(&["intermediate_size", "n_inner"]).unwrap_or(4 * hidden),
+            heads,
+            kv_width: get(&["num_key_value_heads"]).unwrap_or(heads) * head_dim,
+            vocab: get(&["vocab_size"])?,
+        })
+    }
+}
+
 /// How a training run is laid out, as far as memory goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrainLayout {
@@ -206,6 +232,23 @@ pub fn available(device: &Device) -> Option<u64> {
     }
 }
 
+/// A size as written in `REPRO_MEMORY_LIMIT`: bytes, or a number with a
+/// `K`, `M`, `G` or `T` suffix (powers of 10, an optional `B`): `80G`,
+/// `80GB`, `1.5T`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.strip_suffix('B').unwrap_or(&t);
+    let (num, scale) = match t.chars().last()? {
+        'K' => (&t[..t.len() - 1], 1e3),
+        'M' => (&t[..t.len() - 1], 1e6),
+        'G' => (&t[..t.len() - 1], 1e9),
+        'T' => (&t[..t.len() - 1], 1e12),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| (v * scale) as u64)
+}
+
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
 fn cpu_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -339,6 +382,31 @@ mod tests {
         let err = check_fits(&f32, card, "cuda:0", "use bf16").unwrap_err();
         assert!(err.to_string().contains("cuda:0 has 80.0 GB free"), "{err}");
         assert!(err.to_string().ends_with("use bf16"), "{err}");
+    }
+
+    #[test]
+    fn shapes_come_from_config_json() {
+        let llama = serde_json::json!({"hidden_size": 4096, "intermediate_size": 11008,
+            "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 32000});
+        assert_eq!(Shape::from_config(&llama, 6_738_415_616), Some(llama_7b()));
+        let gpt2 =
+            serde_json::json!({"n_embd": 1600, "n_layer": 48, "n_head": 25, "vocab_size": 50257});
+        let s = Shape::from_config(&gpt2, 1).expect("gpt2 shape");
+        assert_eq!((s.mlp, s.kv_width, s.layers), (6400, 1600, 48));
+        assert_eq!(
+            Shape::from_config(&serde_json::json!({"n_embd": 8}), 1),
+            None
+        );
+    }
+
+    #[test]
+    fn sizes_parse_with_decimal_suffixes() {
+        assert_eq!(parse_size("80G"), Some(80_000_000_000));
+        assert_eq!(parse_size("80gb"), Some(80_000_000_000));
+        assert_eq!(parse_size("1.5T"), Some(1_500_000_000_000));
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("-1G"), None);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! and KV cache ([`lm`]), a LLaMA-family decoder ([`llama`]) and a GPT-2
 //! ([`gpt2`]) with Hugging Face weight names, one loader for model
 //! directories ([`load`]), where weights come from ([`params`]), an in-place AdamW
-//! ([`adamw`]), the training loop ([`train`]), batched decoding
+//! ([`adamw`]), the training loop ([`train`]) with its steps ([`step`]:
+//! micro-batches and gradient engines; [`loss`], [`grads`], activation
+//! recompute in [`recompute`] over [`blockwise`] models), batched decoding
 //! ([`generate`]), tokenizers and chat templates ([`tokenizer`]), model
 //! directories ([`checkpoint`]) and CPU tuning ([`cpu`]). On the CPU, training
 //! our LLaMA runs a hand-written forward and backward pass ([`manual`])
@@ -10,6 +12,7 @@
 
 pub mod adamw;
 pub mod batching;
+pub mod blockwise;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
@@ -22,14 +25,18 @@ pub mod gguf_file;
 pub mod gguf_gemma3;
 pub mod gguf_tokenizer;
 pub mod gpt2;
+pub mod grads;
 pub mod kernels;
 pub mod llama;
 pub mod lm;
 pub mod load;
+pub mod loss;
 pub mod manual;
 pub mod memory;
 pub mod params;
 pub mod precision;
+pub mod recompute;
+pub mod step;
 pub mod tokenizer;
 pub mod train;
 

@@ -12,7 +12,9 @@
 //!   computed in f32 and rounded to bf16 ([`super::lm::matmul`]).
 //!
 //! The CPU training paths (the fused kernels and the hand-written step) stay
-//! f32; a half-precision model trains through candle's autograd.
+//! f32; a half-precision model trains through candle's autograd, with f32
+//! master weights in the optimizer ([`super::adamw::AdamW::with_masters`])
+//! and an f32 loss ([`super::loss`]).
 
 use super::checkpoint::CheckpointError;
 use candle_core::{DType, Device};

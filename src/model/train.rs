@@ -12,11 +12,22 @@
 //! Gradients come from candle's autograd, or, for our LLaMA with f32
 //! weights on the CPU, from the hand-written step of [`super::manual`]
 //! (same numbers up to float rounding, 2-3x faster; see [`Engine`]).
+//!
+//! What fits a run on one device, fixed before the first step in its
+//! [`TrainPlan`] (the place for a memory estimate): gradient accumulation
+//! (`micro_batch_size` windows per forward and backward pass, the step's
+//! gradient the whole batch's, [`super::step`]; both engines), activation
+//! recompute per block ([`super::recompute`]; autograd), and bf16/f16
+//! compute with f32 master weights ([`Weights::masters`],
+//! [`AdamW::with_masters`]; autograd, since the manual step is f32-only).
+//! Defaults are the plain run: one pass per step, every activation kept,
+//! the model's own float type.
 
 use super::adamw::{AdamW, AdamWConfig};
-use super::llama::Llama;
 use super::lm::CausalLm;
-use super::manual::{ManualStep, TokenBatch};
+use super::manual::TokenBatch;
+pub use super::step::Engine;
+use super::step::Stepper;
 use crate::rng::Rng;
 use candle_core::{DType, Result, Tensor, Var};
 use std::time::Instant;
@@ -35,8 +46,14 @@ pub struct Example {
 pub struct TrainConfig {
     /// Tokens per window (model inputs).
     pub seq_len: usize,
-    /// Windows per step.
+    /// Windows per optimizer step.
     pub batch_size: usize,
+    /// Windows per forward and backward pass; a step accumulates the
+    /// gradients of its micro-batches ([`super::step`]). `None`: the whole
+    /// batch at once.
+    pub micro_batch_size: Option<usize>,
+    /// Activation recompute per block ([`super::recompute`]).
+    pub recompute: bool,
     /// Passes over the data (fractional allowed).
     pub epochs: f64,
     /// Peak learning rate.
@@ -208,102 +225,103 @@ pub fn batch_loss(
     batch: &[&Window],
     fast: bool,
 ) -> Result<Option<(Tensor, usize)>> {
-    let dev = model.device();
     let Some(tb) = token_batch(batch) else {
         return Ok(None);
     };
-    let (b, t, n) = (tb.b, tb.t, tb.rows.len());
-    let ids = Tensor::from_vec(tb.ids, (b, t), dev)?;
-    let h = model.hidden(&ids, None, None, fast)?;
-    let d = h.dim(2)?;
-    let rows = Tensor::from_vec(tb.rows, n, dev)?;
-    let h = h.reshape((b * t, d))?.index_select(&rows, 0)?;
-    let logits = model.logits(&h)?;
-    let targets = Tensor::from_vec(tb.targets, n, dev)?;
-    let loss = super::kernels::cross_entropy(&logits, &targets)?;
-    Ok(Some((loss, n)))
+    let loss = super::loss::token_batch_loss(model, &tb, fast)?;
+    Ok(Some((loss, tb.rows.len())))
 }
 
-/// How a training step computes its gradients.
+/// How a run executes its steps, fixed before the first one: what a memory
+/// estimate of the run needs besides the model. [`train_planned`] follows
+/// it; [`TrainPlan::new`] makes the plan [`train`] uses.
+///
+/// A step takes `batch_size` windows of at most `seq_len + 1` tokens and
+/// runs them through the model `micro_batch` windows at a time
+/// (`accumulation_steps` forward and backward passes, the last one
+/// possibly smaller), computing in `dtype`; with `recompute`, only each
+/// block's input is kept between the forward and the backward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// candle's autograd over the model's differentiable ops (any model,
-    /// any device).
-    Autograd,
-    /// The hand-written forward and backward passes of [`super::manual`]
-    /// (our LLaMA with f32 weights on the CPU only).
-    Manual,
+pub struct TrainPlan {
+    /// Input positions per window.
+    pub seq_len: usize,
+    /// Windows per optimizer step.
+    pub batch_size: usize,
+    /// Windows per forward and backward pass.
+    pub micro_batch: usize,
+    /// Forward and backward passes per optimizer step.
+    pub accumulation_steps: usize,
+    /// The float type the model computes in (its weights' type); with bf16
+    /// or f16 the optimizer keeps f32 master copies.
+    pub dtype: DType,
+    /// Activation recompute per block.
+    pub recompute: bool,
+    /// The gradient engine.
+    pub engine: Engine,
 }
 
-impl Engine {
-    /// What [`train`] uses for `model`: the hand-written step for our
-    /// LLaMA with f32 weights on the CPU, autograd otherwise.
-    pub fn default_for(model: &dyn CausalLm) -> Engine {
-        match as_llama(model) {
-            Some(m) if m.device().is_cpu() && m.dtype() == DType::F32 => Engine::Manual,
-            _ => Engine::Autograd,
-        }
-    }
-}
-
-/// `model` as our LLaMA, when it is one.
-fn as_llama(model: &dyn CausalLm) -> Option<&Llama> {
-    model.as_any().and_then(|m| m.downcast_ref::<Llama>())
-}
-
-/// One training step's gradient computation, whichever engine runs it.
-enum Stepper {
-    Autograd,
-    Manual(Box<ManualStep<f32>>),
-}
-
-impl Stepper {
-    fn new(model: &dyn CausalLm, engine: Engine) -> Result<Self> {
-        match engine {
-            Engine::Autograd => Ok(Stepper::Autograd),
-            Engine::Manual => match as_llama(model) {
-                Some(m) => Ok(Stepper::Manual(Box::new(ManualStep::new(m)?))),
-                None => candle_core::bail!("the manual training step supports only llama models"),
-            },
-        }
+impl TrainPlan {
+    /// The plan for `model` and `cfg`: the engine [`Engine::default_for`]
+    /// picks (autograd with recompute), micro-batches of
+    /// `cfg.micro_batch_size` windows (at most `batch_size`; default one
+    /// micro-batch per step).
+    pub fn new(model: &dyn CausalLm, cfg: &TrainConfig) -> Result<Self> {
+        let engine = if cfg.recompute {
+            Engine::Autograd
+        } else {
+            Engine::default_for(model)
+        };
+        Self::with_engine(model, cfg, engine)
     }
 
-    /// Loss and learned count of `batch`, after updating the weights.
-    fn step(
-        &mut self,
-        model: &dyn CausalLm,
-        opt: &mut AdamW,
-        batch: &[&Window],
-        lr: f64,
-    ) -> Result<Option<(f64, usize)>> {
-        match self {
-            Stepper::Autograd => {
-                let Some((loss, learned)) = batch_loss(model, batch, false)? else {
-                    return Ok(None);
-                };
-                let grads = loss.backward()?;
-                opt.step(&grads, lr)?;
-                Ok(Some((loss.to_scalar::<f32>()? as f64, learned)))
+    /// [`TrainPlan::new`] with an explicit engine; recompute with the
+    /// manual engine, or on a model that cannot run block by block, is an
+    /// error.
+    pub fn with_engine(model: &dyn CausalLm, cfg: &TrainConfig, engine: Engine) -> Result<Self> {
+        if cfg.recompute {
+            if engine == Engine::Manual {
+                candle_core::bail!("recompute needs the autograd engine, not the manual step");
             }
-            Stepper::Manual(m) => {
-                let Some(tb) = token_batch(batch) else {
-                    return Ok(None);
-                };
-                let Some(loss) = m.forward(&tb)? else {
-                    return Ok(None);
-                };
-                m.backward()?;
-                opt.step_with(|t| m.grad_of(t), lr)?;
-                // The same rounding as the autograd path's f32 loss.
-                Ok(Some((loss as f32 as f64, tb.rows.len())))
-            }
+            super::recompute::blockwise(model)?;
         }
+        let batch_size = cfg.batch_size.max(1);
+        let micro_batch = cfg
+            .micro_batch_size
+            .unwrap_or(batch_size)
+            .clamp(1, batch_size);
+        Ok(TrainPlan {
+            seq_len: cfg.seq_len,
+            batch_size,
+            micro_batch,
+            accumulation_steps: batch_size.div_ceil(micro_batch),
+            dtype: model.dtype(),
+            recompute: cfg.recompute,
+            engine,
+        })
     }
+
+    /// Whether the model computes in half precision (bf16 or f16), so the
+    /// optimizer keeps f32 master weights.
+    pub fn mixed_precision(&self) -> bool {
+        super::lm::is_half(self.dtype)
+    }
+}
+
+/// The weights a run trains.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    /// The model's variables, what it computes with.
+    pub vars: &'a [Var],
+    /// For half-precision `vars`: their f32 master copies, one per variable
+    /// in the same order, which the optimizer updates and the caller saves
+    /// ([`AdamW::with_masters`]). `None`: the optimizer makes them from the
+    /// variables (or needs none, for f32 weights).
+    pub masters: Option<&'a [Var]>,
 }
 
 /// Trains `model` (whose weights are `vars`) on `windows`. `on_step` sees
 /// (step, total steps, loss) and may stop the run by returning `false`.
-/// Uses the engine [`Engine::default_for`] picks.
+/// Follows the plan [`TrainPlan::new`] makes.
 pub fn train(
     model: &dyn CausalLm,
     vars: &[Var],
@@ -311,14 +329,12 @@ pub fn train(
     cfg: &TrainConfig,
     on_step: impl FnMut(usize, usize, f64) -> bool,
 ) -> Result<TrainReport> {
-    train_with(
-        model,
+    let plan = TrainPlan::new(model, cfg)?;
+    let weights = Weights {
         vars,
-        windows,
-        cfg,
-        Engine::default_for(model),
-        on_step,
-    )
+        masters: None,
+    };
+    train_planned(model, weights, windows, cfg, &plan, on_step)
 }
 
 /// [`train`] with an explicit gradient engine.
@@ -328,6 +344,25 @@ pub fn train_with(
     windows: &[Window],
     cfg: &TrainConfig,
     engine: Engine,
+    on_step: impl FnMut(usize, usize, f64) -> bool,
+) -> Result<TrainReport> {
+    let plan = TrainPlan::with_engine(model, cfg, engine)?;
+    let weights = Weights {
+        vars,
+        masters: None,
+    };
+    train_planned(model, weights, windows, cfg, &plan, on_step)
+}
+
+/// [`train`] following `plan` (micro-batches, recompute, engine), with the
+/// weights (and master weights) given. `cfg` gives the hyper-parameters
+/// and the window order.
+pub fn train_planned(
+    model: &dyn CausalLm,
+    weights: Weights,
+    windows: &[Window],
+    cfg: &TrainConfig,
+    plan: &TrainPlan,
     mut on_step: impl FnMut(usize, usize, f64) -> bool,
 ) -> Result<TrainReport> {
     let mut report = TrainReport {
@@ -338,8 +373,11 @@ pub fn train_with(
         return Ok(report);
     }
     let total = total_steps(cfg, windows.len());
-    let mut opt = AdamW::new(vars, cfg.adamw);
-    let mut stepper = Stepper::new(model, engine)?;
+    let mut opt = match weights.masters {
+        Some(masters) => AdamW::with_masters(weights.vars, masters, cfg.adamw)?,
+        None => AdamW::new(weights.vars, cfg.adamw)?,
+    };
+    let mut stepper = Stepper::new(model, weights.vars, plan.engine, plan.recompute)?;
     let mut order = WindowOrder::new(windows.len(), cfg.seed);
     let t0 = Instant::now();
     for step in 0..total {
@@ -348,8 +386,12 @@ pub fn train_with(
             .into_iter()
             .map(|i| &windows[i])
             .collect();
+        let micro: Vec<TokenBatch> = batch
+            .chunks(plan.micro_batch.max(1))
+            .filter_map(token_batch)
+            .collect();
         let lr = lr_at(cfg, step, total);
-        let Some((l, learned)) = stepper.step(model, &mut opt, &batch, lr)? else {
+        let Some((l, learned)) = stepper.step(model, &mut opt, &micro, lr)? else {
             continue;
         };
         report.losses.push(l);

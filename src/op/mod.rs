@@ -156,6 +156,13 @@ pub trait Op: Send + Sync {
     fn implicit_inputs(&self, _params: &Map<String, Value>) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Whether a node with these params granted GPUs gets its params' GPU
+    /// defaults ([`ParamSpec::on_gpu`]) written in when the pipeline
+    /// compiles (yes unless the op says otherwise, e.g. for an engine that
+    /// does not read those params, so that its keys stay free of them).
+    fn gpu_defaults_apply(&self, _params: &Map<String, Value>) -> bool {
+        true
+    }
     /// Whether the op accepts inputs other than its implicit ones.
     fn takes_inputs(&self) -> bool {
         true

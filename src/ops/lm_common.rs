@@ -5,7 +5,7 @@
 
 use crate::model::adamw::AdamWConfig;
 use crate::model::tokenizer::{Message, TextTokenizer};
-use crate::model::train::{Example, TrainConfig};
+use crate::model::train::{Example, TrainConfig, TrainPlan};
 pub use crate::op::io::{input, read_jsonl, write_json};
 use crate::op::param;
 use crate::op::{OpError, ParamSpec, ParamType, RunContext};
@@ -31,7 +31,24 @@ pub const TRAIN_PARAMS: &[ParamSpec] = &[
     ParamSpec::num("clip", 1.0, "global gradient-norm clip, 0 = off"),
     ParamSpec::int("seed", 0, "seed of initialisation and data order"),
     DEVICE,
+    DTYPE,
+    MICRO_BATCH_SIZE,
+    RECOMPUTE,
 ];
+
+/// The `micro_batch_size` param of the training ops.
+pub const MICRO_BATCH_SIZE: ParamSpec = ParamSpec::optional(
+    "micro_batch_size",
+    ParamType::Int,
+    "windows per forward and backward pass; a step accumulates the gradients of its micro-batches up to `batch_size` windows, the last one possibly smaller (default: `batch_size`, no accumulation)",
+);
+
+/// The `recompute` param of the training ops.
+pub const RECOMPUTE: ParamSpec = ParamSpec::bool(
+    "recompute",
+    false,
+    "activation recompute: keep only each block's input in the forward pass and run the block again in the backward pass (less memory, about one more forward pass of time; autograd engine)",
+);
 
 /// An integer param, or its default.
 pub fn int(params: &Map<String, Value>, k: &str, default: u64) -> u64 {
@@ -40,7 +57,7 @@ pub fn int(params: &Map<String, Value>, k: &str, default: u64) -> u64 {
 
 /// Checks the ranges of [`TRAIN_PARAMS`]; `Err((param, message))`.
 pub fn check_train(params: &Map<String, Value>) -> Result<(), (String, String)> {
-    param::check_choice(params, "device", &["auto", "cpu"])?;
+    check_placement(params)?;
     let positive = ["seq_len", "batch_size", "epochs", "lr"];
     for k in positive {
         if let Some(v) = params.get(k).and_then(Value::as_f64)
@@ -63,7 +80,24 @@ pub fn check_train(params: &Map<String, Value>) -> Result<(), (String, String)> 
             return Err((k.into(), format!("`{k}` must not be negative, found {v}")));
         }
     }
-    Ok(())
+    check_micro_batch(params)
+}
+
+/// Checks `micro_batch_size`: positive and at most `batch_size`.
+fn check_micro_batch(params: &Map<String, Value>) -> Result<(), (String, String)> {
+    let Some(v) = params.get("micro_batch_size") else {
+        return Ok(());
+    };
+    let batch = param::int(TRAIN_PARAMS, params, "batch_size");
+    match v.as_u64() {
+        Some(m) if m > 0 && m <= batch => Ok(()),
+        _ => Err((
+            "micro_batch_size".into(),
+            format!(
+                "`micro_batch_size` must be a positive integer at most `batch_size` ({batch}), found {v}"
+            ),
+        )),
+    }
 }
 
 /// The training config from params.
@@ -71,6 +105,11 @@ pub fn train_config(params: &Map<String, Value>) -> TrainConfig {
     TrainConfig {
         seq_len: param::int(TRAIN_PARAMS, params, "seq_len") as usize,
         batch_size: param::int(TRAIN_PARAMS, params, "batch_size") as usize,
+        micro_batch_size: params
+            .get("micro_batch_size")
+            .and_then(Value::as_u64)
+            .map(|m| m as usize),
+        recompute: param::bool(TRAIN_PARAMS, params, "recompute"),
         epochs: param::num(TRAIN_PARAMS, params, "epochs"),
         lr: param::num(TRAIN_PARAMS, params, "lr"),
         min_lr_ratio: param::num(TRAIN_PARAMS, params, "min_lr_ratio"),
@@ -172,16 +211,141 @@ pub fn metrics_of(value: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// The f32 master copies of the weights `vars` of a model computing in
+/// `dtype`: `None` for f32 (the weights are their own masters); for bf16 or
+/// f16, the f32 weights `load_f32` gives (the same model loaded or
+/// initialised in f32, so training starts from the unrounded values),
+/// checked against `vars` by name and shape.
+pub fn masters_for(
+    dtype: candle_core::DType,
+    vars: &[(String, candle_core::Var)],
+    load_f32: impl FnOnce() -> Result<Vec<(String, candle_core::Var)>, OpError>,
+) -> Result<Option<Vec<(String, candle_core::Var)>>, OpError> {
+    if !crate::model::lm::is_half(dtype) {
+        return Ok(None);
+    }
+    let masters = load_f32()?;
+    let same = masters.len() == vars.len()
+        && masters
+            .iter()
+            .zip(vars)
+            .all(|((a, x), (b, y))| a == b && x.shape() == y.shape());
+    if !same {
+        return Err(OpError::msg(
+            "the f32 master weights do not match the model's weights by name and shape",
+        ));
+    }
+    Ok(Some(masters))
+}
+
+/// The plan of a training run (micro-batches, dtype, recompute, engine),
+/// made before the first step: the place where a memory check of the run
+/// on its device belongs.
+pub fn plan_training(
+    model: &dyn crate::model::CausalLm,
+    cfg: &TrainConfig,
+) -> Result<TrainPlan, OpError> {
+    TrainPlan::new(model, cfg).map_err(model_err)
+}
+
+/// The memory a training plan needs on `model`'s device
+/// ([`crate::model::memory::training`]), or `None` when the model's config
+/// does not name its sizes.
+pub fn training_memory(
+    model: &dyn crate::model::CausalLm,
+    plan: &TrainPlan,
+) -> Result<Option<crate::model::memory::Estimate>, OpError> {
+    use crate::model::memory::{Shape, training};
+    let cfg: Value =
+        serde_json::from_str(&model.config_json().map_err(model_err)?).map_err(model_err)?;
+    let Some(shape) = Shape::from_config(&cfg, model.param_count()) else {
+        return Ok(None);
+    };
+    Ok(Some(training(&shape, &train_layout(plan))))
+}
+
+/// The memory layout of a training plan.
+pub fn train_layout(plan: &TrainPlan) -> crate::model::memory::TrainLayout {
+    crate::model::memory::TrainLayout {
+        seq_len: plan.seq_len,
+        micro_batch: plan.micro_batch,
+        batch: plan.batch_size,
+        dtype: plan.dtype,
+        activation_checkpointing: plan.recompute,
+    }
+}
+
+/// `REPRO_MEMORY_LIMIT` (the node's environment first, then the
+/// process's): a cap on the memory a model op may plan to use, e.g. `80G`
+/// to check that runs fit an 80 GB card on a larger one.
+fn memory_limit(ctx: &RunContext) -> Result<Option<u64>, OpError> {
+    const VAR: &str = "REPRO_MEMORY_LIMIT";
+    let text = ctx
+        .env
+        .iter()
+        .find(|(k, _)| k == VAR)
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var(VAR).ok());
+    let Some(text) = text else { return Ok(None) };
+    crate::model::memory::parse_size(&text)
+        .map(Some)
+        .ok_or_else(|| {
+            OpError::msg(format!(
+                "{VAR}=`{text}` is not a size (bytes, or a number with K, M, G or T: `80G`)"
+            ))
+        })
+}
+
+/// Shows the memory estimate of a run before its first step and refuses
+/// one that cannot fit its device; returns the estimate in bytes.
+fn check_training_memory(
+    ctx: &RunContext,
+    model: &dyn crate::model::CausalLm,
+    plan: &TrainPlan,
+) -> Result<Option<u64>, OpError> {
+    use crate::model::memory;
+    let Some(estimate) = training_memory(model, plan)? else {
+        return Ok(None);
+    };
+    (ctx.status)(&format!("memory estimate {estimate}"));
+    let device = model.device();
+    let name = if device.is_cpu() {
+        "the CPU"
+    } else {
+        "the GPU"
+    };
+    let available = match memory_limit(ctx)? {
+        Some(limit) => Some(memory::available(device).map_or(limit, |a| a.min(limit))),
+        None => memory::available(device),
+    };
+    memory::check_fits(
+        &estimate,
+        available,
+        name,
+        "lower `micro_batch_size` (gradients accumulate to `batch_size`), set `recompute: true`, \
+         train in `dtype: bf16`, shorten `seq_len`, or shard the model over several GPUs with `engine: torch`",
+    )
+    .map_err(|e| OpError::msg(e.to_string()))?;
+    Ok(Some(estimate.total()))
+}
+
 /// Trains `model` on `examples`, writes the checkpoint to `out/model` and
 /// the log to `out/train.json` (deterministic: no wall-clock fields), and
 /// returns the record metrics.
 ///
-/// The log holds the loss every `max(1, steps / 100)` steps; the metrics
-/// `final_loss` (mean of the last tenth of the steps), `steps`, `tokens`,
-/// `learned_tokens`, `seconds`, `tokens_per_s`, `params` and `windows`.
+/// `masters` are the f32 master copies of a bf16/f16 model's weights
+/// ([`masters_for`]); the optimizer updates them and the checkpoint holds
+/// them, so a half-precision run saves f32 weights, which every loader
+/// reads. The log holds the loss every `max(1, steps / 100)` steps; the
+/// metrics `final_loss` (mean of the last tenth of the steps), `steps`,
+/// `tokens`, `learned_tokens`, `seconds`, `tokens_per_s`, `params`,
+/// `windows` and the plan's `micro_batch_size`, `accumulation_steps`,
+/// `recompute` and `dtype`. The log names those four only when a param set
+/// them away from their defaults, so a default run's log stays as it was.
 pub fn train_and_save(
     ctx: &RunContext,
     loaded: crate::model::checkpoint::Loaded,
+    masters: Option<Vec<(String, candle_core::Var)>>,
     examples: &[crate::model::train::Example],
     cfg: &TrainConfig,
     mut extra: Map<String, Value>,
@@ -193,14 +357,24 @@ pub fn train_and_save(
             "no training window has a token to learn (empty data?)",
         ));
     }
+    let plan = plan_training(loaded.model.as_ref(), cfg)?;
+    let memory_estimate = check_training_memory(ctx, loaded.model.as_ref(), &plan)?;
     let vars: Vec<_> = loaded.vars.iter().map(|(_, v)| v.clone()).collect();
+    let master_vars: Option<Vec<_>> = masters
+        .as_ref()
+        .map(|m| m.iter().map(|(_, v)| v.clone()).collect());
+    let weights = train::Weights {
+        vars: &vars,
+        masters: master_vars.as_deref(),
+    };
     let cancel = ctx.cancel;
     let started = std::time::Instant::now();
-    let report = train::train(
+    let report = train::train_planned(
         loaded.model.as_ref(),
-        &vars,
+        weights,
         &windows,
         cfg,
+        &plan,
         |step, total, loss| {
             if step % 5 == 0 || step + 1 == total {
                 let secs = started.elapsed().as_secs_f64();
@@ -217,8 +391,9 @@ pub fn train_and_save(
     if cancel.is_cancelled() {
         return Err(OpError::Cancelled);
     }
-    let weights: Vec<_> = loaded
-        .vars
+    let weights: Vec<_> = masters
+        .as_ref()
+        .unwrap_or(&loaded.vars)
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
@@ -259,6 +434,10 @@ pub fn train_and_save(
         ("seconds", json!((report.seconds * 100.0).round() / 100.0)),
         ("tokens_per_s", json!((report.tokens as f64 / secs).round())),
         ("params", json!(loaded.model.param_count())),
+        (
+            "memory_estimate_gb",
+            json!(memory_estimate.map(|b| (b as f64 / 1e8).round() / 10.0)),
+        ),
     ] {
         extra.insert(k.into(), v);
     }
@@ -267,6 +446,9 @@ pub fn train_and_save(
     let mut log = extra.clone();
     log.remove("seconds");
     log.remove("tokens_per_s");
+    // The estimate follows the code's model of memory, not the inputs.
+    log.remove("memory_estimate_gb");
+    log.extend(plan_fields(&plan, cfg, false));
     log.insert("loss_curve".into(), Value::Array(curve));
     log.insert(
         "config".into(),
@@ -276,7 +458,31 @@ pub fn train_and_save(
         &ctx.work_dir.join("out").join("train.json"),
         &Value::Object(log),
     )?;
-    Ok(metrics_of(&Value::Object(extra)))
+    let mut metrics = metrics_of(&Value::Object(extra));
+    metrics.extend(plan_fields(&plan, cfg, true));
+    Ok(metrics)
+}
+
+/// How a run was executed, for its record (`all`) or its log (only what
+/// params set away from the defaults): `micro_batch_size` and
+/// `accumulation_steps` when `micro_batch_size` was given, `recompute` when
+/// on, `dtype` when not f32.
+fn plan_fields(plan: &TrainPlan, cfg: &TrainConfig, all: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    if all || cfg.micro_batch_size.is_some() {
+        out.insert("micro_batch_size".into(), json!(plan.micro_batch));
+        out.insert("accumulation_steps".into(), json!(plan.accumulation_steps));
+    }
+    if all || plan.recompute {
+        out.insert("recompute".into(), json!(plan.recompute));
+    }
+    if all || plan.dtype != candle_core::DType::F32 {
+        out.insert(
+            "dtype".into(),
+            json!(crate::model::precision::name(plan.dtype)),
+        );
+    }
+    out
 }
 
 /// Outputs of the training ops: the model directory (heavy) and the log.

@@ -15,10 +15,21 @@
 //! need many GPUs; see [`super::lm_finetune_torch`]). With `torch` the
 //! trainer script and the Python lock file are implicit inputs, so their
 //! digests, and the engine, are in the key.
+//!
+//! With `candle`, `dtype` (f32, bf16 or f16; bf16 on a node granted GPUs)
+//! is the compute type: a half-precision run loads the base twice, in the
+//! dtype for the model and in f32 for the optimizer's master weights, and
+//! saves the f32 masters. `micro_batch_size` accumulates gradients over
+//! micro-batches and `recompute` recomputes each block's activations in
+//! the backward pass (see [`crate::model::train::TrainPlan`]). The torch
+//! engine has its own `precision`, `micro_batch` and
+//! `activation_checkpointing` and rejects these three.
 
 use super::lm_common::{self, TRAIN_PARAMS, input, model_err, read_jsonl};
 use super::lm_finetune_torch as torch_engine;
+use crate::model::load::load_as;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
+use candle_core::DType::F32;
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
 
@@ -63,6 +74,11 @@ impl Op for LmFinetuneOp {
             Err(_) => Ok(()),
         }
     }
+    fn gpu_defaults_apply(&self, params: &Map<String, Value>) -> bool {
+        // The torch engine's compute type is `precision`; `dtype: bf16`
+        // written into a torch node would only change its key.
+        !torch_engine::selected(params)
+    }
     fn implicit_inputs(&self, params: &Map<String, Value>) -> Vec<(String, String)> {
         torch_engine::implicit_inputs(params)
     }
@@ -83,15 +99,18 @@ impl Op for LmFinetuneOp {
             return torch_engine::run(ctx, &base, &records, budget, &tcfg);
         }
         let placed = lm_common::place(ctx)?;
+        let dtype = lm_common::dtype(ctx)?;
         let metrics = lm_common::on_threads(ctx, || {
             let device = placed.device.clone();
-            let loaded = crate::model::load::load(&base, true, &device).map_err(model_err)?;
+            let load = |dtype| load_as(&base, true, &device, dtype).map_err(model_err);
+            let loaded = load(dtype)?;
+            let masters = lm_common::masters_for(dtype, &loaded.vars, || Ok(load(F32)?.vars))?;
             let (examples, used_tokens) = lm_common::examples(&loaded.tokenizer, &records, budget)?;
             let mut extra = Map::new();
             extra.insert("examples".into(), json!(examples.len()));
             extra.insert("data_tokens".into(), json!(used_tokens));
             extra.insert("available_examples".into(), json!(records.len()));
-            lm_common::train_and_save(ctx, loaded, &examples, &tcfg, extra)
+            lm_common::train_and_save(ctx, loaded, masters, &examples, &tcfg, extra)
         })?;
         Ok(RunResult {
             device: Some(placed.described),

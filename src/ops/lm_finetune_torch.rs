@@ -17,6 +17,10 @@
 //! (`trainer/requirements.lock`). Not in the key: the number of GPUs and
 //! nodes (resources), `micro_batch`, `checkpoint_every` and
 //! `activation_checkpointing`, which change only float rounding and memory.
+//! The candle engine's `dtype`, `micro_batch_size` and `recompute` are
+//! errors here (each names the torch param that does its job), and a torch
+//! node granted GPUs does not get `dtype`'s bf16 default, so its key does
+//! not depend on its GPUs.
 //!
 //! Distributed checkpoints go to `torch/ckpt/` in the work directory, which
 //! Slurm's `retries:` keeps, so a preempted job resumes from the last one.
@@ -66,6 +70,15 @@ pub const PARAMS: &[ParamSpec] = &[
     .not_semantic(),
 ];
 
+/// The candle engine's params a torch node must not set, each with the
+/// torch param that does its job. (A torch node granted GPUs does not get
+/// `dtype`'s GPU default either: `lm.finetune`'s `gpu_defaults_apply`.)
+const CANDLE_ONLY: &[(&str, &str)] = &[
+    ("dtype", "precision"),
+    ("micro_batch_size", "micro_batch"),
+    ("recompute", "activation_checkpointing"),
+];
+
 /// Whether the params select the torch engine.
 pub fn selected(params: &Map<String, Value>) -> bool {
     params.get("engine").and_then(Value::as_str) == Some("torch")
@@ -92,6 +105,16 @@ pub fn check(params: &Map<String, Value>) -> Result<(), (String, String)> {
             }
         }
         return Ok(());
+    }
+    for (name, instead) in CANDLE_ONLY {
+        if params.contains_key(*name) {
+            return Err((
+                name.to_string(),
+                format!(
+                    "`{name}` applies to `engine: candle`; with `engine: torch` use `{instead}`"
+                ),
+            ));
+        }
     }
     if let Some(p) = params.get("precision").and_then(Value::as_str)
         && p != "bf16"

@@ -9,7 +9,11 @@
 //! `rms_norm_eps`, `tie_word_embeddings` (default true)), or a GPT-2 with
 //! `model_type: gpt2` (`n_embd`, `n_layer`, `n_head`, ...); `vocab_size`
 //! comes from the tokenizer. Every document is followed by `<|endoftext|>` and
-//! every token is learned. Weights start N(0, 0.02) from `seed`. Outputs:
+//! every token is learned. Weights start N(0, 0.02) from `seed` (in f32;
+//! with `dtype: bf16` or `f16` the model computes in that type from the
+//! rounded weights while the optimizer keeps the f32 ones as masters, which
+//! the checkpoint holds). `micro_batch_size` and `recompute` are as in
+//! `lm.finetune`. Outputs:
 //! `out` the model directory (heavy, HF layout) and `log` (`train.json`: the
 //! loss curve and the numbers that also go into the record).
 
@@ -21,7 +25,7 @@ use crate::model::train::Example;
 use crate::model::{CausalLm, LlamaConfig, init};
 use crate::op::param;
 use crate::op::{Op, OpError, OutputDecl, ParamSpec, ParamType, RunContext, RunResult};
-use candle_core::DType;
+use candle_core::{DType, Var};
 use serde_json::{Map, Value, json};
 use std::sync::LazyLock;
 
@@ -84,6 +88,29 @@ pub fn model_config(params: &Map<String, Value>, vocab: usize) -> Result<Pretrai
     Ok(PretrainModel::Llama(cfg))
 }
 
+/// A model and its named trainable weights.
+type Fresh = (Box<dyn CausalLm>, Vec<(String, Var)>);
+
+/// A freshly initialised model of `cfg` in `dtype` (from `seed`: the same
+/// weights, up to rounding, in every dtype) and its named weights.
+fn fresh(
+    cfg: &PretrainModel,
+    seed: u64,
+    device: &candle_core::Device,
+    dtype: DType,
+) -> candle_core::Result<Fresh> {
+    Ok(match cfg {
+        PretrainModel::Llama(c) => {
+            let (m, v) = init(c, seed, device, dtype)?;
+            (Box::new(m), v)
+        }
+        PretrainModel::Gpt2(c) => {
+            let (m, v) = gpt2::init(c, seed, device, dtype)?;
+            (Box::new(m), v)
+        }
+    })
+}
+
 impl Op for LmPretrainOp {
     // 2: the training log no longer holds wall-clock fields.
     // 3: LLaMA models on the CPU train with the hand-written step
@@ -108,6 +135,7 @@ impl Op for LmPretrainOp {
         let cfg = model_config(ctx.params, tokenizer.vocab_size()).map_err(OpError::msg)?;
         let tcfg = lm_common::train_config(ctx.params);
         let placed = lm_common::place(ctx)?;
+        let dtype = lm_common::dtype(ctx)?;
         let metrics = lm_common::on_threads(ctx, || {
             let mut examples = Vec::new();
             for doc in &corpus {
@@ -117,17 +145,9 @@ impl Op for LmPretrainOp {
                 examples.push(Example { ids, learn });
             }
             let device = placed.device.clone();
-            let (model, vars): (Box<dyn CausalLm>, _) = match &cfg {
-                PretrainModel::Llama(c) => {
-                    let (m, v) = init(c, tcfg.seed, &device, DType::F32).map_err(model_err)?;
-                    (Box::new(m), v)
-                }
-                PretrainModel::Gpt2(c) => {
-                    let (m, v) =
-                        gpt2::init(c, tcfg.seed, &device, DType::F32).map_err(model_err)?;
-                    (Box::new(m), v)
-                }
-            };
+            let build = |dtype| fresh(&cfg, tcfg.seed, &device, dtype).map_err(model_err);
+            let (model, vars) = build(dtype)?;
+            let masters = lm_common::masters_for(dtype, &vars, || Ok(build(DType::F32)?.1))?;
             let mut extra = Map::new();
             extra.insert("documents".into(), json!(examples.len()));
             lm_common::train_and_save(
@@ -137,6 +157,7 @@ impl Op for LmPretrainOp {
                     tokenizer,
                     vars,
                 },
+                masters,
                 &examples,
                 &tcfg,
                 extra,

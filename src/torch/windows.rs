@@ -211,6 +211,8 @@ mod tests {
         TrainConfig {
             seq_len: 4,
             batch_size: batch,
+            micro_batch_size: None,
+            recompute: false,
             epochs,
             lr: 1e-3,
             min_lr_ratio: 0.1,
