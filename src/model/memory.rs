@@ -246,7 +246,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => (t, 1.0),
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| (v * scale) as u64)
+    (v.is_finite() && v >= 0.0).then_some((v * scale) as u64)
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
