@@ -623,6 +623,8 @@ fn train_cmd(a: &TrainArgs, emit: Emit) -> Result<bool, BoxErr> {
     let tcfg = TrainConfig {
         seq_len: a.seq,
         batch_size: a.micro_batch,
+        micro_batch_size: None,
+        recompute: false,
         epochs: 1.0,
         lr: a.lr,
         min_lr_ratio: 0.1,
