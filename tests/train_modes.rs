@@ -523,20 +523,22 @@ fn bad_training_params_name_the_param() {
             .extend(params.as_object().unwrap().clone());
         OpRun::new("lm.finetune").params(all).compile().unwrap_err()
     };
-    for (param, instead) in [
-        ("dtype", "precision"),
-        ("micro_batch_size", "micro_batch"),
-        ("recompute", "activation_checkpointing"),
-    ] {
-        let value = match param {
-            "dtype" => json!("bf16"),
-            "recompute" => json!(true),
-            _ => json!(2),
-        };
-        let (p, m) = torch(json!({ param: value }));
-        assert_eq!(p, param);
-        assert!(m.contains(&format!("use `{instead}`")), "{m}");
-    }
+    let (p, m) = torch(json!({"dtype": "bf16"}));
+    assert_eq!(p, "dtype");
+    assert!(m.contains("use `precision`"), "{m}");
+    // The shared knobs stand for the torch ones; both names of one is an error.
+    let (p, m) = torch(json!({"micro_batch_size": 2, "micro_batch": 2}));
+    assert_eq!(p, "micro_batch");
+    assert!(m.contains("one setting"), "{m}");
+    let (p, _) = torch(json!({"recompute": false, "activation_checkpointing": true}));
+    assert_eq!(p, "activation_checkpointing");
+    let plan = |params: Value| {
+        let s = repro::ops::lm_finetune_torch::settings(params.as_object().unwrap(), 1);
+        (s.micro_batch, s.activation_checkpointing)
+    };
+    assert_eq!(plan(json!({"engine": "torch"})), (1, true));
+    let shared = json!({"engine": "torch", "micro_batch_size": 4, "recompute": false});
+    assert_eq!(plan(shared), (4, false));
 }
 
 /// A run whose memory estimate exceeds what the device may give is refused

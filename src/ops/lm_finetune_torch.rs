@@ -73,8 +73,10 @@ pub const PARAMS: &[ParamSpec] = &[
 /// The candle engine's params a torch node must not set, each with the
 /// torch param that does its job. (A torch node granted GPUs does not get
 /// `dtype`'s GPU default either: `lm.finetune`'s `gpu_defaults_apply`.)
-const CANDLE_ONLY: &[(&str, &str)] = &[
-    ("dtype", "precision"),
+const CANDLE_ONLY: &[(&str, &str)] = &[("dtype", "precision")];
+
+/// The shared training params and the torch params they stand for.
+const SHARED: &[(&str, &str)] = &[
     ("micro_batch_size", "micro_batch"),
     ("recompute", "activation_checkpointing"),
 ];
@@ -113,6 +115,14 @@ pub fn check(params: &Map<String, Value>) -> Result<(), (String, String)> {
                 format!(
                     "`{name}` applies to `engine: candle`; with `engine: torch` use `{instead}`"
                 ),
+            ));
+        }
+    }
+    for (shared, torch) in SHARED {
+        if params.contains_key(*shared) && params.contains_key(*torch) {
+            return Err((
+                torch.to_string(),
+                format!("`{shared}` and `{torch}` are one setting with `engine: torch`; write one"),
             ));
         }
     }
@@ -158,9 +168,16 @@ fn terr(e: TorchError) -> OpError {
 pub fn settings(params: &Map<String, Value>, threads: usize) -> windows::PlanSettings {
     windows::PlanSettings {
         precision: param::str(PARAMS, params, "precision").to_string(),
-        micro_batch: param::int(PARAMS, params, "micro_batch").max(1) as usize,
+        micro_batch: params
+            .get("micro_batch_size")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| param::int(PARAMS, params, "micro_batch"))
+            .max(1) as usize,
         checkpoint_every: param::int(PARAMS, params, "checkpoint_every") as usize,
-        activation_checkpointing: param::bool(PARAMS, params, "activation_checkpointing"),
+        activation_checkpointing: params
+            .get("recompute")
+            .and_then(Value::as_bool)
+            .unwrap_or_else(|| param::bool(PARAMS, params, "activation_checkpointing")),
         threads,
     }
 }
