@@ -111,8 +111,14 @@ fn training_row(params: &Map<String, Value>, shape: &Shape, gpus: usize) -> (Str
     if torch {
         // FSDP2 shards the model's states over the GPUs.
         for (part, bytes) in &mut e.parts {
-            if ["weights", "master weights", "gradients", "accumulated gradients", "optimizer state"]
-                .contains(part)
+            if [
+                "weights",
+                "master weights",
+                "gradients",
+                "accumulated gradients",
+                "optimizer state",
+            ]
+            .contains(part)
             {
                 *bytes /= gpus.max(1) as u64;
             }
@@ -129,7 +135,12 @@ fn training_row(params: &Map<String, Value>, shape: &Shape, gpus: usize) -> (Str
 }
 
 /// The estimate of an evaluation node on one GPU.
-fn eval_row(op: &str, params: &Map<String, Value>, shape: &Shape, positions: usize) -> (String, Estimate) {
+fn eval_row(
+    op: &str,
+    params: &Map<String, Value>,
+    shape: &Shape,
+    positions: usize,
+) -> (String, Estimate) {
     let dtype = params
         .get("dtype")
         .and_then(Value::as_str)
@@ -139,10 +150,16 @@ fn eval_row(op: &str, params: &Map<String, Value>, shape: &Shape, positions: usi
     let rows = param::int(specs, params, "batch_size") as usize;
     let (tokens, how) = match params.get("max_batch_tokens").and_then(Value::as_u64) {
         Some(cap) => (cap as usize, format!("max_batch_tokens {cap}")),
-        None => (rows * positions, format!("{rows} x {positions} positions (no cap)")),
+        None => (
+            rows * positions,
+            format!("{rows} x {positions} positions (no cap)"),
+        ),
     };
     let e = memory::inference(shape, dtype, rows, tokens);
-    let setting = format!("{op}, {}, batch {rows}, {how}", repro::model::precision::name(dtype));
+    let setting = format!(
+        "{op}, {}, batch {rows}, {how}",
+        repro::model::precision::name(dtype)
+    );
     (setting, e)
 }
 
@@ -190,7 +207,10 @@ fn main() -> Result<(), BoxErr> {
         });
     }
     let limit = (a.gpu_gb * 1e9) as u64;
-    println!("| nodes | base | setting | GPUs | estimate per GPU | fits {} GB |", a.gpu_gb);
+    println!(
+        "| nodes | base | setting | GPUs | estimate per GPU | fits {} GB |",
+        a.gpu_gb
+    );
     println!("| --- | --- | --- | ---: | --- | --- |");
     for r in &rows {
         let fits = memory::check_fits(&r.per_gpu, Some(limit), "the GPU", "").is_ok();
