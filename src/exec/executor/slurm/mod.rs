@@ -176,6 +176,7 @@ impl Slurm {
             l.insert(id.clone());
         }
         let mut ended_at: Option<Instant> = None;
+        let mut status_seen_at: Option<Instant> = None;
         let mut cancel_sent = false;
         let ended = loop {
             let seen = self.tracker.wait(id, Duration::from_millis(500));
@@ -186,9 +187,12 @@ impl Slurm {
                 format!("ended {} (reason: {})", seen.state, seen.reason)
             };
             if let Some(st) = Status::read(job.work, &job.task.key) {
-                // A job that reports its own cancellation was stopped by
-                // Slurm (scancel, time limit): wait for Slurm's word on why.
-                if !st.cancelled || over {
+                // A job that failed may have been stopped by Slurm (scancel,
+                // a time limit) even when it reports its child's death by
+                // SIGTERM rather than its own cancellation: wait for Slurm's
+                // word on why, for at most STATUS_GRACE.
+                let seen_at = *status_seen_at.get_or_insert_with(Instant::now);
+                if st.ok || over || seen_at.elapsed() > STATUS_GRACE {
                     break Ended {
                         status: Some(st),
                         state: seen.state,
@@ -235,6 +239,19 @@ struct Ended {
     state: String,
     /// Slurm's account of the end, for messages.
     what: String,
+}
+
+impl Ended {
+    /// The job's own account of its failure, unless it was cancelled or
+    /// Slurm ended it: then Slurm's account wins, since a time limit's
+    /// SIGTERM may kill the op's child first and the job report that death
+    /// before it notices its own cancellation.
+    fn own_failure(&self) -> Option<&Status> {
+        let slurm_stopped_it = sbatch::STOPPED_BY_SLURM.contains(&self.state.as_str());
+        self.status
+            .as_ref()
+            .filter(|s| !s.ok && !s.cancelled && !slurm_stopped_it)
+    }
 }
 
 impl Executor for Slurm {
@@ -299,13 +316,16 @@ impl Executor for Slurm {
                 continue;
             }
             let mut stderr = String::new();
-            if let Some(st) = end.status.as_ref().filter(|s| !s.cancelled) {
+            if let Some(st) = end.own_failure() {
                 stderr.push_str(&st.stderr);
                 append_tail(&mut stderr, &job.work.join("slurm.err"));
                 return Err(fail(
                     format!("{} (slurm job {})", st.message, jf.job_id),
                     stderr,
                 ));
+            }
+            if let Some(st) = end.status.as_ref() {
+                stderr.push_str(&st.stderr);
             }
             append_tail(&mut stderr, &job.work.join("slurm.err"));
             let hint = match end.state.as_str() {
@@ -388,4 +408,38 @@ fn on_path(prog: &str) -> bool {
             f.is_file()
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(state: &str, ok: bool, cancelled: bool) -> Ended {
+        Ended {
+            status: Some(Status {
+                ok,
+                cancelled,
+                message: "command killed by signal 15".into(),
+                ..Status::default()
+            }),
+            state: state.into(),
+            what: format!("ended {state}"),
+        }
+    }
+
+    #[test]
+    fn a_job_slurm_ended_is_reported_by_slurm_not_by_its_dying_child() {
+        assert!(ended("TIMEOUT", false, false).own_failure().is_none());
+        assert!(ended("CANCELLED", false, false).own_failure().is_none());
+        assert!(ended("OUT_OF_MEMORY", false, false).own_failure().is_none());
+        assert!(ended("TIMEOUT", false, true).own_failure().is_none());
+    }
+
+    #[test]
+    fn a_job_that_failed_by_itself_reports_its_own_failure() {
+        let end = ended("FAILED", false, false);
+        let own = end.own_failure().map(|s| s.message.as_str());
+        assert_eq!(own, Some("command killed by signal 15"));
+        assert!(ended("COMPLETED", true, false).own_failure().is_none());
+    }
 }

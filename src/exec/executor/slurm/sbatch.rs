@@ -24,6 +24,18 @@ pub const TERMINAL: &[&str] = &[
 /// Terminal states worth a resubmission when the node allows `retries`.
 pub const RETRYABLE: &[&str] = &["PREEMPTED", "NODE_FAIL", "BOOT_FAIL"];
 
+/// Terminal states in which Slurm, not the job, ended the job: Slurm's
+/// account wins over whatever the job reported as its child died.
+pub const STOPPED_BY_SLURM: &[&str] = &[
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+];
+
 /// Whether a state is terminal.
 pub fn is_terminal(state: &str) -> bool {
     TERMINAL.contains(&state)
