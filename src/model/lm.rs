@@ -270,15 +270,20 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 ///
 /// One row times a large matrix is a matrix-vector product, which the CPU
 /// matmul runs on one thread; it is split here by output rows over the CPU
-/// threads. Each output is the same dot product either way, so the result
-/// is bit for bit what one call gives.
+/// threads, by [`super::matvec::matvec`] where it repeats gemm's kernel on
+/// this CPU and else by candle matmuls over blocks of rows. Each output is the
+/// same dot product either way, so the result is bit for bit what one call
+/// gives.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let last = dims[dims.len() - 1];
     let rows: usize = dims[..dims.len() - 1].iter().product();
     let x2 = x.reshape((rows, last))?;
     let y = if rows == 1 && x.device().is_cpu() {
-        row_split_matvec(&x2, w)?
+        match super::matvec::matvec(&x2, w)? {
+            Some(y) => y,
+            None => row_split_matvec(&x2, w)?,
+        }
     } else {
         matmul(&x2, &w.t()?)?
     };

@@ -32,6 +32,7 @@ pub mod lm;
 pub mod load;
 pub mod loss;
 pub mod manual;
+pub mod matvec;
 pub mod memory;
 pub mod params;
 pub mod precision;

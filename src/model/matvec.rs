@@ -1,0 +1,342 @@
+//! One row of activations times a weight matrix on the CPU (`x (1, in) @
+//! w^T` for `w` `(out, in)`), split over the CPU threads, with every output
+//! bit for bit what candle's matmul gives.
+//!
+//! Decoding one sequence is almost only such products, about seven per
+//! block and token. candle runs each through the `gemm` crate, which sends a
+//! one-row product with more than 256 outputs to its matrix-vector kernel
+//! (`gemm-common`'s `mixed_gemv_rowmajor`) on one thread. On x86-64 that
+//! kernel is 16 lanes wide with AVX-512F (this crate turns on gemm's
+//! `x86-v4` feature) and 8 lanes wide with AVX2 and FMA. [`dot`] repeats
+//! its arithmetic for one output, in its order, with `L` lanes:
+//!
+//! 1. eight `L`-lane FMA accumulators over the blocks of `8 L` inputs;
+//! 2. summed in pairs: `((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7))`;
+//! 3. `L`-lane FMA steps over what is left in multiples of `L`;
+//! 4. the `L` lanes added in order, lane 0 first;
+//! 5. scalar FMAs over the last inputs.
+//!
+//! So splitting the outputs over threads changes no bit (the tests compare
+//! with candle on many shapes), and the product needs no tensor per block,
+//! no concatenation and one fork-join. Where the kernel would differ
+//! (another CPU, another dtype, 256 outputs or fewer, which gemm gives to a
+//! different kernel, or 2 inputs or fewer), [`matvec`] says so by returning
+//! `None` and the caller keeps candle's matmul.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Fewest outputs gemm multiplies with its matrix-vector kernel (with 256
+/// or fewer outputs it uses another kernel, with another rounding).
+const MIN_OUTPUTS: usize = 257;
+
+/// Fewest inputs gemm multiplies with its matrix-vector kernel (with 2 or
+/// fewer it takes an outer-product path).
+const MIN_INPUTS: usize = 3;
+
+/// Fewest multiply-adds per thread worth a fork-join (about 10 µs of work).
+const MIN_WORK_PER_THREAD: usize = 1 << 16;
+
+/// `x (1, in) @ w^T` for `w` `(out, in)`, both f32 on the CPU, as `(1,
+/// out)`; `None` where this kernel would not give candle's bits (see the
+/// module doc), so the caller uses candle's matmul.
+pub fn matvec(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let applies = x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && x.dims().len() == 2
+        && x.dim(0)? == 1
+        && w.dims().len() == 2
+        && w.dim(1)? == x.dim(1)?
+        && w.dim(0)? >= MIN_OUTPUTS
+        && x.dim(1)? >= MIN_INPUTS
+        && x.is_contiguous()
+        && w.is_contiguous()
+        && gemm_lanes().is_some();
+    if !applies {
+        return Ok(None);
+    }
+    x.apply_op2_no_bwd(w, &MatVec).map(Some)
+}
+
+/// The lane count of the gemm matrix-vector kernel this CPU runs: 16
+/// (AVX-512F: gemm is built with `x86-v4`, see Cargo.toml), 8 (AVX2 and
+/// FMA), or `None` where this module does not repeat gemm's kernel.
+fn gemm_lanes() -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Some(16);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Some(8);
+        }
+    }
+    None
+}
+
+/// The custom op: inputs `x (1, in)` and `w (out, in)`, both contiguous f32.
+struct MatVec;
+
+impl CustomOp2 for MatVec {
+    fn name(&self) -> &'static str {
+        "matvec-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(xs, xl)?;
+        let w = contiguous_f32(ws, wl)?;
+        let k = x.len();
+        let out = w.len() / k.max(1);
+        let mut y = vec![0f32; out];
+        let threads = candle_core::utils::get_num_threads()
+            .min(out * k / MIN_WORK_PER_THREAD)
+            .max(1);
+        let block = out.div_ceil(threads);
+        y.par_chunks_mut(block)
+            .zip(w.par_chunks(block * k))
+            .for_each(|(ys, ws)| {
+                for (yo, wr) in ys.iter_mut().zip(ws.chunks_exact(k)) {
+                    *yo = dot(wr, x);
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((1, out))))
+    }
+}
+
+/// The f32 slice a contiguous layout covers.
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("matvec: input must be contiguous"),
+    }
+}
+
+/// `sum w[i] * x[i]` in gemm's matrix-vector order (see the module doc).
+pub fn dot(w: &[f32], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    match gemm_lanes() {
+        // SAFETY: the CPU has AVX-512F (gemm_lanes checked it).
+        Some(16) => return unsafe { dot_avx512(w, x) },
+        // SAFETY: the CPU has AVX2 and FMA (gemm_lanes checked them).
+        Some(8) => return unsafe { dot_avx2(w, x) },
+        _ => {}
+    }
+    dot_portable::<8>(w, x)
+}
+
+/// [`dot`] with AVX-512F intrinsics: gemm's `V4` kernel, 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(w: &[f32], x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let k = w.len().min(x.len());
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let (k_blocks, k_lanes) = (k / 128 * 128, k / 16 * 16);
+    let mut acc = [_mm512_setzero_ps(); 8];
+    let mut d = 0;
+    while d < k_blocks {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let i = d + 16 * j;
+            // SAFETY: i + 16 <= k_blocks <= k, within both slices.
+            let (wv, xv) = unsafe { (_mm512_loadu_ps(wp.add(i)), _mm512_loadu_ps(xp.add(i))) };
+            *a = _mm512_fmadd_ps(wv, xv, *a);
+        }
+        d += 128;
+    }
+    let a01 = _mm512_add_ps(acc[0], acc[1]);
+    let a23 = _mm512_add_ps(acc[2], acc[3]);
+    let a45 = _mm512_add_ps(acc[4], acc[5]);
+    let a67 = _mm512_add_ps(acc[6], acc[7]);
+    let mut a = _mm512_add_ps(_mm512_add_ps(a01, a23), _mm512_add_ps(a45, a67));
+    while d < k_lanes {
+        // SAFETY: d + 16 <= k_lanes <= k, within both slices.
+        let (wv, xv) = unsafe { (_mm512_loadu_ps(wp.add(d)), _mm512_loadu_ps(xp.add(d))) };
+        a = _mm512_fmadd_ps(wv, xv, a);
+        d += 16;
+    }
+    let mut lanes = [0f32; 16];
+    // SAFETY: `lanes` holds 16 floats.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), a) };
+    sum_lanes_then_tail(&lanes, w, x, d, k)
+}
+
+/// [`dot`] with AVX2 and FMA intrinsics: gemm's `V3` kernel, 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(w: &[f32], x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let k = w.len().min(x.len());
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let (k_blocks, k_lanes) = (k / 64 * 64, k / 8 * 8);
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut d = 0;
+    while d < k_blocks {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let i = d + 8 * j;
+            // SAFETY: i + 8 <= k_blocks <= k, within both slices.
+            let (wv, xv) = unsafe { (_mm256_loadu_ps(wp.add(i)), _mm256_loadu_ps(xp.add(i))) };
+            *a = _mm256_fmadd_ps(wv, xv, *a);
+        }
+        d += 64;
+    }
+    let a01 = _mm256_add_ps(acc[0], acc[1]);
+    let a23 = _mm256_add_ps(acc[2], acc[3]);
+    let a45 = _mm256_add_ps(acc[4], acc[5]);
+    let a67 = _mm256_add_ps(acc[6], acc[7]);
+    let mut a = _mm256_add_ps(_mm256_add_ps(a01, a23), _mm256_add_ps(a45, a67));
+    while d < k_lanes {
+        // SAFETY: d + 8 <= k_lanes <= k, within both slices.
+        let (wv, xv) = unsafe { (_mm256_loadu_ps(wp.add(d)), _mm256_loadu_ps(xp.add(d))) };
+        a = _mm256_fmadd_ps(wv, xv, a);
+        d += 8;
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+    sum_lanes_then_tail(&lanes, w, x, d, k)
+}
+
+/// Steps 4 and 5 of the module doc: the lanes added in order, then scalar
+/// FMAs over `w[d..k]`, `x[d..k]`.
+fn sum_lanes_then_tail(lanes: &[f32], w: &[f32], x: &[f32], d: usize, k: usize) -> f32 {
+    let mut s = lanes[0];
+    for l in &lanes[1..] {
+        s += l;
+    }
+    for i in d..k {
+        s = w[i].mul_add(x[i], s);
+    }
+    s
+}
+
+/// [`dot`] in plain Rust for `L` lanes, the same arithmetic lane by lane
+/// (for CPUs without AVX2, where [`matvec`] is not used, and to test the
+/// order).
+pub fn dot_portable<const L: usize>(w: &[f32], x: &[f32]) -> f32 {
+    let k = w.len().min(x.len());
+    let (k_blocks, k_lanes) = (k / (8 * L) * (8 * L), k / L * L);
+    let fma = |a: &mut [f32; L], d: usize| {
+        for l in 0..L {
+            a[l] = w[d + l].mul_add(x[d + l], a[l]);
+        }
+    };
+    let add = |a: [f32; L], b: [f32; L]| std::array::from_fn::<f32, L, _>(|l| a[l] + b[l]);
+    let mut acc = [[0f32; L]; 8];
+    let mut d = 0;
+    while d < k_blocks {
+        for (j, a) in acc.iter_mut().enumerate() {
+            fma(a, d + L * j);
+        }
+        d += 8 * L;
+    }
+    let a01 = add(acc[0], acc[1]);
+    let a23 = add(acc[2], acc[3]);
+    let a45 = add(acc[4], acc[5]);
+    let a67 = add(acc[6], acc[7]);
+    let mut a = add(add(a01, a23), add(a45, a67));
+    while d < k_lanes {
+        fma(&mut a, d);
+        d += L;
+    }
+    sum_lanes_then_tail(&a, w, x, d, k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = crate::rng::Rng::new(seed);
+        (0..n).map(|_| (r.f64() as f32 - 0.5) * 2.0).collect()
+    }
+
+    /// Every output equals candle's matmul bit for bit, on shapes that hit
+    /// every stage of the kernel (64-blocks, 8-steps, scalar tail).
+    #[test]
+    fn matvec_equals_candle_bit_for_bit() {
+        let dev = Device::Cpu;
+        for &(out, k) in &[
+            (257, 3),
+            (300, 7),
+            (576, 576),
+            (1536, 576),
+            (576, 1536),
+            (1000, 100),
+            (4099, 131),
+            (49152, 64),
+        ] {
+            let x = Tensor::from_vec(random(k, 1), (1, k), &dev).unwrap();
+            let w = Tensor::from_vec(random(out * k, 2), (out, k), &dev).unwrap();
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            let got = matvec(&x, &w).unwrap();
+            let Some(got) = got else {
+                assert!(gemm_lanes().is_none(), "({out}, {k}) should run the kernel");
+                continue;
+            };
+            let (a, b) = (
+                want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "({out}, {k}): outputs differ from candle's");
+            let xs = x.to_vec2::<f32>().unwrap();
+            let portable: Vec<f32> = w
+                .to_vec2::<f32>()
+                .unwrap()
+                .iter()
+                .map(|r| match gemm_lanes() {
+                    Some(16) => dot_portable::<16>(r, &xs[0]),
+                    _ => dot_portable::<8>(r, &xs[0]),
+                })
+                .collect();
+            assert_eq!(portable, b, "({out}, {k}): portable order differs");
+        }
+    }
+
+    /// Each intrinsics kernel this CPU can run does the portable order's
+    /// arithmetic (the AVX2 one is also gemm's on CPUs without AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn intrinsics_kernels_follow_the_portable_order() {
+        for k in [3, 8, 63, 64, 65, 127, 128, 129, 576, 1536, 1000] {
+            let (w, x) = (random(k, 3), random(k, 4));
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: AVX2 and FMA detected just above.
+                let got = unsafe { dot_avx2(&w, &x) };
+                assert_eq!(got.to_bits(), dot_portable::<8>(&w, &x).to_bits(), "k={k}");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F detected just above.
+                let got = unsafe { dot_avx512(&w, &x) };
+                assert_eq!(got.to_bits(), dot_portable::<16>(&w, &x).to_bits(), "k={k}");
+            }
+        }
+    }
+
+    /// Shapes gemm gives to other kernels are left to candle.
+    #[test]
+    fn other_shapes_are_left_to_candle() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((1, 64), DType::F32, &dev).unwrap();
+        let small = Tensor::zeros((256, 64), DType::F32, &dev).unwrap();
+        assert!(matvec(&x, &small).unwrap().is_none());
+        let two = Tensor::zeros((2, 64), DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((512, 64), DType::F32, &dev).unwrap();
+        assert!(matvec(&two, &w).unwrap().is_none());
+        let f64x = Tensor::zeros((1, 64), DType::F64, &dev).unwrap();
+        let f64w = Tensor::zeros((512, 64), DType::F64, &dev).unwrap();
+        assert!(matvec(&f64x, &f64w).unwrap().is_none());
+    }
+}
