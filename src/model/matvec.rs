@@ -103,9 +103,7 @@ impl CustomOp2 for MatVec {
         y.par_chunks_mut(block)
             .zip(w.par_chunks(block * k))
             .for_each(|(ys, ws)| {
-                for (yo, wr) in ys.iter_mut().zip(ws.chunks_exact(k)) {
-                    *yo = dot(wr, x);
-                }
+                dot_rows(ws, x, ys);
             });
         Ok((CpuStorage::F32(y), Shape::from((1, out))))
     }
@@ -131,6 +129,103 @@ pub fn dot(w: &[f32], x: &[f32]) -> f32 {
         _ => {}
     }
     dot_portable::<8>(w, x)
+}
+
+/// `ys[r] = dot(row r of ws, x)` for the rows of `ws` (`k = x.len()` wide).
+/// With AVX-512F two rows go at once: each load of `x` serves both and the
+/// two dependent lane sums overlap; every output is still [`dot`]'s.
+fn dot_rows(ws: &[f32], x: &[f32], ys: &mut [f32]) {
+    let k = x.len();
+    #[cfg(target_arch = "x86_64")]
+    if gemm_lanes() == Some(16) {
+        let mut pairs = ws.chunks_exact(2 * k);
+        let mut outs = ys.chunks_exact_mut(2);
+        for (w2, y2) in (&mut pairs).zip(&mut outs) {
+            let (w0, w1) = w2.split_at(k);
+            // SAFETY: the CPU has AVX-512F (gemm_lanes checked it).
+            let (a, b) = unsafe { dot2_avx512(w0, w1, x) };
+            y2[0] = a;
+            y2[1] = b;
+        }
+        for (yo, wr) in outs
+            .into_remainder()
+            .iter_mut()
+            .zip(pairs.remainder().chunks_exact(k))
+        {
+            *yo = dot(wr, x);
+        }
+        return;
+    }
+    for (yo, wr) in ys.iter_mut().zip(ws.chunks_exact(k)) {
+        *yo = dot(wr, x);
+    }
+}
+
+/// [`dot_avx512`] of two rows `w0`, `w1` (each as long as `x`) against one
+/// `x`, each with its own accumulators and in its own order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot2_avx512(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
+    use std::arch::x86_64::*;
+    let k = x.len().min(w0.len()).min(w1.len());
+    let (p0, p1, xp) = (w0.as_ptr(), w1.as_ptr(), x.as_ptr());
+    let (k_blocks, k_lanes) = (k / 128 * 128, k / 16 * 16);
+    let mut acc0 = [_mm512_setzero_ps(); 8];
+    let mut acc1 = [_mm512_setzero_ps(); 8];
+    let mut d = 0;
+    while d < k_blocks {
+        for j in 0..8 {
+            let i = d + 16 * j;
+            // SAFETY: i + 16 <= k_blocks <= k, within all three slices.
+            let (xv, v0, v1) = unsafe {
+                (
+                    _mm512_loadu_ps(xp.add(i)),
+                    _mm512_loadu_ps(p0.add(i)),
+                    _mm512_loadu_ps(p1.add(i)),
+                )
+            };
+            acc0[j] = _mm512_fmadd_ps(v0, xv, acc0[j]);
+            acc1[j] = _mm512_fmadd_ps(v1, xv, acc1[j]);
+        }
+        d += 128;
+    }
+    let tree = |a: [__m512; 8]| {
+        let a01 = _mm512_add_ps(a[0], a[1]);
+        let a23 = _mm512_add_ps(a[2], a[3]);
+        let a45 = _mm512_add_ps(a[4], a[5]);
+        let a67 = _mm512_add_ps(a[6], a[7]);
+        _mm512_add_ps(_mm512_add_ps(a01, a23), _mm512_add_ps(a45, a67))
+    };
+    let (mut a0, mut a1) = (tree(acc0), tree(acc1));
+    while d < k_lanes {
+        // SAFETY: d + 16 <= k_lanes <= k, within all three slices.
+        let (xv, v0, v1) = unsafe {
+            (
+                _mm512_loadu_ps(xp.add(d)),
+                _mm512_loadu_ps(p0.add(d)),
+                _mm512_loadu_ps(p1.add(d)),
+            )
+        };
+        a0 = _mm512_fmadd_ps(v0, xv, a0);
+        a1 = _mm512_fmadd_ps(v1, xv, a1);
+        d += 16;
+    }
+    let (mut l0, mut l1) = ([0f32; 16], [0f32; 16]);
+    // SAFETY: `l0` and `l1` hold 16 floats each.
+    unsafe {
+        _mm512_storeu_ps(l0.as_mut_ptr(), a0);
+        _mm512_storeu_ps(l1.as_mut_ptr(), a1);
+    }
+    let (mut s0, mut s1) = (l0[0], l1[0]);
+    for l in 1..16 {
+        s0 += l0[l];
+        s1 += l1[l];
+    }
+    for i in d..k {
+        s0 = w0[i].mul_add(x[i], s0);
+        s1 = w1[i].mul_add(x[i], s1);
+    }
+    (s0, s1)
 }
 
 /// [`dot`] with AVX-512F intrinsics: gemm's `V4` kernel, 16 lanes.
