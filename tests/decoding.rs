@@ -4,6 +4,8 @@
 //! (greedy and sampled), and bucketing and token budgets plan every prompt
 //! once and keep greedy outputs.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use repro::model::batching::plan;
 use repro::model::generate::{Finish, GenConfig, Generated, generate};
@@ -89,14 +91,7 @@ fn preallocated_cache_equals_growing_cache_and_full_forward() {
         outs.push(Tensor::cat(&parts, 1).unwrap());
     }
     assert_eq!(bits(&outs[0]), bits(&outs[1]));
-    let diff = (&outs[0] - &full)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = common::tensors::max_abs_diff(&outs[0], &full);
     assert!(diff < 1e-5, "cache vs full {diff}");
 }
 

@@ -18,6 +18,8 @@
 //! LLaMA 0.986 (one prompt parts at its second token), SmolLM2 0.953 (the
 //! same first 4 tokens on all 4 prompts, 2 of 4 answers equal over 12).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use repro::model::generate::{GenConfig, generate};
 use repro::model::gpt2::{Gpt2, Gpt2Config};
@@ -83,24 +85,7 @@ fn prompts() -> Vec<Vec<u32>> {
 
 /// Max |a - b| over max |a|.
 fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    let scale = a
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let diff = (&a - &b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    diff / scale.max(1e-6)
+    common::tensors::max_abs_diff(a, b) / common::tensors::max_abs(a).max(1e-6)
 }
 
 fn greedy(model: &dyn CausalLm, ps: &[Vec<u32>], batch: usize, new: usize) -> Vec<Vec<u32>> {

@@ -3,6 +3,8 @@
 //! batched decoding equal the plain forward pass, checkpoints round-trip, and
 //! the tokenizer is deterministic and masks assistant turns.
 
+mod common;
+
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 use repro::model::adamw::AdamWConfig;
 use repro::model::generate::{GenConfig, generate};
@@ -150,14 +152,7 @@ fn fused_and_differentiable_paths_agree_and_kv_cache_matches_full_forward() {
     let ids = Tensor::new(&[[3u32, 1, 4, 1, 5, 9, 2, 6]], &Device::Cpu).unwrap();
     let slow = model.forward(&ids, None, None, false).unwrap();
     let fast = model.forward(&ids, None, None, true).unwrap();
-    let diff = (&slow - &fast)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = common::tensors::max_abs_diff(&slow, &fast);
     assert!(diff < 1e-5, "fused vs slow {diff}");
     let mut cache = KvCache::new();
     let a = model
@@ -167,14 +162,7 @@ fn fused_and_differentiable_paths_agree_and_kv_cache_matches_full_forward() {
         .forward(&ids.i((.., 5..)).unwrap(), Some(&mut cache), None, true)
         .unwrap();
     let inc = Tensor::cat(&[a, b], 1).unwrap();
-    let diff = (&inc - &fast)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = common::tensors::max_abs_diff(&inc, &fast);
     assert!(diff < 1e-5, "kv cache vs full {diff}");
 }
 
@@ -283,14 +271,7 @@ fn checkpoint_round_trip_gives_identical_logits() {
         let ids = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu).unwrap();
         let a = model.forward(&ids, None, None, true).unwrap();
         let b = loaded.model.forward(&ids, None, None, true).unwrap();
-        let diff = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = common::tensors::max_abs_diff(&a, &b);
         assert_eq!(diff, 0.0);
         assert_eq!(
             loaded.tokenizer.encode("Person 3").unwrap(),
@@ -331,14 +312,7 @@ fn hf_llama_directory_matches_transformers() {
     let want = Tensor::from_vec(want.concat().concat(), (b, t, v), &Device::Cpu).unwrap();
     for fast in [true, false] {
         let got = loaded.model.forward(&ids, None, None, fast).unwrap();
-        let diff = (&got - &want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = common::tensors::max_abs_diff(&got, &want);
         assert!(
             diff < 1e-4,
             "fast={fast}: max diff {diff} from transformers"

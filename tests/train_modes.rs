@@ -151,25 +151,11 @@ fn run(make: Make, cfg: &TrainConfig, engine: Option<Engine>) -> Run {
     (report, named, plan)
 }
 
-/// Largest absolute difference between two tensors (as f32).
-fn tensor_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 /// Largest absolute difference between two lists of weights.
 fn max_weight_diff(a: &[Var], b: &[Var]) -> f32 {
     a.iter()
         .zip(b)
-        .map(|(x, y)| tensor_diff(x, y))
+        .map(|(x, y)| common::tensors::max_abs_diff(x, y))
         .fold(0.0, f32::max)
 }
 
@@ -195,7 +181,9 @@ fn loss_bearing(name: &str, w: &Tensor) -> Tensor {
 fn max_named_diff(a: &[(String, Var)], b: &[(String, Var)]) -> f32 {
     a.iter()
         .zip(b)
-        .map(|((n, x), (_, y))| tensor_diff(&loss_bearing(n, x), &loss_bearing(n, y)))
+        .map(|((n, x), (_, y))| {
+            common::tensors::max_abs_diff(&loss_bearing(n, x), &loss_bearing(n, y))
+        })
         .fold(0.0, f32::max)
 }
 
@@ -348,13 +336,13 @@ fn bf16_training_follows_f32_with_f32_master_weights() {
         assert_eq!(v.dtype(), DType::BF16);
         assert_eq!(m.dtype(), DType::F32);
         let rounded = m.as_tensor().to_dtype(DType::BF16).unwrap();
-        assert_eq!(tensor_diff(v, &rounded), 0.0);
+        assert_eq!(common::tensors::max_abs_diff(v, &rounded), 0.0);
     }
     // The masters moved off the bf16 grid: they hold what bf16 cannot.
     let off_grid = masters
         .iter()
         .zip(&vars)
-        .any(|(m, v)| tensor_diff(m, v) > 0.0);
+        .any(|(m, v)| common::tensors::max_abs_diff(m, v) > 0.0);
     assert!(off_grid);
 }
 
@@ -387,7 +375,7 @@ fn adamw_on_the_device_matches_the_host_update() {
             .unwrap();
         assert!((a.grad_norm - b.grad_norm).abs() < 1e-9 * a.grad_norm);
     }
-    let diff = tensor_diff(&host, &master);
+    let diff = common::tensors::max_abs_diff(&host, &master);
     eprintln!("adamw device vs host: {diff:.2e}");
     assert!(diff <= ADAMW_TOL, "{diff}");
     assert_eq!(on_device.masters()[0].map(|m| m.dtype()), Some(DType::F32));

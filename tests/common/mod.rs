@@ -7,6 +7,7 @@
 //!   stderr and status compared with expected text (`just`'s test style);
 //! - [`op::OpRun`]: one op run on given params and inputs, as the executor
 //!   runs it (compile-time checks, defaults filled, `in/` and `out/`);
+//! - [`tensors`]: the largest absolute value or difference of tensors;
 //! - fixtures: [`gguf`] (tiny llama.cpp files), [`gemma`] (tiny Gemma 3),
 //!   [`api_mock`] (a mock chat API server).
 #![allow(dead_code)]
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod gemma;
 pub mod gguf;
 pub mod op;
+pub mod tensors;
 
 #[allow(unused_imports)]
 pub use cli::Cli;
