@@ -150,6 +150,11 @@ struct Run<'a> {
     model: &'a dyn repro::model::CausalLm,
     prompts: &'a [Vec<u32>],
     args: &'a Args,
+    /// The thread pool decoding runs on, as the model ops run it
+    /// (`ops::lm_common::on_threads`): the decoding thread is one of the
+    /// pool's workers, so a parallel product runs half on it and wakes one
+    /// other thread, instead of waking two while the caller sleeps.
+    pool: rayon::ThreadPool,
 }
 
 impl Run<'_> {
@@ -164,7 +169,9 @@ impl Run<'_> {
             bucket_by_length: self.args.bucket,
         };
         let t0 = Instant::now();
-        let gens = generate(self.model, self.prompts, &[], &cfg, |_| false)?;
+        let gens = self
+            .pool
+            .install(|| generate(self.model, self.prompts, &[], &cfg, |_| false))?;
         let secs = t0.elapsed().as_secs_f64();
         Ok((secs, gens.into_iter().map(|g| g.ids).collect()))
     }
@@ -192,6 +199,9 @@ fn main() -> Result<(), BoxErr> {
         model: loaded.model.as_ref(),
         prompts: &prompts,
         args: &a,
+        pool: rayon::ThreadPoolBuilder::new()
+            .num_threads(candle_core::utils::get_num_threads())
+            .build()?,
     };
     let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
     let mut rows = Vec::new();
