@@ -16,7 +16,7 @@ use super::blockwise::{BlockContext, BlockwiseLm};
 use super::config::LlamaConfig;
 use super::kernels;
 pub use super::lm::KvCache;
-use super::lm::{CausalLm, LayerKv, extend_slot, linear, matmul};
+use super::lm::{CausalLm, LayerKv, extend_slot, linear, linear_many, matmul};
 use super::params::{Init, ParamStore};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::ops;
@@ -46,6 +46,14 @@ pub struct Llama {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+}
+
+/// `x @ w^T` for each of `N` weights, in one fork-join for one row on the
+/// CPU ([`linear_many`]).
+fn projections<const N: usize>(x: &Tensor, ws: [&Tensor; N]) -> Result<[Tensor; N]> {
+    linear_many(x, &ws)?
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("linear_many: one output per weight".into()))
 }
 
 fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
@@ -192,10 +200,8 @@ impl Llama {
         let a = self.attention(blk, &h, cos, sin, mask, slot, fast)?;
         let x = (x + a)?;
         let h = self.norm(&x, &blk.post_norm, fast)?;
-        let m = linear(
-            &(linear(&h, &blk.gate)?.silu()? * linear(&h, &blk.up)?)?,
-            &blk.down,
-        )?;
+        let [gate, up] = projections(&h, [&blk.gate, &blk.up])?;
+        let m = linear(&(gate.silu()? * up)?, &blk.down)?;
         x + m
     }
 
@@ -284,11 +290,8 @@ impl Llama {
         let h = self.cfg.num_attention_heads;
         let kvh = self.cfg.kv_heads();
         let hd = self.cfg.head_dim();
-        let heads = |w: &Tensor, n: usize| -> Result<Tensor> {
-            linear(x, w)?
-                .reshape((b, t, n, hd))?
-                .transpose(1, 2)?
-                .contiguous()
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
         };
         let fused = self.fused(fast);
         let rope = |x: Tensor| -> Result<Tensor> {
@@ -300,9 +303,10 @@ impl Llama {
                 rotary_emb::rope_slow(&x, cos, sin)
             }
         };
-        let q = rope(heads(&blk.q, h)?)?;
-        let k = rope(heads(&blk.k, kvh)?)?;
-        let v = heads(&blk.v, kvh)?;
+        let [q, k, v] = projections(x, [&blk.q, &blk.k, &blk.v])?;
+        let q = rope(heads(q, h)?)?;
+        let k = rope(heads(k, kvh)?)?;
+        let v = heads(v, kvh)?;
         let (k, v) = extend_slot(slot, k, v)?;
         let k = repeat_kv(k, h / kvh)?;
         let v = repeat_kv(v, h / kvh)?;

@@ -293,6 +293,31 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     y.reshape(out)
 }
 
+/// [`linear`] of one `x` with each of `ws`: for one row on the CPU all the
+/// products run in one fork-join ([`super::matvec::matvec_many`]), else one
+/// by one. Each result is bit for bit what [`linear`] gives.
+pub fn linear_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
+    let dims = x.dims().to_vec();
+    let last = dims[dims.len() - 1];
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    if rows == 1
+        && x.device().is_cpu()
+        && let Some(ys) = super::matvec::matvec_many(&x.reshape((1, last))?, ws)?
+    {
+        return ys
+            .into_iter()
+            .zip(ws)
+            .map(|(y, w)| {
+                let mut out = dims.clone();
+                let n = out.len();
+                out[n - 1] = w.dim(0)?;
+                y.reshape(out)
+            })
+            .collect();
+    }
+    ws.iter().map(|w| linear(x, w)).collect()
+}
+
 /// `x (1, in) @ w^T` with `w`'s rows split into one block per CPU thread,
 /// the blocks multiplied in parallel and their outputs concatenated.
 fn row_split_matvec(x: &Tensor, w: &Tensor) -> Result<Tensor> {

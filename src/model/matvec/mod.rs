@@ -16,18 +16,24 @@
 //! 4. the `L` lanes added in order, lane 0 first;
 //! 5. scalar FMAs over the last inputs.
 //!
+//! A product with 256 outputs or fewer (a GQA model's K and V projections)
+//! goes to gemm's horizontal kernel instead, which [`horizontal`] repeats.
+//!
 //! So splitting the outputs over threads changes no bit (the tests compare
 //! with candle on many shapes), and the product needs no tensor per block,
-//! no concatenation and one fork-join. Where the kernel would differ
-//! (another CPU, another dtype, 256 outputs or fewer, which gemm gives to a
-//! different kernel, or 2 inputs or fewer), [`matvec`] says so by returning
-//! `None` and the caller keeps candle's matmul.
+//! no concatenation and one fork-join; [`matvec_many`] does several
+//! products of one row (q, k and v; gate and up) in one fork-join. Where the
+//! kernels would differ (another CPU, another dtype, or 2 inputs or fewer),
+//! [`matvec`] says so by returning `None` and the caller keeps candle's
+//! matmul.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+pub mod horizontal;
+
+use candle_core::{DType, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-/// Fewest outputs gemm multiplies with its matrix-vector kernel (with 256
-/// or fewer outputs it uses another kernel, with another rounding).
+/// Fewest outputs gemm multiplies with its matrix-vector kernel; with 256
+/// or fewer it uses its horizontal kernel ([`horizontal`]).
 const MIN_OUTPUTS: usize = 257;
 
 /// Fewest inputs gemm multiplies with its matrix-vector kernel (with 2 or
@@ -38,30 +44,65 @@ const MIN_INPUTS: usize = 3;
 const MIN_WORK_PER_THREAD: usize = 1 << 16;
 
 /// `x (1, in) @ w^T` for `w` `(out, in)`, both f32 on the CPU, as `(1,
-/// out)`; `None` where this kernel would not give candle's bits (see the
+/// out)`; `None` where this module would not give candle's bits (see the
 /// module doc), so the caller uses candle's matmul.
 pub fn matvec(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-    let applies = x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
-        && x.dims().len() == 2
-        && x.dim(0)? == 1
-        && w.dims().len() == 2
-        && w.dim(1)? == x.dim(1)?
-        && w.dim(0)? >= MIN_OUTPUTS
-        && x.dim(1)? >= MIN_INPUTS
-        && x.is_contiguous()
-        && w.is_contiguous()
-        && gemm_lanes().is_some();
-    if !applies {
-        return Ok(None);
-    }
-    x.apply_op2_no_bwd(w, &MatVec).map(Some)
+    Ok(matvec_many(x, &[w])?.and_then(|mut ys| ys.pop()))
 }
 
-/// The lane count of the gemm matrix-vector kernel this CPU runs: 16
-/// (AVX-512F: gemm is built with `x86-v4`, see Cargo.toml), 8 (AVX2 and
-/// FMA), or `None` where this module does not repeat gemm's kernel.
+/// [`matvec`] of one `x` with each of `ws` (all `(out_i, in)`) in one
+/// fork-join: the outputs of all the products are split over the threads
+/// together, and each output is still the one its own product gives. `None`
+/// unless the kernel applies to every product.
+pub fn matvec_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+    let Some(lanes) = gemm_lanes() else {
+        return Ok(None);
+    };
+    if !one_row(x)? || !ws.iter().all(|w| fits(w, x.dim(1).unwrap_or(0))) {
+        return Ok(None);
+    }
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let xv = cpu_f32(&x_storage, x_layout)?;
+    let weights: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
+    let wv = weights
+        .iter()
+        .map(|(s, l)| cpu_f32(s, l))
+        .collect::<Result<Vec<_>>>()?;
+    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.dims()[0]]).collect();
+    multiply(lanes, xv, &wv, &mut ys);
+    ys.into_iter()
+        .map(|y| {
+            let n = y.len();
+            Tensor::from_vec(y, (1, n), x.device())
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// Whether `x` is one contiguous f32 row on the CPU, at least
+/// [`MIN_INPUTS`] wide.
+fn one_row(x: &Tensor) -> Result<bool> {
+    Ok(x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && x.dims().len() == 2
+        && x.dim(0)? == 1
+        && x.dim(1)? >= MIN_INPUTS
+        && x.is_contiguous())
+}
+
+/// Whether `w` is a contiguous f32 `(out, k)` matrix on the CPU.
+fn fits(w: &Tensor, k: usize) -> bool {
+    w.device().is_cpu()
+        && w.dtype() == DType::F32
+        && w.dims().len() == 2
+        && w.dims()[1] == k
+        && w.dims()[0] > 0
+        && w.is_contiguous()
+}
+
+/// The lane count of the gemm kernels this CPU runs: 16 (AVX-512F: gemm
+/// is built with `x86-v4`, see Cargo.toml), 8 (AVX2 and FMA), or `None`
+/// where this module does not repeat gemm's kernels.
 fn gemm_lanes() -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -76,45 +117,88 @@ fn gemm_lanes() -> Option<usize> {
     None
 }
 
-/// The custom op: inputs `x (1, in)` and `w (out, in)`, both contiguous f32.
-struct MatVec;
-
-impl CustomOp2 for MatVec {
-    fn name(&self) -> &'static str {
-        "matvec-f32"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(xs, xl)?;
-        let w = contiguous_f32(ws, wl)?;
-        let k = x.len();
-        let out = w.len() / k.max(1);
-        let mut y = vec![0f32; out];
-        let threads = candle_core::utils::get_num_threads()
-            .min(out * k / MIN_WORK_PER_THREAD)
-            .max(1);
-        let block = out.div_ceil(threads);
-        y.par_chunks_mut(block)
-            .zip(w.par_chunks(block * k))
-            .for_each(|(ys, ws)| {
-                dot_rows(ws, x, ys);
-            });
-        Ok((CpuStorage::F32(y), Shape::from((1, out))))
+/// The f32 slice a contiguous CPU tensor covers.
+fn cpu_f32<'a>(s: &'a Storage, l: &Layout) -> Result<&'a [f32]> {
+    let Storage::Cpu(cpu) = s else {
+        candle_core::bail!("matvec: tensor must be on the CPU");
+    };
+    let data = cpu.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("matvec: tensor must be contiguous"),
     }
 }
 
-/// The f32 slice a contiguous layout covers.
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("matvec: input must be contiguous"),
+/// Which of gemm's kernels a one-row product goes to, by its output count.
+#[derive(Clone, Copy)]
+enum Kernel {
+    /// `mixed_gemv_rowmajor`: [`dot`].
+    MatVec,
+    /// The horizontal microkernels: [`horizontal::hdot`].
+    Horizontal,
+}
+
+impl Kernel {
+    fn for_outputs(out: usize) -> Kernel {
+        if out >= MIN_OUTPUTS {
+            Kernel::MatVec
+        } else {
+            Kernel::Horizontal
+        }
+    }
+}
+
+/// A run of one product's rows given to one thread.
+struct Segment<'a> {
+    kernel: Kernel,
+    w: &'a [f32],
+    y: &'a mut [f32],
+}
+
+/// `ys[i] = x @ ws[i]^T` for every product, the outputs of all of them
+/// split into one contiguous run per thread.
+fn multiply(lanes: usize, x: &[f32], ws: &[&[f32]], ys: &mut [Vec<f32>]) {
+    let k = x.len();
+    let total: usize = ys.iter().map(Vec::len).sum();
+    let threads = candle_core::utils::get_num_threads()
+        .min(total * k / MIN_WORK_PER_THREAD)
+        .max(1);
+    let block = total.div_ceil(threads);
+    let mut parts: Vec<Vec<Segment>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut row = 0;
+    for (w, y) in ws.iter().zip(ys.iter_mut()) {
+        let kernel = Kernel::for_outputs(y.len());
+        let (mut rest_w, mut rest_y): (&[f32], &mut [f32]) = (w, y);
+        while !rest_y.is_empty() {
+            let thread = row / block;
+            let n = ((thread + 1) * block - row).min(rest_y.len());
+            let (y_head, y_tail) = std::mem::take(&mut rest_y).split_at_mut(n);
+            let (w_head, w_tail) = rest_w.split_at(n * k);
+            parts[thread].push(Segment {
+                kernel,
+                w: w_head,
+                y: y_head,
+            });
+            (rest_w, rest_y) = (w_tail, y_tail);
+            row += n;
+        }
+    }
+    let run = |segments: Vec<Segment>| {
+        for s in segments {
+            match s.kernel {
+                Kernel::MatVec => dot_rows(s.w, x, s.y),
+                Kernel::Horizontal => {
+                    for (yo, wr) in s.y.iter_mut().zip(s.w.chunks_exact(k)) {
+                        *yo = horizontal::hdot(lanes, wr, x);
+                    }
+                }
+            }
+        }
+    };
+    if threads == 1 {
+        parts.into_iter().for_each(run);
+    } else {
+        parts.into_par_iter().for_each(run);
     }
 }
 
@@ -420,16 +504,98 @@ mod tests {
         }
     }
 
+    /// The products gemm gives to its horizontal kernel (256 outputs or
+    /// fewer) equal candle's bit for bit, with depths that hit full lanes,
+    /// a partial last load and more than one depth block.
+    #[test]
+    fn small_products_equal_candle_bit_for_bit() {
+        let dev = Device::Cpu;
+        for &(out, k) in &[
+            (1, 3),
+            (7, 17),
+            (64, 64),
+            (192, 576),
+            (256, 576),
+            (192, 1024),
+            (100, 1025),
+            (96, 1536),
+            (33, 2100),
+        ] {
+            let x = Tensor::from_vec(random(k, 5), (1, k), &dev).unwrap();
+            let w = Tensor::from_vec(random(out * k, 6), (out, k), &dev).unwrap();
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            let Some(got) = matvec(&x, &w).unwrap() else {
+                assert!(gemm_lanes().is_none(), "({out}, {k}) should run the kernel");
+                continue;
+            };
+            assert_same_bits(&want, &got, &format!("({out}, {k})"));
+        }
+    }
+
+    /// Several products in one fork-join give each product's own outputs,
+    /// whichever kernel each needs and wherever the threads' runs split them.
+    #[test]
+    fn products_done_together_equal_each_alone() {
+        let dev = Device::Cpu;
+        let k = 576;
+        let x = Tensor::from_vec(random(k, 7), (1, k), &dev).unwrap();
+        for outs in [&[576, 192, 192][..], &[1536, 1536], &[100, 3000, 5]] {
+            let ws: Vec<Tensor> = outs
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| Tensor::from_vec(random(o * k, 8 + i as u64), (o, k), &dev))
+                .collect::<Result<_>>()
+                .unwrap();
+            let refs: Vec<&Tensor> = ws.iter().collect();
+            let Some(got) = matvec_many(&x, &refs).unwrap() else {
+                assert!(gemm_lanes().is_none());
+                continue;
+            };
+            assert_eq!(got.len(), ws.len());
+            for (w, y) in ws.iter().zip(&got) {
+                let want = x.matmul(&w.t().unwrap()).unwrap();
+                assert_same_bits(&want, y, &format!("{outs:?}"));
+            }
+        }
+    }
+
+    /// Each horizontal kernel this CPU can run does the portable order's
+    /// arithmetic.
+    #[test]
+    fn horizontal_kernels_follow_the_portable_order() {
+        for k in [3, 8, 15, 16, 17, 576, 1024, 1025, 2100] {
+            let (w, x) = (random(k, 9), random(k, 10));
+            for lanes in [8, 16] {
+                let want = match lanes {
+                    16 => horizontal::hdot_portable::<16>(&w, &x),
+                    _ => horizontal::hdot_portable::<8>(&w, &x),
+                };
+                let got = horizontal::hdot(lanes, &w, &x);
+                assert_eq!(got.to_bits(), want.to_bits(), "k={k}, {lanes} lanes");
+            }
+        }
+    }
+
+    fn assert_same_bits(want: &Tensor, got: &Tensor, what: &str) {
+        let (a, b) = (
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{what}: outputs differ from candle's");
+    }
+
     /// Shapes gemm gives to other kernels are left to candle.
     #[test]
     fn other_shapes_are_left_to_candle() {
         let dev = Device::Cpu;
-        let x = Tensor::zeros((1, 64), DType::F32, &dev).unwrap();
-        let small = Tensor::zeros((256, 64), DType::F32, &dev).unwrap();
-        assert!(matvec(&x, &small).unwrap().is_none());
         let two = Tensor::zeros((2, 64), DType::F32, &dev).unwrap();
         let w = Tensor::zeros((512, 64), DType::F32, &dev).unwrap();
         assert!(matvec(&two, &w).unwrap().is_none());
+        let narrow = Tensor::zeros((1, 2), DType::F32, &dev).unwrap();
+        let w2 = Tensor::zeros((512, 2), DType::F32, &dev).unwrap();
+        assert!(matvec(&narrow, &w2).unwrap().is_none());
         let f64x = Tensor::zeros((1, 64), DType::F64, &dev).unwrap();
         let f64w = Tensor::zeros((512, 64), DType::F64, &dev).unwrap();
         assert!(matvec(&f64x, &f64w).unwrap().is_none());
