@@ -348,40 +348,12 @@ unsafe fn dot_avx512(w: &[f32], x: &[f32]) -> f32 {
     sum_lanes_then_tail(&lanes, w, x, d, k)
 }
 
-/// [`dot`] with AVX2 and FMA intrinsics: gemm's `V3` kernel, 8 lanes.
+/// [`dot`] for AVX2 and FMA (gemm's `V3` kernel, 8 lanes): the portable
+/// order compiled with those features, so its FMAs are instructions.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(w: &[f32], x: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let k = w.len().min(x.len());
-    let (wp, xp) = (w.as_ptr(), x.as_ptr());
-    let (k_blocks, k_lanes) = (k / 64 * 64, k / 8 * 8);
-    let mut acc = [_mm256_setzero_ps(); 8];
-    let mut d = 0;
-    while d < k_blocks {
-        for (j, a) in acc.iter_mut().enumerate() {
-            let i = d + 8 * j;
-            // SAFETY: i + 8 <= k_blocks <= k, within both slices.
-            let (wv, xv) = unsafe { (_mm256_loadu_ps(wp.add(i)), _mm256_loadu_ps(xp.add(i))) };
-            *a = _mm256_fmadd_ps(wv, xv, *a);
-        }
-        d += 64;
-    }
-    let a01 = _mm256_add_ps(acc[0], acc[1]);
-    let a23 = _mm256_add_ps(acc[2], acc[3]);
-    let a45 = _mm256_add_ps(acc[4], acc[5]);
-    let a67 = _mm256_add_ps(acc[6], acc[7]);
-    let mut a = _mm256_add_ps(_mm256_add_ps(a01, a23), _mm256_add_ps(a45, a67));
-    while d < k_lanes {
-        // SAFETY: d + 8 <= k_lanes <= k, within both slices.
-        let (wv, xv) = unsafe { (_mm256_loadu_ps(wp.add(d)), _mm256_loadu_ps(xp.add(d))) };
-        a = _mm256_fmadd_ps(wv, xv, a);
-        d += 8;
-    }
-    let mut lanes = [0f32; 8];
-    // SAFETY: `lanes` holds 8 floats.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
-    sum_lanes_then_tail(&lanes, w, x, d, k)
+    dot_portable::<8>(w, x)
 }
 
 /// Steps 4 and 5 of the module doc: the lanes added in order, then scalar
@@ -397,9 +369,10 @@ fn sum_lanes_then_tail(lanes: &[f32], w: &[f32], x: &[f32], d: usize, k: usize) 
     s
 }
 
-/// [`dot`] in plain Rust for `L` lanes, the same arithmetic lane by lane
-/// (for CPUs without AVX2, where [`matvec`] is not used, and to test the
-/// order).
+/// [`dot`] in plain Rust for `L` lanes, the same arithmetic lane by lane:
+/// compiled with AVX2 and FMA it is the 8-lane kernel (`dot_avx2`); the
+/// tests check the AVX-512 intrinsics against it.
+#[inline(always)]
 pub fn dot_portable<const L: usize>(w: &[f32], x: &[f32]) -> f32 {
     let k = w.len().min(x.len());
     let (k_blocks, k_lanes) = (k / (8 * L) * (8 * L), k / L * L);
@@ -439,11 +412,26 @@ mod tests {
         (0..n).map(|_| (r.f64() as f32 - 0.5) * 2.0).collect()
     }
 
+    /// `matvec` of a random `(out, k)` product, checked bit for bit against
+    /// candle's matmul; `(x, w, output)`, or `None` where this CPU runs
+    /// neither of gemm's kernels repeated here.
+    fn checked_against_candle(out: usize, k: usize) -> Option<(Tensor, Tensor, Tensor)> {
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec(random(k, 1), (1, k), &dev).unwrap();
+        let w = Tensor::from_vec(random(out * k, 2), (out, k), &dev).unwrap();
+        let want = x.matmul(&w.t().unwrap()).unwrap();
+        let Some(got) = matvec(&x, &w).unwrap() else {
+            assert!(gemm_lanes().is_none(), "({out}, {k}) should run the kernel");
+            return None;
+        };
+        assert_same_bits(&want, &got, &format!("({out}, {k})"));
+        Some((x, w, got))
+    }
+
     /// Every output equals candle's matmul bit for bit, on shapes that hit
     /// every stage of the kernel (64-blocks, 8-steps, scalar tail).
     #[test]
     fn matvec_equals_candle_bit_for_bit() {
-        let dev = Device::Cpu;
         for &(out, k) in &[
             (257, 3),
             (300, 7),
@@ -454,20 +442,9 @@ mod tests {
             (4099, 131),
             (49152, 64),
         ] {
-            let x = Tensor::from_vec(random(k, 1), (1, k), &dev).unwrap();
-            let w = Tensor::from_vec(random(out * k, 2), (out, k), &dev).unwrap();
-            let want = x.matmul(&w.t().unwrap()).unwrap();
-            let got = matvec(&x, &w).unwrap();
-            let Some(got) = got else {
-                assert!(gemm_lanes().is_none(), "({out}, {k}) should run the kernel");
+            let Some((x, w, got)) = checked_against_candle(out, k) else {
                 continue;
             };
-            let (a, b) = (
-                want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            );
-            let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
-            assert!(same, "({out}, {k}): outputs differ from candle's");
             let xs = x.to_vec2::<f32>().unwrap();
             let portable: Vec<f32> = w
                 .to_vec2::<f32>()
@@ -478,7 +455,8 @@ mod tests {
                     _ => dot_portable::<8>(r, &xs[0]),
                 })
                 .collect();
-            assert_eq!(portable, b, "({out}, {k}): portable order differs");
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(portable, got, "({out}, {k}): portable order differs");
         }
     }
 
@@ -509,7 +487,6 @@ mod tests {
     /// a partial last load and more than one depth block.
     #[test]
     fn small_products_equal_candle_bit_for_bit() {
-        let dev = Device::Cpu;
         for &(out, k) in &[
             (1, 3),
             (7, 17),
@@ -521,14 +498,7 @@ mod tests {
             (96, 1536),
             (33, 2100),
         ] {
-            let x = Tensor::from_vec(random(k, 5), (1, k), &dev).unwrap();
-            let w = Tensor::from_vec(random(out * k, 6), (out, k), &dev).unwrap();
-            let want = x.matmul(&w.t().unwrap()).unwrap();
-            let Some(got) = matvec(&x, &w).unwrap() else {
-                assert!(gemm_lanes().is_none(), "({out}, {k}) should run the kernel");
-                continue;
-            };
-            assert_same_bits(&want, &got, &format!("({out}, {k})"));
+            checked_against_candle(out, k);
         }
     }
 
