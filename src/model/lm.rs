@@ -275,11 +275,8 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// same dot product either way, so the result is bit for bit what one call
 /// gives.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let last = dims[dims.len() - 1];
-    let rows: usize = dims[..dims.len() - 1].iter().product();
-    let x2 = x.reshape((rows, last))?;
-    let y = if rows == 1 && x.device().is_cpu() {
+    let (x2, dims) = as_rows(x)?;
+    let y = if x2.dim(0)? == 1 && x.device().is_cpu() {
         match super::matvec::matvec(&x2, w)? {
             Some(y) => y,
             None => row_split_matvec(&x2, w)?,
@@ -287,35 +284,38 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     } else {
         matmul(&x2, &w.t()?)?
     };
-    let mut out = dims;
-    let n = out.len();
-    out[n - 1] = w.dim(0)?;
-    y.reshape(out)
+    from_rows(&y, &dims)
 }
 
 /// [`linear`] of one `x` with each of `ws`: for one row on the CPU all the
 /// products run in one fork-join ([`super::matvec::matvec_many`]), else one
 /// by one. Each result is bit for bit what [`linear`] gives.
 pub fn linear_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
+    let (x2, dims) = as_rows(x)?;
+    if x2.dim(0)? == 1
+        && x.device().is_cpu()
+        && let Some(ys) = super::matvec::matvec_many(&x2, ws)?
+    {
+        return ys.iter().map(|y| from_rows(y, &dims)).collect();
+    }
+    ws.iter().map(|w| linear(x, w)).collect()
+}
+
+/// `x` as a matrix `(rows, last)` over its last dimension, and its dims.
+fn as_rows(x: &Tensor) -> Result<(Tensor, Vec<usize>)> {
     let dims = x.dims().to_vec();
     let last = dims[dims.len() - 1];
     let rows: usize = dims[..dims.len() - 1].iter().product();
-    if rows == 1
-        && x.device().is_cpu()
-        && let Some(ys) = super::matvec::matvec_many(&x.reshape((1, last))?, ws)?
-    {
-        return ys
-            .into_iter()
-            .zip(ws)
-            .map(|(y, w)| {
-                let mut out = dims.clone();
-                let n = out.len();
-                out[n - 1] = w.dim(0)?;
-                y.reshape(out)
-            })
-            .collect();
-    }
-    ws.iter().map(|w| linear(x, w)).collect()
+    Ok((x.reshape((rows, last))?, dims))
+}
+
+/// A product `y` `(rows, out)` back in the leading shape of `dims`, with
+/// `out` last.
+fn from_rows(y: &Tensor, dims: &[usize]) -> Result<Tensor> {
+    let mut out = dims.to_vec();
+    let n = out.len();
+    out[n - 1] = y.dim(1)?;
+    y.reshape(out)
 }
 
 /// `x (1, in) @ w^T` with `w`'s rows split into one block per CPU thread,

@@ -273,14 +273,7 @@ unsafe fn dot2_avx512(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
         }
         d += 128;
     }
-    let tree = |a: [__m512; 8]| {
-        let a01 = _mm512_add_ps(a[0], a[1]);
-        let a23 = _mm512_add_ps(a[2], a[3]);
-        let a45 = _mm512_add_ps(a[4], a[5]);
-        let a67 = _mm512_add_ps(a[6], a[7]);
-        _mm512_add_ps(_mm512_add_ps(a01, a23), _mm512_add_ps(a45, a67))
-    };
-    let (mut a0, mut a1) = (tree(acc0), tree(acc1));
+    let (mut a0, mut a1) = (sum_tree_avx512(acc0), sum_tree_avx512(acc1));
     while d < k_lanes {
         // SAFETY: d + 16 <= k_lanes <= k, within all three slices.
         let (xv, v0, v1) = unsafe {
@@ -312,6 +305,20 @@ unsafe fn dot2_avx512(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
     (s0, s1)
 }
 
+/// Step 2 of the module doc with AVX-512F: the eight accumulators summed
+/// in pairs, `((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7))`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sum_tree_avx512(a: [std::arch::x86_64::__m512; 8]) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::_mm512_add_ps;
+    let a01 = _mm512_add_ps(a[0], a[1]);
+    let a23 = _mm512_add_ps(a[2], a[3]);
+    let a45 = _mm512_add_ps(a[4], a[5]);
+    let a67 = _mm512_add_ps(a[6], a[7]);
+    _mm512_add_ps(_mm512_add_ps(a01, a23), _mm512_add_ps(a45, a67))
+}
+
 /// [`dot`] with AVX-512F intrinsics: gemm's `V4` kernel, 16 lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -331,11 +338,7 @@ unsafe fn dot_avx512(w: &[f32], x: &[f32]) -> f32 {
         }
         d += 128;
     }
-    let a01 = _mm512_add_ps(acc[0], acc[1]);
-    let a23 = _mm512_add_ps(acc[2], acc[3]);
-    let a45 = _mm512_add_ps(acc[4], acc[5]);
-    let a67 = _mm512_add_ps(acc[6], acc[7]);
-    let mut a = _mm512_add_ps(_mm512_add_ps(a01, a23), _mm512_add_ps(a45, a67));
+    let mut a = sum_tree_avx512(acc);
     while d < k_lanes {
         // SAFETY: d + 16 <= k_lanes <= k, within both slices.
         let (wv, xv) = unsafe { (_mm512_loadu_ps(wp.add(d)), _mm512_loadu_ps(xp.add(d))) };
