@@ -17,6 +17,7 @@ use super::config::LlamaConfig;
 use super::kernels;
 pub use super::lm::KvCache;
 use super::lm::{CausalLm, LayerKv, extend_slot, linear, linear_many, matmul};
+use super::matvec::attention::attend_one_position;
 use super::params::{Init, ParamStore};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::ops;
@@ -308,11 +309,19 @@ impl Llama {
         let k = rope(heads(k, kvh)?)?;
         let v = heads(v, kvh)?;
         let (k, v) = extend_slot(slot, k, v)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let probs = |scores: &Tensor| super::lm::attention_probs(scores, scale, mask, fast);
+        // Decoding: each query head reads its KV head in place (same bits).
+        if fast
+            && t == 1
+            && let Some(y) = attend_one_position(&q, &k, &v, probs)?
+        {
+            return linear(&y.reshape((b, t, d))?, &blk.o);
+        }
         let k = repeat_kv(k, h / kvh)?;
         let v = repeat_kv(v, h / kvh)?;
-        let scale = 1.0 / (hd as f64).sqrt();
         let scores = matmul(&q, &k.t()?)?;
-        let att = super::lm::attention_probs(&scores, scale, mask, fast)?;
+        let att = probs(&scores)?;
         let y = matmul(&att, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
         linear(&y, &blk.o)
     }

@@ -48,23 +48,72 @@ unsafe fn hdot_avx512(w: &[f32], x: &[f32]) -> f32 {
     hdot_portable::<16>(w, x)
 }
 
-/// [`hdot_portable`] with 8 lanes, compiled for AVX2 and FMA.
+/// The horizontal order with 8 lanes, each depth block summed by AVX2 and
+/// FMA intrinsics (the compiler leaves [`hdot_portable`]'s 8 lanes scalar).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn hdot_avx2(w: &[f32], x: &[f32]) -> f32 {
-    hdot_portable::<8>(w, x)
+    // SAFETY: this function runs only where AVX2 and FMA are present.
+    let [sum] = over_depth_blocks([w], x, |ws, x| unsafe {
+        super::avx2::horizontal_block(ws, x)
+    });
+    sum
+}
+
+/// `ys[r] = hdot(lanes, row r of ws, x)` for the rows of `ws` (`x.len()`
+/// wide); with 8 lanes on AVX2 and FMA, four rows at a time.
+pub fn hdot_rows(lanes: usize, ws: &[f32], x: &[f32], ys: &mut [f32]) {
+    let k = x.len();
+    #[cfg(target_arch = "x86_64")]
+    if lanes == 8
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        let mut quads = ws.chunks_exact(4 * k);
+        let mut outs = ys.chunks_exact_mut(4);
+        for (w4, y4) in (&mut quads).zip(&mut outs) {
+            let rows: [&[f32]; 4] = std::array::from_fn(|r| &w4[r * k..(r + 1) * k]);
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            let sums = over_depth_blocks(rows, x, |ws, x| unsafe {
+                super::avx2::horizontal_block(ws, x)
+            });
+            y4.copy_from_slice(&sums);
+        }
+        let rest = quads.remainder().chunks_exact(k);
+        for (yo, wr) in outs.into_remainder().iter_mut().zip(rest) {
+            *yo = hdot(lanes, wr, x);
+        }
+        return;
+    }
+    for (yo, wr) in ys.iter_mut().zip(ws.chunks_exact(k)) {
+        *yo = hdot(lanes, wr, x);
+    }
 }
 
 /// The horizontal order (see the module doc) in plain Rust, `L` lanes.
 #[inline(always)]
 pub fn hdot_portable<const L: usize>(w: &[f32], x: &[f32]) -> f32 {
-    let k = w.len().min(x.len());
-    let mut total = 0f32;
+    let [sum] = over_depth_blocks([w], x, |[w], x| [block_sum::<L>(w, x)]);
+    sum
+}
+
+/// Step 3 of the module doc for `R` rows at once: `block_sums` of each
+/// depth block, added up per row.
+#[inline(always)]
+fn over_depth_blocks<const R: usize>(
+    ws: [&[f32]; R],
+    x: &[f32],
+    block_sums: impl Fn([&[f32]; R], &[f32]) -> [f32; R],
+) -> [f32; R] {
+    let k = ws.iter().fold(x.len(), |k, w| k.min(w.len()));
+    let mut total = [0f32; R];
     for (block, start) in (0..k).step_by(DEPTH_BLOCK).enumerate() {
         let end = (start + DEPTH_BLOCK).min(k);
-        let sum = block_sum::<L>(&w[start..end], &x[start..end]);
-        // gemm writes the first block and adds each later one to it.
-        total = if block == 0 { sum } else { sum + total };
+        let sums = block_sums(ws.map(|w| &w[start..end]), &x[start..end]);
+        for (t, s) in total.iter_mut().zip(sums) {
+            // gemm writes the first block and adds each later one to it.
+            *t = if block == 0 { s } else { s + *t };
+        }
     }
     total
 }

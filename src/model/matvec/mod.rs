@@ -26,7 +26,16 @@
 //! kernels would differ (another CPU, another dtype, or 2 inputs or fewer),
 //! [`matvec`] says so by returning `None` and the caller keeps candle's
 //! matmul.
+//!
+//! The intrinsics live in `avx2` (gemm's `V3` kernels) and `avx512` (its
+//! `V4` ones); [`attention`] uses the same kernels for a decoding step's
+//! attention over the KV cache, read in place.
 
+pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod horizontal;
 
 use candle_core::{DType, Layout, Result, Storage, Tensor};
@@ -185,14 +194,7 @@ fn multiply(lanes: usize, x: &[f32], ws: &[&[f32]], ys: &mut [Vec<f32>]) {
     }
     let run = |segments: Vec<Segment>| {
         for s in segments {
-            match s.kernel {
-                Kernel::MatVec => dot_rows(s.w, x, s.y),
-                Kernel::Horizontal => {
-                    for (yo, wr) in s.y.iter_mut().zip(s.w.chunks_exact(k)) {
-                        *yo = horizontal::hdot(lanes, wr, x);
-                    }
-                }
-            }
+            product_rows(s.kernel, lanes, s.w, x, s.y);
         }
     };
     if threads == 1 {
@@ -202,161 +204,71 @@ fn multiply(lanes: usize, x: &[f32], ws: &[&[f32]], ys: &mut [Vec<f32>]) {
     }
 }
 
+/// `ys[r] = ` row `r` of `ws` times `x` with `kernel` (`lanes` wide), for
+/// the rows of `ws` (`x.len()` wide).
+fn product_rows(kernel: Kernel, lanes: usize, ws: &[f32], x: &[f32], ys: &mut [f32]) {
+    match kernel {
+        Kernel::MatVec => dot_rows(ws, x, ys),
+        Kernel::Horizontal => horizontal::hdot_rows(lanes, ws, x, ys),
+    }
+}
+
 /// `sum w[i] * x[i]` in gemm's matrix-vector order (see the module doc).
 pub fn dot(w: &[f32], x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     match gemm_lanes() {
         // SAFETY: the CPU has AVX-512F (gemm_lanes checked it).
-        Some(16) => return unsafe { dot_avx512(w, x) },
+        Some(16) => return unsafe { avx512::dot(w, x) },
         // SAFETY: the CPU has AVX2 and FMA (gemm_lanes checked them).
-        Some(8) => return unsafe { dot_avx2(w, x) },
+        Some(8) => return unsafe { avx2::dot(w, x) },
         _ => {}
     }
     dot_portable::<8>(w, x)
 }
 
+/// [`dot`] of two rows against one `x`, where an intrinsics kernel does
+/// both at once.
+type Dot2 = unsafe fn(&[f32], &[f32], &[f32]) -> (f32, f32);
+
+/// The two-row kernel of this CPU's lane count, if it has one.
+fn dot2_kernel() -> Option<Dot2> {
+    #[cfg(target_arch = "x86_64")]
+    match gemm_lanes() {
+        Some(16) => return Some(avx512::dot2 as Dot2),
+        Some(8) => return Some(avx2::dot2 as Dot2),
+        _ => {}
+    }
+    None
+}
+
 /// `ys[r] = dot(row r of ws, x)` for the rows of `ws` (`k = x.len()` wide).
-/// With AVX-512F two rows go at once: each load of `x` serves both and the
-/// two dependent lane sums overlap; every output is still [`dot`]'s.
+/// With intrinsics two rows go at once: each load of `x` serves both and
+/// the two dependent lane sums overlap; every output is still [`dot`]'s.
 fn dot_rows(ws: &[f32], x: &[f32], ys: &mut [f32]) {
     let k = x.len();
-    #[cfg(target_arch = "x86_64")]
-    if gemm_lanes() == Some(16) {
-        let mut pairs = ws.chunks_exact(2 * k);
-        let mut outs = ys.chunks_exact_mut(2);
-        for (w2, y2) in (&mut pairs).zip(&mut outs) {
-            let (w0, w1) = w2.split_at(k);
-            // SAFETY: the CPU has AVX-512F (gemm_lanes checked it).
-            let (a, b) = unsafe { dot2_avx512(w0, w1, x) };
-            y2[0] = a;
-            y2[1] = b;
-        }
-        for (yo, wr) in outs
-            .into_remainder()
-            .iter_mut()
-            .zip(pairs.remainder().chunks_exact(k))
-        {
+    let Some(dot2) = dot2_kernel() else {
+        for (yo, wr) in ys.iter_mut().zip(ws.chunks_exact(k)) {
             *yo = dot(wr, x);
         }
         return;
+    };
+    let mut pairs = ws.chunks_exact(2 * k);
+    let mut outs = ys.chunks_exact_mut(2);
+    for (w2, y2) in (&mut pairs).zip(&mut outs) {
+        let (w0, w1) = w2.split_at(k);
+        // SAFETY: dot2_kernel returns a kernel only for the features
+        // gemm_lanes found on this CPU.
+        let (a, b) = unsafe { dot2(w0, w1, x) };
+        y2[0] = a;
+        y2[1] = b;
     }
-    for (yo, wr) in ys.iter_mut().zip(ws.chunks_exact(k)) {
+    for (yo, wr) in outs
+        .into_remainder()
+        .iter_mut()
+        .zip(pairs.remainder().chunks_exact(k))
+    {
         *yo = dot(wr, x);
     }
-}
-
-/// [`dot_avx512`] of two rows `w0`, `w1` (each as long as `x`) against one
-/// `x`, each with its own accumulators and in its own order.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dot2_avx512(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
-    use std::arch::x86_64::*;
-    let k = x.len().min(w0.len()).min(w1.len());
-    let (p0, p1, xp) = (w0.as_ptr(), w1.as_ptr(), x.as_ptr());
-    let (k_blocks, k_lanes) = (k / 128 * 128, k / 16 * 16);
-    let mut acc0 = [_mm512_setzero_ps(); 8];
-    let mut acc1 = [_mm512_setzero_ps(); 8];
-    let mut d = 0;
-    while d < k_blocks {
-        for j in 0..8 {
-            let i = d + 16 * j;
-            // SAFETY: i + 16 <= k_blocks <= k, within all three slices.
-            let (xv, v0, v1) = unsafe {
-                (
-                    _mm512_loadu_ps(xp.add(i)),
-                    _mm512_loadu_ps(p0.add(i)),
-                    _mm512_loadu_ps(p1.add(i)),
-                )
-            };
-            acc0[j] = _mm512_fmadd_ps(v0, xv, acc0[j]);
-            acc1[j] = _mm512_fmadd_ps(v1, xv, acc1[j]);
-        }
-        d += 128;
-    }
-    let (mut a0, mut a1) = (sum_tree_avx512(acc0), sum_tree_avx512(acc1));
-    while d < k_lanes {
-        // SAFETY: d + 16 <= k_lanes <= k, within all three slices.
-        let (xv, v0, v1) = unsafe {
-            (
-                _mm512_loadu_ps(xp.add(d)),
-                _mm512_loadu_ps(p0.add(d)),
-                _mm512_loadu_ps(p1.add(d)),
-            )
-        };
-        a0 = _mm512_fmadd_ps(v0, xv, a0);
-        a1 = _mm512_fmadd_ps(v1, xv, a1);
-        d += 16;
-    }
-    let (mut l0, mut l1) = ([0f32; 16], [0f32; 16]);
-    // SAFETY: `l0` and `l1` hold 16 floats each.
-    unsafe {
-        _mm512_storeu_ps(l0.as_mut_ptr(), a0);
-        _mm512_storeu_ps(l1.as_mut_ptr(), a1);
-    }
-    let (mut s0, mut s1) = (l0[0], l1[0]);
-    for l in 1..16 {
-        s0 += l0[l];
-        s1 += l1[l];
-    }
-    for i in d..k {
-        s0 = w0[i].mul_add(x[i], s0);
-        s1 = w1[i].mul_add(x[i], s1);
-    }
-    (s0, s1)
-}
-
-/// Step 2 of the module doc with AVX-512F: the eight accumulators summed
-/// in pairs, `((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7))`.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn sum_tree_avx512(a: [std::arch::x86_64::__m512; 8]) -> std::arch::x86_64::__m512 {
-    use std::arch::x86_64::_mm512_add_ps;
-    let a01 = _mm512_add_ps(a[0], a[1]);
-    let a23 = _mm512_add_ps(a[2], a[3]);
-    let a45 = _mm512_add_ps(a[4], a[5]);
-    let a67 = _mm512_add_ps(a[6], a[7]);
-    _mm512_add_ps(_mm512_add_ps(a01, a23), _mm512_add_ps(a45, a67))
-}
-
-/// [`dot`] with AVX-512F intrinsics: gemm's `V4` kernel, 16 lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dot_avx512(w: &[f32], x: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let k = w.len().min(x.len());
-    let (wp, xp) = (w.as_ptr(), x.as_ptr());
-    let (k_blocks, k_lanes) = (k / 128 * 128, k / 16 * 16);
-    let mut acc = [_mm512_setzero_ps(); 8];
-    let mut d = 0;
-    while d < k_blocks {
-        for (j, a) in acc.iter_mut().enumerate() {
-            let i = d + 16 * j;
-            // SAFETY: i + 16 <= k_blocks <= k, within both slices.
-            let (wv, xv) = unsafe { (_mm512_loadu_ps(wp.add(i)), _mm512_loadu_ps(xp.add(i))) };
-            *a = _mm512_fmadd_ps(wv, xv, *a);
-        }
-        d += 128;
-    }
-    let mut a = sum_tree_avx512(acc);
-    while d < k_lanes {
-        // SAFETY: d + 16 <= k_lanes <= k, within both slices.
-        let (wv, xv) = unsafe { (_mm512_loadu_ps(wp.add(d)), _mm512_loadu_ps(xp.add(d))) };
-        a = _mm512_fmadd_ps(wv, xv, a);
-        d += 16;
-    }
-    let mut lanes = [0f32; 16];
-    // SAFETY: `lanes` holds 16 floats.
-    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), a) };
-    sum_lanes_then_tail(&lanes, w, x, d, k)
-}
-
-/// [`dot`] for AVX2 and FMA (gemm's `V3` kernel, 8 lanes): the portable
-/// order compiled with those features, so its FMAs are instructions.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(w: &[f32], x: &[f32]) -> f32 {
-    dot_portable::<8>(w, x)
 }
 
 /// Steps 4 and 5 of the module doc: the lanes added in order, then scalar
@@ -372,9 +284,8 @@ fn sum_lanes_then_tail(lanes: &[f32], w: &[f32], x: &[f32], d: usize, k: usize) 
     s
 }
 
-/// [`dot`] in plain Rust for `L` lanes, the same arithmetic lane by lane:
-/// compiled with AVX2 and FMA it is the 8-lane kernel (`dot_avx2`); the
-/// tests check the AVX-512 intrinsics against it.
+/// [`dot`] in plain Rust for `L` lanes, the same arithmetic lane by lane;
+/// the tests check the intrinsics kernels against it.
 #[inline(always)]
 pub fn dot_portable<const L: usize>(w: &[f32], x: &[f32]) -> f32 {
     let k = w.len().min(x.len());
@@ -474,13 +385,29 @@ mod tests {
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: AVX2 and FMA detected just above.
-                let got = unsafe { dot_avx2(&w, &x) };
+                let got = unsafe { avx2::dot(&w, &x) };
                 assert_eq!(got.to_bits(), dot_portable::<8>(&w, &x).to_bits(), "k={k}");
+                // SAFETY: as above.
+                let (a, b) = unsafe { avx2::dot2(&w, &x, &x) };
+                assert_eq!(a.to_bits(), got.to_bits(), "k={k}, first of two rows");
+                assert_eq!(
+                    b.to_bits(),
+                    dot_portable::<8>(&x, &x).to_bits(),
+                    "k={k}, second"
+                );
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: AVX-512F detected just above.
-                let got = unsafe { dot_avx512(&w, &x) };
+                let got = unsafe { avx512::dot(&w, &x) };
                 assert_eq!(got.to_bits(), dot_portable::<16>(&w, &x).to_bits(), "k={k}");
+                // SAFETY: as above.
+                let (a, b) = unsafe { avx512::dot2(&w, &x, &x) };
+                assert_eq!(a.to_bits(), got.to_bits(), "k={k}, first of two rows");
+                assert_eq!(
+                    b.to_bits(),
+                    dot_portable::<16>(&x, &x).to_bits(),
+                    "k={k}, second"
+                );
             }
         }
     }
@@ -537,14 +464,22 @@ mod tests {
     #[test]
     fn horizontal_kernels_follow_the_portable_order() {
         for k in [3, 8, 15, 16, 17, 576, 1024, 1025, 2100] {
-            let (w, x) = (random(k, 9), random(k, 10));
+            let (w, x) = (random(7 * k, 9), random(k, 10));
             for lanes in [8, 16] {
-                let want = match lanes {
-                    16 => horizontal::hdot_portable::<16>(&w, &x),
-                    _ => horizontal::hdot_portable::<8>(&w, &x),
-                };
-                let got = horizontal::hdot(lanes, &w, &x);
-                assert_eq!(got.to_bits(), want.to_bits(), "k={k}, {lanes} lanes");
+                let want: Vec<u32> = w
+                    .chunks_exact(k)
+                    .map(|r| match lanes {
+                        16 => horizontal::hdot_portable::<16>(r, &x).to_bits(),
+                        _ => horizontal::hdot_portable::<8>(r, &x).to_bits(),
+                    })
+                    .collect();
+                let one = horizontal::hdot(lanes, &w[..k], &x);
+                assert_eq!(one.to_bits(), want[0], "k={k}, {lanes} lanes");
+                // Seven rows: one group of four and three left over.
+                let mut rows = vec![0f32; 7];
+                horizontal::hdot_rows(lanes, &w, &x, &mut rows);
+                let rows: Vec<u32> = rows.iter().map(|y| y.to_bits()).collect();
+                assert_eq!(rows, want, "k={k}, {lanes} lanes, rows");
             }
         }
     }

@@ -1,0 +1,321 @@
+//! Attention of one new position over its cached keys and values on the
+//! CPU, head by head, with every number bit for bit what candle's batched
+//! matmuls give on the same inputs.
+//!
+//! A LLaMA block decoding one token multiplies, per head, the query `(1,
+//! hd)` by the keys' transpose `(hd, len)` and the probabilities `(1, len)`
+//! by the values `(len, hd)`. Through candle that means copying each
+//! grouped KV head once per query head (`repeat_kv`) and one gemm call per
+//! head and product. Here each query head reads its KV head in place:
+//!
+//! - **Scores.** gemm sends `q @ K^T` (one row, `len` outputs, depth `hd`)
+//!   to the kernel a linear layer's one-row product with `len` outputs goes
+//!   to, so each score is [`super::dot`] of a key row with the query (more
+//!   than 256 positions) or [`super::horizontal::hdot`] (256 or fewer).
+//! - **Weighted values.** gemm sends `p @ V` (one row, rows of `V`
+//!   contiguous) to its column-major matrix-vector kernel, which walks the
+//!   positions in order: `o = V[0] * p[0]`, then `o = fma(V[j], p[j], o)`
+//!   for each later `j`, lane-wise over the head dimension (and with a
+//!   scalar fused multiply-add on the last `hd mod lanes` entries).
+//!
+//! The softmax in between stays candle's (the caller passes it in).
+
+use super::{Kernel, gemm_lanes, product_rows};
+use candle_core::{DType, Layout, Result, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Fewest multiply-adds per head group worth a fork-join over the heads.
+const MIN_WORK_TO_SPLIT: usize = 1 << 16;
+
+/// One query position attending over `len` cached positions: `q` `(b, h,
+/// 1, hd)` contiguous, `k` and `v` `(b, kv_heads, len, hd)` with rows of
+/// `hd` contiguous and positions adjacent (a narrowed KV cache buffer), `h`
+/// a multiple of `kv_heads`; `probs` turns the scores `(b, h, 1, len)` into
+/// attention probabilities of the same shape. Returns the heads' outputs
+/// `(b, h, 1, hd)`, or `None` where the inputs are not f32 on a CPU whose
+/// gemm kernels this module repeats, and the caller uses candle's matmuls.
+pub fn attend_one_position(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    probs: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
+    let Some(lanes) = gemm_lanes() else {
+        return Ok(None);
+    };
+    let Some(shape) = Shape::of(q, k, v)? else {
+        return Ok(None);
+    };
+    let (q_storage, q_layout) = q.storage_and_layout();
+    let (k_storage, k_layout) = k.storage_and_layout();
+    let Some(qs) = f32_from(&q_storage, q_layout.start_offset()) else {
+        return Ok(None);
+    };
+    let Some(keys) = Grouped::new(&k_storage, k_layout, &shape)? else {
+        return Ok(None);
+    };
+    let mut scores = vec![0f32; shape.b * shape.h * shape.len];
+    for_each_head(&shape, &mut scores, shape.len, |bh, out| {
+        let kernel = Kernel::for_outputs(shape.len);
+        let q_head = &qs[bh * shape.hd..(bh + 1) * shape.hd];
+        product_rows(kernel, lanes, keys.head(&shape, bh), q_head, out);
+    });
+    drop((q_storage, k_storage));
+    let scores = Tensor::from_vec(scores, (shape.b, shape.h, 1, shape.len), q.device())?;
+    let p = probs(&scores)?.contiguous()?;
+    let (p_storage, p_layout) = p.storage_and_layout();
+    let (v_storage, v_layout) = v.storage_and_layout();
+    let (Some(ps), Some(values)) = (
+        f32_from(&p_storage, p_layout.start_offset()),
+        Grouped::new(&v_storage, v_layout, &shape)?,
+    ) else {
+        return Ok(None);
+    };
+    let mut out = vec![0f32; shape.b * shape.h * shape.hd];
+    for_each_head(&shape, &mut out, shape.hd, |bh, o| {
+        let p_head = &ps[bh * shape.len..(bh + 1) * shape.len];
+        weighted_sum(values.head(&shape, bh), p_head, o);
+    });
+    Tensor::from_vec(out, (shape.b, shape.h, 1, shape.hd), q.device()).map(Some)
+}
+
+/// The sizes of one call.
+struct Shape {
+    b: usize,
+    h: usize,
+    kv_heads: usize,
+    len: usize,
+    hd: usize,
+}
+
+impl Shape {
+    /// The sizes, or `None` where the shapes or types are not the ones this
+    /// module handles.
+    fn of(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Shape>> {
+        let all_f32_cpu = [q, k, v]
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && t.device().is_cpu() && t.dims().len() == 4);
+        if !all_f32_cpu || !q.is_contiguous() || k.dims() != v.dims() {
+            return Ok(None);
+        }
+        let (b, h, t, hd) = q.dims4()?;
+        let (kb, kv_heads, len, khd) = k.dims4()?;
+        let fits = t == 1 && kb == b && khd == hd && kv_heads > 0 && h % kv_heads == 0;
+        // gemm gives products of depth 2 or less (`hd` for the scores,
+        // `len` for the weighted values) to another kernel.
+        if !fits || hd <= 2 || len <= 2 {
+            return Ok(None);
+        }
+        Ok(Some(Shape {
+            b,
+            h,
+            kv_heads,
+            len,
+            hd,
+        }))
+    }
+}
+
+/// Keys or values read in place: `(b, kv_heads, len, hd)` with rows of
+/// `hd` contiguous and the positions of one head adjacent.
+struct Grouped<'a> {
+    data: &'a [f32],
+    batch_stride: usize,
+    head_stride: usize,
+}
+
+impl<'a> Grouped<'a> {
+    fn new(s: &'a Storage, l: &Layout, shape: &Shape) -> Result<Option<Grouped<'a>>> {
+        let stride = l.stride();
+        if stride.len() != 4 || stride[3] != 1 || stride[2] != shape.hd {
+            return Ok(None);
+        }
+        let Some(data) = f32_from(s, l.start_offset()) else {
+            return Ok(None);
+        };
+        let (batch_stride, head_stride) = (stride[0], stride[1]);
+        let last = (shape.b - 1) * batch_stride + (shape.kv_heads - 1) * head_stride;
+        if last + shape.len * shape.hd > data.len() {
+            return Ok(None);
+        }
+        Ok(Some(Grouped {
+            data,
+            batch_stride,
+            head_stride,
+        }))
+    }
+
+    /// The `(len, hd)` rows the query head `bh` (batch row times heads plus
+    /// head) reads: its batch row's KV head `head / (h / kv_heads)`.
+    fn head(&self, shape: &Shape, bh: usize) -> &'a [f32] {
+        let (row, head) = (bh / shape.h, bh % shape.h);
+        let group = head / (shape.h / shape.kv_heads);
+        let start = row * self.batch_stride + group * self.head_stride;
+        &self.data[start..start + shape.len * shape.hd]
+    }
+}
+
+/// The f32 data of a CPU storage from element `start` on, or `None` for
+/// another dtype or device.
+fn f32_from(s: &Storage, start: usize) -> Option<&[f32]> {
+    let Storage::Cpu(cpu) = s else {
+        return None;
+    };
+    cpu.as_slice::<f32>()
+        .ok()
+        .and_then(|data| data.get(start..))
+}
+
+/// Runs `f(bh, chunk)` for each query head `bh` and its `per_head` outputs,
+/// over the threads when the work is worth a fork-join.
+fn for_each_head(
+    shape: &Shape,
+    out: &mut [f32],
+    per_head: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let work = shape.b * shape.h * shape.len * shape.hd;
+    if work < MIN_WORK_TO_SPLIT || candle_core::utils::get_num_threads() < 2 {
+        out.chunks_exact_mut(per_head)
+            .enumerate()
+            .for_each(|(bh, o)| f(bh, o));
+    } else {
+        out.par_chunks_exact_mut(per_head)
+            .enumerate()
+            .for_each(|(bh, o)| f(bh, o));
+    }
+}
+
+/// `o = sum_j p[j] * rows[j]` in gemm's column-major matrix-vector order
+/// (see the module doc): the first product plain, then one fused
+/// multiply-add per position and entry.
+fn weighted_sum(rows: &[f32], p: &[f32], o: &mut [f32]) {
+    let hd = o.len();
+    for (j, (row, &pj)) in rows.chunks_exact(hd).zip(p).enumerate() {
+        if j == 0 {
+            for (oe, &r) in o.iter_mut().zip(row) {
+                *oe = r * pj;
+            }
+        } else {
+            multiply_add(row, pj, o);
+        }
+    }
+}
+
+/// `o[i] = fma(row[i], p, o[i])` for every entry: with FMA instructions
+/// where the CPU has them (every CPU [`gemm_lanes`] accepts), else with
+/// `f32::mul_add`, which rounds the same.
+fn multiply_add(row: &[f32], p: f32, o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { super::avx2::multiply_add(row, p, o) };
+    }
+    for (oe, &r) in o.iter_mut().zip(row) {
+        *oe = r.mul_add(p, *oe);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let mut r = crate::rng::Rng::new(seed);
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| (r.f64() as f32 - 0.5) * 4.0).collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Candle's path, as LLaMA's attention ran it: each KV head copied per
+    /// query head, then two batched matmuls around the softmax.
+    fn through_candle(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Tensor {
+        let (b, kvh, len, hd) = k.dims4().unwrap();
+        let rep = q.dim(1).unwrap() / kvh;
+        let repeat = |x: &Tensor| {
+            x.unsqueeze(2)
+                .unwrap()
+                .broadcast_as((b, kvh, rep, len, hd))
+                .unwrap()
+                .reshape((b, kvh * rep, len, hd))
+                .unwrap()
+        };
+        let scores = q.matmul(&repeat(k).t().unwrap()).unwrap();
+        let p = softmax(&scores, scale).unwrap();
+        p.matmul(&repeat(v)).unwrap()
+    }
+
+    fn softmax(scores: &Tensor, scale: f64) -> Result<Tensor> {
+        candle_nn::ops::softmax_last_dim(&(scores * scale)?)
+    }
+
+    /// Keys and values as a KV cache holds them: a `(b, kv_heads, capacity,
+    /// hd)` buffer narrowed to the first `len` positions.
+    fn cached(b: usize, kvh: usize, len: usize, hd: usize, seed: u64) -> Tensor {
+        random(&[b, kvh, len + 5, hd], seed)
+            .narrow(2, 0, len)
+            .unwrap()
+    }
+
+    /// Bit for bit candle's result over short and long caches (both score
+    /// kernels, the 256-position edge), grouped and plain heads, two batch
+    /// rows, and head sizes with and without a tail past the lanes.
+    #[test]
+    fn equals_candle_bit_for_bit() {
+        for &(b, h, kvh, hd) in &[(1, 9, 3, 64), (2, 4, 4, 64), (2, 6, 2, 37), (1, 2, 1, 3)] {
+            for &len in &[3, 100, 256, 257, 700] {
+                let what = format!("b={b} h={h} kv={kvh} hd={hd} len={len}");
+                let q = random(&[b, h, 1, hd], len as u64);
+                let k = cached(b, kvh, len, hd, 7 + len as u64);
+                let v = cached(b, kvh, len, hd, 11 + len as u64);
+                let scale = 1.0 / (hd as f64).sqrt();
+                let want = through_candle(&q, &k, &v, scale);
+                let got = attend_one_position(&q, &k, &v, |s| softmax(s, scale)).unwrap();
+                let Some(got) = got else {
+                    assert!(gemm_lanes().is_none(), "{what}: should run in place");
+                    continue;
+                };
+                assert_eq!(got.dims(), want.dims(), "{what}");
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    flat.iter().map(|x| x.to_bits()).collect()
+                };
+                assert_eq!(bits(&got), bits(&want), "{what}");
+            }
+        }
+    }
+
+    /// Shapes it does not repeat gemm for go back to the caller.
+    #[test]
+    fn declines_what_it_does_not_handle() {
+        let id = |s: &Tensor| Ok(s.clone());
+        let q = random(&[1, 4, 1, 8], 1);
+        let short = cached(1, 2, 2, 8, 2);
+        assert!(
+            attend_one_position(&q, &short, &short, id)
+                .unwrap()
+                .is_none()
+        );
+        let two_queries = random(&[1, 4, 2, 8], 3);
+        let kv = cached(1, 2, 10, 8, 4);
+        assert!(
+            attend_one_position(&two_queries, &kv, &kv, id)
+                .unwrap()
+                .is_none()
+        );
+        let bf16 = q.to_dtype(DType::BF16).unwrap();
+        let kv16 = kv.to_dtype(DType::BF16).unwrap();
+        assert!(
+            attend_one_position(&bf16, &kv16, &kv16, id)
+                .unwrap()
+                .is_none()
+        );
+        let uneven = cached(1, 3, 10, 8, 5);
+        assert!(
+            attend_one_position(&q, &uneven, &uneven, id)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! gemm's matrix-vector arithmetic (the module doc of [`super`]) with
+//! AVX-512F intrinsics: gemm's `V4` kernel, 16 lanes.
+
+use std::arch::x86_64::*;
+
+/// [`dot`] of two rows `w0`, `w1` (each as long as `x`) against one
+/// `x`, each with its own accumulators and in its own order.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn dot2(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
+    let k = x.len().min(w0.len()).min(w1.len());
+    let (p0, p1, xp) = (w0.as_ptr(), w1.as_ptr(), x.as_ptr());
+    let (k_blocks, k_lanes) = (k / 128 * 128, k / 16 * 16);
+    let mut acc0 = [_mm512_setzero_ps(); 8];
+    let mut acc1 = [_mm512_setzero_ps(); 8];
+    let mut d = 0;
+    while d < k_blocks {
+        for j in 0..8 {
+            let i = d + 16 * j;
+            // SAFETY: i + 16 <= k_blocks <= k, within all three slices.
+            let (xv, v0, v1) = unsafe {
+                (
+                    _mm512_loadu_ps(xp.add(i)),
+                    _mm512_loadu_ps(p0.add(i)),
+                    _mm512_loadu_ps(p1.add(i)),
+                )
+            };
+            acc0[j] = _mm512_fmadd_ps(v0, xv, acc0[j]);
+            acc1[j] = _mm512_fmadd_ps(v1, xv, acc1[j]);
+        }
+        d += 128;
+    }
+    let (mut a0, mut a1) = (sum_tree(acc0), sum_tree(acc1));
+    while d < k_lanes {
+        // SAFETY: d + 16 <= k_lanes <= k, within all three slices.
+        let (xv, v0, v1) = unsafe {
+            (
+                _mm512_loadu_ps(xp.add(d)),
+                _mm512_loadu_ps(p0.add(d)),
+                _mm512_loadu_ps(p1.add(d)),
+            )
+        };
+        a0 = _mm512_fmadd_ps(v0, xv, a0);
+        a1 = _mm512_fmadd_ps(v1, xv, a1);
+        d += 16;
+    }
+    let (mut l0, mut l1) = ([0f32; 16], [0f32; 16]);
+    // SAFETY: `l0` and `l1` hold 16 floats each.
+    unsafe {
+        _mm512_storeu_ps(l0.as_mut_ptr(), a0);
+        _mm512_storeu_ps(l1.as_mut_ptr(), a1);
+    }
+    let (mut s0, mut s1) = (l0[0], l1[0]);
+    for l in 1..16 {
+        s0 += l0[l];
+        s1 += l1[l];
+    }
+    for i in d..k {
+        s0 = w0[i].mul_add(x[i], s0);
+        s1 = w1[i].mul_add(x[i], s1);
+    }
+    (s0, s1)
+}
+
+/// Step 2 of the module doc with AVX-512F: the eight accumulators summed
+/// in pairs, `((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7))`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sum_tree(a: [__m512; 8]) -> __m512 {
+    let a01 = _mm512_add_ps(a[0], a[1]);
+    let a23 = _mm512_add_ps(a[2], a[3]);
+    let a45 = _mm512_add_ps(a[4], a[5]);
+    let a67 = _mm512_add_ps(a[6], a[7]);
+    _mm512_add_ps(_mm512_add_ps(a01, a23), _mm512_add_ps(a45, a67))
+}
+
+/// [`super::dot`] with AVX-512F intrinsics: gemm's `V4` kernel, 16 lanes.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn dot(w: &[f32], x: &[f32]) -> f32 {
+    let k = w.len().min(x.len());
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let (k_blocks, k_lanes) = (k / 128 * 128, k / 16 * 16);
+    let mut acc = [_mm512_setzero_ps(); 8];
+    let mut d = 0;
+    while d < k_blocks {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let i = d + 16 * j;
+            // SAFETY: i + 16 <= k_blocks <= k, within both slices.
+            let (wv, xv) = unsafe { (_mm512_loadu_ps(wp.add(i)), _mm512_loadu_ps(xp.add(i))) };
+            *a = _mm512_fmadd_ps(wv, xv, *a);
+        }
+        d += 128;
+    }
+    let mut a = sum_tree(acc);
+    while d < k_lanes {
+        // SAFETY: d + 16 <= k_lanes <= k, within both slices.
+        let (wv, xv) = unsafe { (_mm512_loadu_ps(wp.add(d)), _mm512_loadu_ps(xp.add(d))) };
+        a = _mm512_fmadd_ps(wv, xv, a);
+        d += 16;
+    }
+    let mut lanes = [0f32; 16];
+    // SAFETY: `lanes` holds 16 floats.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), a) };
+    super::sum_lanes_then_tail(&lanes, w, x, d, k)
+}
