@@ -22,37 +22,38 @@ static volatile float sink[2];
 
 #ifdef __AVX512F__
 #define LOADS "AVX-512"
-static void *read_share(void *arg) {
-  long t = (long)arg, lo = t * FLOATS / threads, hi = (t + 1) * FLOATS / threads;
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  for (int p = 0; p < PASSES; p++)
-    for (long i = lo; i < hi; i += 64) {
-      s0 = _mm512_add_ps(s0, _mm512_loadu_ps(buf + i));
-      s1 = _mm512_add_ps(s1, _mm512_loadu_ps(buf + i + 16));
-      s2 = _mm512_add_ps(s2, _mm512_loadu_ps(buf + i + 32));
-      s3 = _mm512_add_ps(s3, _mm512_loadu_ps(buf + i + 48));
-    }
-  sink[t] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-  return 0;
-}
+#define WIDTH 16
+typedef __m512 vec;
+#define ZERO _mm512_setzero_ps
+#define LOAD _mm512_loadu_ps
+#define ADD _mm512_add_ps
+#define STORE _mm512_storeu_ps
 #else
 #define LOADS "AVX2"
+#define WIDTH 8
+typedef __m256 vec;
+#define ZERO _mm256_setzero_ps
+#define LOAD _mm256_loadu_ps
+#define ADD _mm256_add_ps
+#define STORE _mm256_storeu_ps
+#endif
+
 static void *read_share(void *arg) {
   long t = (long)arg, lo = t * FLOATS / threads, hi = (t + 1) * FLOATS / threads;
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  vec s0 = ZERO(), s1 = s0, s2 = s0, s3 = s0;
   for (int p = 0; p < PASSES; p++)
-    for (long i = lo; i < hi; i += 32) {
-      s0 = _mm256_add_ps(s0, _mm256_loadu_ps(buf + i));
-      s1 = _mm256_add_ps(s1, _mm256_loadu_ps(buf + i + 8));
-      s2 = _mm256_add_ps(s2, _mm256_loadu_ps(buf + i + 16));
-      s3 = _mm256_add_ps(s3, _mm256_loadu_ps(buf + i + 24));
+    for (long i = lo; i < hi; i += 4 * WIDTH) {
+      s0 = ADD(s0, LOAD(buf + i));
+      s1 = ADD(s1, LOAD(buf + i + WIDTH));
+      s2 = ADD(s2, LOAD(buf + i + 2 * WIDTH));
+      s3 = ADD(s3, LOAD(buf + i + 3 * WIDTH));
     }
-  float lanes[8];
-  _mm256_storeu_ps(lanes, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  sink[t] = lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+  float lanes[WIDTH], sum = 0;
+  STORE(lanes, ADD(ADD(s0, s1), ADD(s2, s3)));
+  for (int l = 0; l < WIDTH; l++) sum += lanes[l];
+  sink[t] = sum;
   return 0;
 }
-#endif
 
 int main(void) {
   buf = aligned_alloc(64, FLOATS * sizeof(float));

@@ -29,8 +29,7 @@
 use super::blockwise::{BlockContext, BlockwiseLm};
 use super::kernels;
 use super::llama::{MASKED, causal_mask};
-use super::lm::{CausalLm, KvCache, LayerKv, extend_slot, linear, matmul};
-use super::matvec::attention::attend_one_position;
+use super::lm::{CausalLm, KvCache, LayerKv, attend, extend_slot, linear};
 use super::params::{Init, ParamStore};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{ops, rotary_emb};
@@ -337,26 +336,8 @@ impl Gemma3 {
         let (k, v) = extend_slot(slot, k, v)?;
         let scale = 1.0 / self.cfg.query_pre_attn_scalar.sqrt();
         let probs = |scores: &Tensor| super::lm::attention_probs(scores, scale, Some(mask), fast);
-        // Decoding: each query head reads its KV head in place (same bits).
-        if fast
-            && t == 1
-            && let Some(y) = attend_one_position(&q, &k, &v, probs)?
-        {
-            return linear(&y.reshape((b, t, h * hd))?, &blk.o);
-        }
-        let rep = |x: Tensor| -> Result<Tensor> {
-            if h == kvh {
-                return Ok(x);
-            }
-            let (b, n, s, hd) = x.dims4()?;
-            x.unsqueeze(2)?
-                .broadcast_as((b, n, h / kvh, s, hd))?
-                .reshape((b, h, s, hd))
-        };
-        let (k, v) = (rep(k)?, rep(v)?);
-        let scores = matmul(&q, &k.t()?)?;
-        let att = probs(&scores)?;
-        let y = matmul(&att, &v)?.transpose(1, 2)?.reshape((b, t, h * hd))?;
+        let y = attend(&q, k, v, probs, fast)?;
+        let y = y.transpose(1, 2)?.reshape((b, t, h * hd))?;
         linear(&y, &blk.o)
     }
 }

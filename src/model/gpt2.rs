@@ -15,8 +15,7 @@ use super::blockwise::{BlockContext, BlockwiseLm};
 use super::checkpoint::{CheckpointError, Loaded};
 pub use super::config::Gpt2Config;
 use super::llama::causal_mask;
-use super::lm::{CausalLm, KvCache, LayerKv, extend_slot, linear, matmul};
-use super::matvec::attention::attend_one_position;
+use super::lm::{CausalLm, KvCache, LayerKv, attend, extend_slot, linear, matmul};
 use super::params::{Init, ParamStore};
 use super::tokenizer::TextTokenizer;
 use candle_core::{D, DType, Device, Result, Tensor};
@@ -261,16 +260,9 @@ impl Gpt2 {
             1.0
         };
         let probs = |scores: &Tensor| super::lm::attention_probs(scores, scale, mask, fast);
-        // Decoding: the heads read the KV cache in place (same bits).
-        if fast
-            && t == 1
-            && let Some(y) = attend_one_position(&q, &k, &v, probs)?
-        {
-            return conv1d(&y.reshape((b, t, d))?, &blk.attn_proj);
-        }
-        let scores = matmul(&q, &k.t()?)?;
-        let att = probs(&scores)?;
-        let y = matmul(&att, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let y = attend(&q, k, v, probs, fast)?
+            .transpose(1, 2)?
+            .reshape((b, t, d))?;
         conv1d(&y, &blk.attn_proj)
     }
 }

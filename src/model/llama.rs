@@ -16,8 +16,7 @@ use super::blockwise::{BlockContext, BlockwiseLm};
 use super::config::LlamaConfig;
 use super::kernels;
 pub use super::lm::KvCache;
-use super::lm::{CausalLm, LayerKv, extend_slot, linear, linear_many, matmul};
-use super::matvec::attention::attend_one_position;
+use super::lm::{CausalLm, LayerKv, attend, extend_slot, linear, linear_many};
 use super::params::{Init, ParamStore};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::ops;
@@ -55,16 +54,6 @@ fn projections<const N: usize>(x: &Tensor, ws: [&Tensor; N]) -> Result<[Tensor; 
     linear_many(x, &ws)?
         .try_into()
         .map_err(|_| candle_core::Error::Msg("linear_many: one output per weight".into()))
-}
-
-fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x);
-    }
-    let (b, kvh, t, hd) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, kvh, n_rep, t, hd))?
-        .reshape((b, kvh * n_rep, t, hd))
 }
 
 impl Llama {
@@ -311,19 +300,8 @@ impl Llama {
         let (k, v) = extend_slot(slot, k, v)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let probs = |scores: &Tensor| super::lm::attention_probs(scores, scale, mask, fast);
-        // Decoding: each query head reads its KV head in place (same bits).
-        if fast
-            && t == 1
-            && let Some(y) = attend_one_position(&q, &k, &v, probs)?
-        {
-            return linear(&y.reshape((b, t, d))?, &blk.o);
-        }
-        let k = repeat_kv(k, h / kvh)?;
-        let v = repeat_kv(v, h / kvh)?;
-        let scores = matmul(&q, &k.t()?)?;
-        let att = probs(&scores)?;
-        let y = matmul(&att, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        linear(&y, &blk.o)
+        let y = attend(&q, k, v, probs, fast)?;
+        linear(&y.transpose(1, 2)?.reshape((b, t, d))?, &blk.o)
     }
 }
 

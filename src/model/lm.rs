@@ -361,6 +361,45 @@ pub fn widen(t: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Attention of the queries `q` `(b, h, t, hd)` over the keys and values
+/// `k`, `v` `(b, kv_heads, len, hd)` (`h` a multiple of `kv_heads`), with
+/// `probs` turning the raw scores `q @ k^T` into probabilities (for
+/// instance [`attention_probs`] with the scale and mask); returns `(b, h,
+/// t, hd)`. A decoding step (`t == 1`, `fast`) reads each KV head in place
+/// ([`super::matvec::attention`]); otherwise each KV head is repeated for
+/// its query heads and multiplied by candle's matmul. Both give the same
+/// bits.
+pub fn attend(
+    q: &Tensor,
+    k: Tensor,
+    v: Tensor,
+    probs: impl Fn(&Tensor) -> Result<Tensor>,
+    fast: bool,
+) -> Result<Tensor> {
+    if fast
+        && q.dim(2)? == 1
+        && let Some(y) = super::matvec::attention::attend_one_position(q, &k, &v, &probs)?
+    {
+        return Ok(y);
+    }
+    let n_rep = q.dim(1)? / k.dim(1)?;
+    let (k, v) = (repeat_kv(k, n_rep)?, repeat_kv(v, n_rep)?);
+    let scores = matmul(q, &k.t()?)?;
+    matmul(&probs(&scores)?, &v)
+}
+
+/// Each of `x`'s `(b, kv_heads, len, hd)` heads repeated `n_rep` times in
+/// place, `(b, kv_heads * n_rep, len, hd)` (grouped-query attention).
+fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x);
+    }
+    let (b, kvh, t, hd) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kvh, n_rep, t, hd))?
+        .reshape((b, kvh * n_rep, t, hd))
+}
+
 /// Whether `dtype` is a half-precision float (bf16 or f16).
 pub fn is_half(dtype: DType) -> bool {
     matches!(dtype, DType::BF16 | DType::F16)

@@ -55,8 +55,8 @@ pub fn attend_one_position(
         return Ok(None);
     };
     let mut scores = vec![0f32; shape.b * shape.h * shape.len];
+    let kernel = Kernel::for_outputs(shape.len);
     for_each_head(&shape, &mut scores, shape.len, |bh, out| {
-        let kernel = Kernel::for_outputs(shape.len);
         let q_head = &qs[bh * shape.hd..(bh + 1) * shape.hd];
         product_rows(kernel, lanes, keys.head(&shape, bh), q_head, out);
     });

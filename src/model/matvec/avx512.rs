@@ -52,16 +52,10 @@ pub unsafe fn dot2(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
         _mm512_storeu_ps(l0.as_mut_ptr(), a0);
         _mm512_storeu_ps(l1.as_mut_ptr(), a1);
     }
-    let (mut s0, mut s1) = (l0[0], l1[0]);
-    for l in 1..16 {
-        s0 += l0[l];
-        s1 += l1[l];
-    }
-    for i in d..k {
-        s0 = w0[i].mul_add(x[i], s0);
-        s1 = w1[i].mul_add(x[i], s1);
-    }
-    (s0, s1)
+    (
+        super::sum_lanes_then_tail(&l0, w0, x, d, k),
+        super::sum_lanes_then_tail(&l1, w1, x, d, k),
+    )
 }
 
 /// Step 2 of the module doc with AVX-512F: the eight accumulators summed
