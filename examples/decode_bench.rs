@@ -47,6 +47,24 @@ struct Args {
 
 type BoxErr = Box<dyn std::error::Error>;
 
+/// What `--help` prints.
+const USAGE: &str = "\
+Prefill and generation tokens/s of a LLaMA GGUF on NQ-open 3-shot prompts.
+
+usage: decode_bench [--model GGUF] [--questions JSONL] [--pool JSONL]
+                    [--prompts N] [--new-tokens N] [--batch N]...
+                    [--dtype f32|bf16|f16] [--bucket] [--max-batch-tokens N]
+                    [--ids-out PREFIX] [--prompts-out FILE] [--prompt-ids-out FILE]
+                    [--f32-gguf-out FILE]
+
+Defaults: the SmolLM2-135M-Instruct Q4_1 GGUF in data/external/smollm2, 64
+prompts, 128 new tokens, batch 1, f32. Threads: RAYON_NUM_THREADS.
+Every row decodes exactly --new-tokens tokens (greedy, no stop).
+--ids-out PREFIX writes the generated ids to PREFIX.bN.ids; --prompt-ids-out
+the prompts' ids for scripts/decode_bench_llama_cpp.py; --f32-gguf-out a copy
+of the GGUF dequantized to f32 for llama.cpp.
+";
+
 fn parse_args() -> Result<Args, BoxErr> {
     let mut a = Args {
         model: "data/external/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
@@ -84,7 +102,11 @@ fn parse_args() -> Result<Args, BoxErr> {
             "--prompts-out" => a.prompts_out = Some(value()?.into()),
             "--prompt-ids-out" => a.prompt_ids_out = Some(value()?.into()),
             "--f32-gguf-out" => a.f32_gguf_out = Some(value()?.into()),
-            other => return Err(format!("unknown argument {other}").into()),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other} (see --help)").into()),
         }
     }
     if a.batches.is_empty() {
@@ -178,6 +200,8 @@ impl Run<'_> {
 }
 
 fn main() -> Result<(), BoxErr> {
+    // SAFETY: first thing in main, before any other thread starts.
+    unsafe { repro::model::cpu::set_candle_env() };
     let a = parse_args()?;
     repro::model::cpu::tune_malloc();
     if let Some(dst) = &a.f32_gguf_out {

@@ -198,6 +198,8 @@ pub(crate) fn run(cli: Cli, emit: Emit) -> Result<bool, BoxErr> {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any other thread starts.
+    unsafe { repro::model::cpu::set_candle_env() };
     let cli = Cli::parse();
     match run(cli, &mut |v| println!("{v}")) {
         Ok(true) => ExitCode::SUCCESS,

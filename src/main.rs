@@ -7,5 +7,7 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // SAFETY: as above, no other thread runs yet.
+    unsafe { repro::model::cpu::set_candle_env() };
     repro::cli::main()
 }

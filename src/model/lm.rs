@@ -408,7 +408,8 @@ pub fn is_half(dtype: DType) -> bool {
 /// Attention probabilities from raw scores `q @ k^T`: scaled, masked and
 /// softmaxed over the keys. Without a mask, the fused causal softmax (with
 /// its own backward pass); with an additive mask, the fused inference
-/// softmax when `fast`, else candle's differentiable one.
+/// softmax when `fast` (for f32 on the CPU, [`super::matvec::softmax`]'s one
+/// pass with candle's bits), else candle's differentiable one.
 ///
 /// Half-precision scores are scaled, masked and softmaxed in f32 and the
 /// probabilities rounded back: the mask stays finite ([`super::llama::MASKED`]
@@ -435,6 +436,11 @@ pub fn attention_probs(
     match mask {
         None => super::kernels::causal_softmax(scores, scale),
         Some(mask) => {
+            if fast
+                && let Some(p) = super::matvec::softmax::scaled_masked_softmax(scores, scale, mask)?
+            {
+                return Ok(p);
+            }
             let att = (scores * scale)?.broadcast_add(&mask.to_dtype(dtype)?)?;
             if fast {
                 candle_nn::ops::softmax_last_dim(&att)

@@ -4,7 +4,9 @@
 //! Written out with intrinsics rather than left to the compiler: the
 //! portable order ([`super::dot_portable`]) compiled with these features
 //! stays scalar (one `vfmadd213ss` and a stack store per lane), about three
-//! times slower than the memory allows.
+//! times slower than the memory allows. There is no two-row kernel here
+//! (see `dot2_kernel` in [`super`]): sixteen accumulators do not fit in
+//! AVX2's sixteen registers.
 
 use std::arch::x86_64::*;
 
@@ -42,56 +44,6 @@ pub unsafe fn dot(w: &[f32], x: &[f32]) -> f32 {
         d += L;
     }
     super::sum_lanes_then_tail(&lanes(a), w, x, d, k)
-}
-
-/// [`dot`] of two rows `w0`, `w1` (each as long as `x`) against one `x`,
-/// each with its own accumulators and in its own order: each load of `x`
-/// serves both rows.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot2(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
-    let k = x.len().min(w0.len()).min(w1.len());
-    let (p0, p1, xp) = (w0.as_ptr(), w1.as_ptr(), x.as_ptr());
-    let (k_blocks, k_lanes) = (k / BLOCK * BLOCK, k / L * L);
-    let mut acc0 = [_mm256_setzero_ps(); 8];
-    let mut acc1 = [_mm256_setzero_ps(); 8];
-    let mut d = 0;
-    while d < k_blocks {
-        for j in 0..8 {
-            let i = d + L * j;
-            // SAFETY: i + L <= k_blocks <= k, within all three slices.
-            let (xv, v0, v1) = unsafe {
-                (
-                    _mm256_loadu_ps(xp.add(i)),
-                    _mm256_loadu_ps(p0.add(i)),
-                    _mm256_loadu_ps(p1.add(i)),
-                )
-            };
-            acc0[j] = _mm256_fmadd_ps(v0, xv, acc0[j]);
-            acc1[j] = _mm256_fmadd_ps(v1, xv, acc1[j]);
-        }
-        d += BLOCK;
-    }
-    let (mut a0, mut a1) = (sum_tree(acc0), sum_tree(acc1));
-    while d < k_lanes {
-        // SAFETY: d + L <= k_lanes <= k, within all three slices.
-        let (xv, v0, v1) = unsafe {
-            (
-                _mm256_loadu_ps(xp.add(d)),
-                _mm256_loadu_ps(p0.add(d)),
-                _mm256_loadu_ps(p1.add(d)),
-            )
-        };
-        a0 = _mm256_fmadd_ps(v0, xv, a0);
-        a1 = _mm256_fmadd_ps(v1, xv, a1);
-        d += L;
-    }
-    (
-        super::sum_lanes_then_tail(&lanes(a0), w0, x, d, k),
-        super::sum_lanes_then_tail(&lanes(a1), w1, x, d, k),
-    )
 }
 
 /// The eight accumulators summed in pairs,
