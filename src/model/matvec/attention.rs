@@ -223,13 +223,9 @@ fn multiply_add(row: &[f32], p: f32, o: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
-        let mut r = crate::rng::Rng::new(seed);
-        let n = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| (r.f64() as f32 - 0.5) * 4.0).collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        super::super::test_data::tensor(shape, seed, 4.0)
     }
 
     /// Candle's path, as LLaMA's attention ran it: each KV head copied per

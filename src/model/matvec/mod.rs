@@ -324,14 +324,31 @@ pub fn dot_portable<const L: usize>(w: &[f32], x: &[f32]) -> f32 {
     sum_lanes_then_tail(&a, w, x, d, k)
 }
 
+/// Random inputs for the tests of this module and its submodules.
+#[cfg(test)]
+mod test_data {
+    use candle_core::{Device, Tensor};
+
+    /// `n` values uniform in `[-spread / 2, spread / 2)` from `seed`.
+    pub fn values(n: usize, seed: u64, spread: f32) -> Vec<f32> {
+        let mut r = crate::rng::Rng::new(seed);
+        (0..n).map(|_| (r.f64() as f32 - 0.5) * spread).collect()
+    }
+
+    /// A CPU tensor of `shape` holding [`values`].
+    pub fn tensor(shape: &[usize], seed: u64, spread: f32) -> Tensor {
+        let data = values(shape.iter().product(), seed, spread);
+        Tensor::from_vec(data, shape, &Device::Cpu).expect("shape matches data")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut r = crate::rng::Rng::new(seed);
-        (0..n).map(|_| (r.f64() as f32 - 0.5) * 2.0).collect()
+        test_data::values(n, seed, 2.0)
     }
 
     /// `matvec` of a random `(out, k)` product, checked bit for bit against

@@ -24,15 +24,19 @@ use rayon::prelude::*;
 const MIN_ELEMENTS_TO_SPLIT: usize = 1 << 16;
 
 /// `softmax_last_dim(scores * scale + mask)` for f32 `scores` on the CPU
-/// and an f32 `mask` broadcastable to them; `None` for other dtypes or
-/// devices, and the caller keeps candle's ops.
+/// and an f32 `mask` broadcastable to them; `None` for other dtypes,
+/// devices or shapes, and the caller keeps candle's ops.
 pub fn scaled_masked_softmax(scores: &Tensor, scale: f64, mask: &Tensor) -> Result<Option<Tensor>> {
     let on_cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     if !on_cpu_f32(scores) || !on_cpu_f32(mask) || scores.rank() == 0 {
         return Ok(None);
     }
     let scores = scores.contiguous()?;
-    let mask = mask.broadcast_as(scores.shape())?;
+    // A mask that does not broadcast to the scores' shape (say one with
+    // more batch rows) is left to candle, which broadcasts both ways.
+    let Ok(mask) = mask.broadcast_as(scores.shape()) else {
+        return Ok(None);
+    };
     let len = scores.dim(candle_core::D::Minus1)?;
     if len == 0 {
         return Ok(None);
@@ -134,10 +138,7 @@ mod tests {
     use candle_core::Device;
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
-        let mut r = crate::rng::Rng::new(seed);
-        let n = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| (r.f64() as f32 - 0.5) * 20.0).collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        super::super::test_data::tensor(shape, seed, 20.0)
     }
 
     /// A mask of `shape` blocking (MASKED) about one entry in three.
@@ -205,11 +206,15 @@ mod tests {
         assert!(row.iter().all(|p| p.is_finite()), "{row:?}");
     }
 
-    /// Other dtypes go back to the caller.
+    /// Other dtypes, and masks that broadcast only together with the
+    /// scores, go back to the caller.
     #[test]
-    fn declines_half_precision() {
+    fn declines_what_it_does_not_handle() {
         let s = random(&[1, 2, 1, 6], 10).to_dtype(DType::BF16).unwrap();
         let m = mask(&[1, 1, 1, 6], 11).to_dtype(DType::BF16).unwrap();
         assert!(scaled_masked_softmax(&s, 0.5, &m).unwrap().is_none());
+        let s = random(&[1, 2, 1, 6], 12);
+        let wider = mask(&[3, 1, 1, 6], 13);
+        assert!(scaled_masked_softmax(&s, 0.5, &wider).unwrap().is_none());
     }
 }
