@@ -8,7 +8,7 @@
 //! softmax splits its rows over the thread pool whatever their number: a
 //! decoding step's nine rows of a hundred scores cost a fork-join. Here the
 //! rows run on the calling thread unless there are enough of them
-//! ([`MIN_ELEMENTS_TO_SPLIT`]). Each row repeats candle's arithmetic:
+//! (`MIN_ELEMENTS_TO_SPLIT`). Each row repeats candle's arithmetic:
 //!
 //! 1. `s * scale + 0.0` in f32 (candle's `affine`, which `Tensor * f64` is);
 //! 2. `+ m`, the mask entry broadcast to that score;
