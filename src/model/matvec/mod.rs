@@ -217,15 +217,25 @@ fn product_rows(kernel: Kernel, lanes: usize, ws: &[f32], x: &[f32], ys: &mut [f
 
 /// `sum w[i] * x[i]` in gemm's matrix-vector order (see the module doc).
 pub fn dot(w: &[f32], x: &[f32]) -> f32 {
+    // SAFETY: dot_kernel returns a kernel only for the features gemm_lanes
+    // found on this CPU.
+    unsafe { dot_kernel()(w, x) }
+}
+
+/// [`dot`] of one row, as this CPU's kernel computes it.
+type Dot = unsafe fn(&[f32], &[f32]) -> f32;
+
+/// The one-row kernel of this CPU's lane count: intrinsics where gemm's
+/// kernel is one this module repeats, else the portable order. Looked up
+/// once per run of rows, not per row.
+fn dot_kernel() -> Dot {
     #[cfg(target_arch = "x86_64")]
     match gemm_lanes() {
-        // SAFETY: the CPU has AVX-512F (gemm_lanes checked it).
-        Some(16) => return unsafe { avx512::dot(w, x) },
-        // SAFETY: the CPU has AVX2 and FMA (gemm_lanes checked them).
-        Some(8) => return unsafe { avx2::dot(w, x) },
+        Some(16) => return avx512::dot as Dot,
+        Some(8) => return avx2::dot as Dot,
         _ => {}
     }
-    dot_portable::<8>(w, x)
+    dot_portable::<8> as Dot
 }
 
 /// [`dot`] of two rows against one `x`, where an intrinsics kernel does
@@ -254,9 +264,12 @@ fn dot2_kernel() -> Option<Dot2> {
 /// is still [`dot`]'s.
 fn dot_rows(ws: &[f32], x: &[f32], ys: &mut [f32]) {
     let k = x.len();
+    let dot1 = dot_kernel();
     let Some(dot2) = dot2_kernel() else {
         for (yo, wr) in ys.iter_mut().zip(ws.chunks_exact(k)) {
-            *yo = dot(wr, x);
+            // SAFETY: dot_kernel returns a kernel only for the features
+            // gemm_lanes found on this CPU.
+            *yo = unsafe { dot1(wr, x) };
         }
         return;
     };
@@ -264,8 +277,7 @@ fn dot_rows(ws: &[f32], x: &[f32], ys: &mut [f32]) {
     let mut outs = ys.chunks_exact_mut(2);
     for (w2, y2) in (&mut pairs).zip(&mut outs) {
         let (w0, w1) = w2.split_at(k);
-        // SAFETY: dot2_kernel returns a kernel only for the features
-        // gemm_lanes found on this CPU.
+        // SAFETY: as for dot1, from dot2_kernel.
         let (a, b) = unsafe { dot2(w0, w1, x) };
         y2[0] = a;
         y2[1] = b;
@@ -275,7 +287,8 @@ fn dot_rows(ws: &[f32], x: &[f32], ys: &mut [f32]) {
         .iter_mut()
         .zip(pairs.remainder().chunks_exact(k))
     {
-        *yo = dot(wr, x);
+        // SAFETY: as above.
+        *yo = unsafe { dot1(wr, x) };
     }
 }
 
