@@ -4,7 +4,7 @@
 //! the decoder would use.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=2 cargo run --release --example matvec_bench -- [--tokens N]
+//! RAYON_NUM_THREADS=2 cargo run --release --example matvec_bench -- [--tokens N] [--rows T]
 //! ```
 //!
 //! The weights have SmolLM2-135M's shapes (30 blocks of q, k, v, o, gate,
@@ -14,9 +14,15 @@
 //! Prints one Markdown table: milliseconds per token and GB/s (10^9 bytes)
 //! for each, the median of `--tokens` tokens after two warm-up tokens, the
 //! two taken in turn.
+//!
+//! With `--rows T` it times prefill's products instead: the same weights
+//! times `T` rows of activations, by `repro::model::matvec::rows` (which
+//! does not pack the weights) against candle's matmul (gemm), in turn, and
+//! checks that both give the same bits.
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
+use repro::model::matvec::rows::matmul_rows;
 use repro::model::matvec::{matvec, matvec_many};
 use std::time::Instant;
 
@@ -65,6 +71,65 @@ fn token(blocks: &[Block], head: &Tensor, x: &Tensor, h: &Tensor) -> Result<f32,
     }
     let logits = matvec(x, head)?.ok_or_else(none)?;
     Ok(sink + logits.get(0)?.get(0)?.to_scalar::<f32>()?)
+}
+
+/// The products of one prefill of `x` (`T` rows, `d` wide) and `h` (`T`
+/// rows, `inter` wide), by `rows` ([`matmul_rows`]) or by candle's matmul;
+/// errors if the kernel declines a product.
+fn prefill(blocks: &[Block], x: &Tensor, h: &Tensor, rows: bool) -> Result<Vec<Tensor>, BoxErr> {
+    let product = |a: &Tensor, w: &Tensor| -> Result<Tensor, BoxErr> {
+        if rows {
+            matmul_rows(a, w)?.ok_or_else(|| "rows: no kernel for this CPU or shape".into())
+        } else {
+            Ok(a.matmul(&w.t()?)?)
+        }
+    };
+    let mut outs = Vec::new();
+    for b in blocks {
+        for w in [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up] {
+            outs.push(product(x, w)?);
+        }
+        outs.push(product(h, &b.down)?);
+    }
+    Ok(outs)
+}
+
+/// `--rows T`: prefill's products by both, in turn, as a Markdown table.
+fn prefill_table(blocks: &[Block], t: usize, runs: usize) -> Result<(), BoxErr> {
+    let x = Tensor::randn(0f32, 1.0, (t, 576), &Device::Cpu)?;
+    let h = Tensor::randn(0f32, 1.0, (t, 1536), &Device::Cpu)?;
+    let a = prefill(blocks, &x, &h, true)?;
+    let b = prefill(blocks, &x, &h, false)?;
+    for (ya, yb) in a.iter().zip(&b) {
+        let (va, vb) = (
+            ya.flatten_all()?.to_vec1::<f32>()?,
+            yb.flatten_all()?.to_vec1::<f32>()?,
+        );
+        if va.iter().zip(&vb).any(|(p, q)| p.to_bits() != q.to_bits()) {
+            return Err("rows and candle's matmul differ".into());
+        }
+    }
+    let sum = |ys: Vec<Tensor>| -> Result<f32, BoxErr> { Ok(ys[0].get(0)?.get(0)?.to_scalar()?) };
+    let (rows_ms, gemm_ms) = medians_in_turn(
+        || sum(prefill(blocks, &x, &h, true)?),
+        || sum(prefill(blocks, &x, &h, false)?),
+        runs.max(1),
+    )?;
+    let params: usize = blocks.len() * (576 * (576 * 2 + 192 * 2) + 3 * 576 * 1536);
+    let gflops = |ms: f64| 2.0 * (t * params) as f64 / (ms * 1e-3) / 1e9;
+    let threads = candle_core::utils::get_num_threads();
+    println!("| {threads} threads, {t} rows, 30 blocks | ms | GFLOP/s |");
+    println!("| --- | ---: | ---: |");
+    println!(
+        "| rows (no packing) | {rows_ms:.2} | {:.1} |",
+        gflops(rows_ms)
+    );
+    println!(
+        "| candle matmul (gemm) | {gemm_ms:.2} | {:.1} |",
+        gflops(gemm_ms)
+    );
+    println!("same bits: yes (every output of every product)");
+    Ok(())
 }
 
 /// Sums every weight with eight lanes per thread: the read the products
@@ -118,12 +183,16 @@ fn main() -> Result<(), BoxErr> {
     // SAFETY: first thing in main, before any other thread starts.
     unsafe { repro::model::cpu::set_candle_env() };
     let mut tokens = 20;
+    let mut rows = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--tokens" => tokens = args.next().ok_or("--tokens needs a value")?.parse()?,
+            "--rows" => rows = Some(args.next().ok_or("--rows needs a value")?.parse()?),
             "--help" | "-h" => {
-                println!("usage: matvec_bench [--tokens N]   (threads: RAYON_NUM_THREADS)");
+                println!(
+                    "usage: matvec_bench [--tokens N] [--rows T]   (threads: RAYON_NUM_THREADS)"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other} (see --help)").into()),
@@ -133,6 +202,12 @@ fn main() -> Result<(), BoxErr> {
     let blocks = (0..layers)
         .map(|_| block(d, kv, inter))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(t) = rows {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(candle_core::utils::get_num_threads())
+            .build()?;
+        return pool.install(|| prefill_table(&blocks, t, tokens));
+    }
     let head = weights(vocab, d)?;
     let x = Tensor::randn(0f32, 1.0, (1, d), &Device::Cpu)?;
     let h = Tensor::randn(0f32, 1.0, (1, inter), &Device::Cpu)?;

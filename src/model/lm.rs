@@ -271,7 +271,9 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// One row times a large matrix is a matrix-vector product, which the CPU
 /// matmul runs on one thread; it is split here by output rows over the CPU
 /// threads, by [`super::matvec::matvec`] where it repeats gemm's kernel on
-/// this CPU and else by candle matmuls over blocks of rows. Each output is the
+/// this CPU and else by candle matmuls over blocks of rows. Several rows go
+/// to [`super::matvec::rows::matmul_rows`] where it repeats gemm's kernel
+/// (without packing the weights), else to candle's matmul. Each output is the
 /// same dot product either way, so the result is bit for bit what one call
 /// gives.
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -281,6 +283,10 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
             Some(y) => y,
             None => row_split_matvec(&x2, w)?,
         }
+    } else if x.device().is_cpu()
+        && let Some(y) = super::matvec::rows::matmul_rows(&x2, w)?
+    {
+        y
     } else {
         matmul(&x2, &w.t()?)?
     };

@@ -102,3 +102,48 @@ pub unsafe fn dot(w: &[f32], x: &[f32]) -> f32 {
     unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), a) };
     super::sum_lanes_then_tail(&lanes, w, x, d, k)
 }
+
+/// gemm's horizontal order ([`super::horizontal`]) over one depth block
+/// for `R` rows `ws[r]` against one `x` (all as long), 16 lanes: per row
+/// one accumulator, the last partial load zero-filled, the lanes halved to
+/// eight, then to four, then `(a0 + a2) + (a1 + a3)`. The rows' chains of
+/// dependent multiply-adds interleave, so `R` rows cost about what one
+/// does.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn horizontal_block<const R: usize>(ws: [&[f32]; R], x: &[f32]) -> [f32; R] {
+    let k = ws.iter().fold(x.len(), |k, w| k.min(w.len()));
+    let xp = x.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut d = 0;
+    while d + 16 <= k {
+        // SAFETY: d + 16 <= k, within x and every row.
+        let xv = unsafe { _mm512_loadu_ps(xp.add(d)) };
+        for (a, w) in acc.iter_mut().zip(ws) {
+            // SAFETY: as above.
+            let wv = unsafe { _mm512_loadu_ps(w.as_ptr().add(d)) };
+            *a = _mm512_fmadd_ps(xv, wv, *a);
+        }
+        d += 16;
+    }
+    if d < k {
+        let mask: __mmask16 = (1u16 << (k - d)) - 1;
+        // SAFETY: the mask covers only d..k, within x and every row.
+        let xv = unsafe { _mm512_maskz_loadu_ps(mask, xp.add(d)) };
+        for (a, w) in acc.iter_mut().zip(ws) {
+            // SAFETY: as above.
+            let wv = unsafe { _mm512_maskz_loadu_ps(mask, w.as_ptr().add(d)) };
+            *a = _mm512_fmadd_ps(xv, wv, *a);
+        }
+    }
+    acc.map(|a| {
+        let mut l = [0f32; 16];
+        // SAFETY: `l` holds 16 floats.
+        unsafe { _mm512_storeu_ps(l.as_mut_ptr(), a) };
+        let h8: [f32; 8] = std::array::from_fn(|i| l[i] + l[i + 8]);
+        let h4: [f32; 4] = std::array::from_fn(|i| h8[i] + h8[i + 4]);
+        (h4[0] + h4[2]) + (h4[1] + h4[3])
+    })
+}

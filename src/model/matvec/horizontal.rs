@@ -41,11 +41,17 @@ pub fn hdot(lanes: usize, w: &[f32], x: &[f32]) -> f32 {
     }
 }
 
-/// [`hdot_portable`] with 16 lanes, compiled for AVX-512F (FMA in hardware).
+/// The horizontal order with 16 lanes, each depth block summed by
+/// AVX-512F intrinsics ([`hdot_portable`]'s closure is not compiled with
+/// the caller's features: it called `fmaf` from libm per lane).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn hdot_avx512(w: &[f32], x: &[f32]) -> f32 {
-    hdot_portable::<16>(w, x)
+    // SAFETY: this function runs only where AVX-512F is present.
+    let [sum] = over_depth_blocks([w], x, |ws, x| unsafe {
+        super::avx512::horizontal_block(ws, x)
+    });
+    sum
 }
 
 /// The horizontal order with 8 lanes, each depth block summed by AVX2 and
@@ -60,24 +66,40 @@ unsafe fn hdot_avx2(w: &[f32], x: &[f32]) -> f32 {
     sum
 }
 
+/// Four rows' depth-block sums at once, by an intrinsics kernel.
+type Block4 = fn([&[f32]; 4], &[f32]) -> [f32; 4];
+
+/// The four-row kernel for `lanes` lanes where this CPU runs one.
+fn block4_kernel(lanes: usize) -> Option<Block4> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if lanes == 16 && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return Some(|ws, x| unsafe { super::avx512::horizontal_block(ws, x) });
+        }
+        if lanes == 8
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return Some(|ws, x| unsafe { super::avx2::horizontal_block(ws, x) });
+        }
+    }
+    let _ = lanes;
+    None
+}
+
 /// `ys[r] = hdot(lanes, row r of ws, x)` for the rows of `ws` (`x.len()`
-/// wide); with 8 lanes on AVX2 and FMA, four rows at a time.
+/// wide); with AVX-512F (16 lanes) or AVX2 and FMA (8), four rows at a
+/// time.
 pub fn hdot_rows(lanes: usize, ws: &[f32], x: &[f32], ys: &mut [f32]) {
     let k = x.len();
-    #[cfg(target_arch = "x86_64")]
-    if lanes == 8
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if let Some(block4) = block4_kernel(lanes) {
         let mut quads = ws.chunks_exact(4 * k);
         let mut outs = ys.chunks_exact_mut(4);
         for (w4, y4) in (&mut quads).zip(&mut outs) {
             let rows: [&[f32]; 4] = std::array::from_fn(|r| &w4[r * k..(r + 1) * k]);
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            let sums = over_depth_blocks(rows, x, |ws, x| unsafe {
-                super::avx2::horizontal_block(ws, x)
-            });
-            y4.copy_from_slice(&sums);
+            y4.copy_from_slice(&over_depth_blocks(rows, x, block4));
         }
         let rest = quads.remainder().chunks_exact(k);
         for (yo, wr) in outs.into_remainder().iter_mut().zip(rest) {

@@ -25,10 +25,12 @@
 //! products of one row (q, k and v; gate and up) in one fork-join. Where the
 //! kernels would differ (another CPU, another dtype, or 2 inputs or fewer),
 //! [`matvec`] says so by returning `None` and the caller keeps candle's
-//! matmul.
+//! matmul; so it does where an operand is tracked for autograd (the
+//! kernels here have no backward pass).
 //!
 //! The intrinsics live in `avx2` (gemm's `V3` kernels) and `avx512` (its
-//! `V4` ones); [`attention`] uses the same kernels for a decoding step's
+//! `V4` ones); [`rows`] repeats gemm's matrix kernel for products of
+//! several rows (prefill) without packing the weights; [`attention`] uses the same kernels for a decoding step's
 //! attention over the KV cache, read in place, and [`softmax`] repeats
 //! candle's scaled, masked softmax between its two products.
 
@@ -38,6 +40,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod horizontal;
+pub mod rows;
 pub mod softmax;
 
 use candle_core::{DType, Layout, Result, Storage, Tensor};
@@ -72,6 +75,9 @@ pub fn matvec_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
     if !one_row(x)? || !ws.iter().all(|w| fits(w, x.dim(1).unwrap_or(0))) {
         return Ok(None);
     }
+    if tracked(&[x]) || tracked(ws) {
+        return Ok(None);
+    }
     let (x_storage, x_layout) = x.storage_and_layout();
     let xv = cpu_f32(&x_storage, x_layout)?;
     let weights: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
@@ -88,6 +94,13 @@ pub fn matvec_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
         })
         .collect::<Result<Vec<_>>>()
         .map(Some)
+}
+
+/// Whether any of `ts` is tracked by candle's autograd (a variable, or
+/// computed from one): the kernels here build plain tensors with no
+/// backward pass, so a training step must keep candle's ops.
+fn tracked(ts: &[&Tensor]) -> bool {
+    ts.iter().any(|t| t.track_op())
 }
 
 /// Whether `x` is one contiguous f32 row on the CPU, at least
@@ -538,5 +551,23 @@ mod tests {
         let f64x = Tensor::zeros((1, 64), DType::F64, &dev).unwrap();
         let f64w = Tensor::zeros((512, 64), DType::F64, &dev).unwrap();
         assert!(matvec(&f64x, &f64w).unwrap().is_none());
+    }
+
+    /// A weight tracked by autograd (a training step) keeps candle's
+    /// matmul, which has a backward pass.
+    #[test]
+    fn tracked_operands_are_left_to_candle() {
+        let x = test_data::tensor(&[1, 64], 1, 1.0);
+        let w = test_data::tensor(&[512, 64], 2, 1.0);
+        let var = candle_core::Var::from_tensor(&w).unwrap();
+        assert!(matvec(&x, var.as_tensor()).unwrap().is_none());
+        let xs = test_data::tensor(&[8, 64], 3, 1.0);
+        assert!(rows::matmul_rows(&xs, var.as_tensor()).unwrap().is_none());
+        if gemm_lanes().is_some() {
+            assert!(
+                matvec(&x, &w).unwrap().is_some(),
+                "the same weight untracked"
+            );
+        }
     }
 }

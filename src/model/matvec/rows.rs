@@ -1,0 +1,690 @@
+//! Several rows of activations times a weight matrix on the CPU (`x (t,
+//! in) @ w^T` for `w` `(out, in)`, `t >= 2`: prefill's products), every
+//! output bit for bit what candle's matmul gives, without packing the
+//! weights.
+//!
+//! candle sends such a product to gemm, which computes it transposed
+//! (`y^T = w x^T`, so that its destination is column-major), copies `w`
+//! into panels of 16 rows (AVX2) or 64 (AVX-512) with strided loads (every
+//! weight, every call: a fifth of a prefill's time on the AVX2 machine)
+//! and runs its microkernel over the panels. Per output, its arithmetic is:
+//!
+//! 1. a chain of FMAs over the inputs in order, starting from zero, with
+//!    no split into lanes: `c = fma(w[i], x[i], c)`;
+//! 2. restarted at every depth block of `kc` inputs, where `kc` is
+//!    `min(in, 512)` when `out` and `t` are both at most 64, else what
+//!    `gemm_common::cache::kernel_params` gives for the tile of the gemm
+//!    kernel this CPU runs (16 or 64 rows by 6 columns);
+//! 3. the blocks' chains added in order: `y = (c0 + c1) + c2 ...`.
+//!
+//! Here `x` is transposed instead (a copy of `t × in` values, far fewer
+//! than `out × in` weights), into panels of up to four vectors of rows of
+//! `x`, one row per lane; each weight is broadcast from its row of `w` in
+//! place. A step multiplies two weight rows (AVX2, 8 lanes) or six
+//! (AVX-512, 16 lanes) by a panel, one accumulator per row and vector.
+//! Each lane runs step 1's chain for its own output, so every output is
+//! gemm's bit for bit (the tests compare both kernels with candle over many
+//! shapes), and the outputs split over the CPU threads by weight rows. Each
+//! thread keeps its outputs transposed (whole vectors stored and added per
+//! depth block) and writes them into `y` once at the end.
+//!
+//! Where gemm would take another path (its horizontal kernel for `out × t
+//! <= 256`; its outer-product path for `in <= 2`; a one-row product; a CPU
+//! without AVX2 and FMA), and where an operand is tracked for autograd (a
+//! training step: the product here has no backward pass), [`matmul_rows`]
+//! returns `None` and the caller keeps candle's matmul.
+
+use candle_core::{Result, Tensor};
+
+/// gemm's f32 tile: rows of `x` per microkernel call (its `NR`), with
+/// AVX2 (`V3`) and with AVX-512 (`V4`).
+const GEMM_TILE_COLS: usize = 6;
+
+/// gemm's f32 tile: rows of `w` per microkernel call (its `MR`) for its
+/// kernel of `lanes` lanes: two vectors with AVX2, four with AVX-512.
+fn gemm_tile_rows(lanes: usize) -> Option<usize> {
+    match lanes {
+        8 => Some(16),
+        16 => Some(64),
+        _ => None,
+    }
+}
+
+/// At most this many outputs (`out × t`) gemm gives to its horizontal
+/// kernel instead.
+const GEMM_HORIZONTAL_MAX: usize = 256;
+
+/// Vectors of `x` rows per panel: 32 rows with AVX2, 64 with AVX-512.
+const PANEL_VECTORS: usize = 4;
+
+/// Panels per group: the `kc × 128` (AVX2) or `kc × 256` (AVX-512) block
+/// of transposed `x` that a thread walks for each run of weight rows stays
+/// in its L2 cache.
+const GROUP_PANELS: usize = 4;
+
+/// Inputs ahead of the current one whose slice of the panel a kernel asks
+/// the CPU to bring into L1 (the panel's depth block is larger than L1):
+/// 115 against 108 ms for a SmolLM2 prefill's products on the AVX-512
+/// machine (`matvec_bench --rows 88`; 24 ahead was no better).
+const PREFETCH_AHEAD: usize = 12;
+
+/// Fewest multiply-adds per thread worth a fork-join.
+const MIN_WORK_PER_THREAD: usize = 1 << 18;
+
+/// `x (t, in) @ w^T` for `w` `(out, in)`, both f32 on the CPU and `t >=
+/// 2`, as `(t, out)`; `None` where this module would not give candle's bits
+/// (see the module doc), so the caller uses candle's matmul.
+pub fn matmul_rows(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let Some(lanes) = super::gemm_lanes() else {
+        return Ok(None);
+    };
+    let (Some(tile_rows), Some(run)) = (gemm_tile_rows(lanes), kernel_for(lanes)) else {
+        return Ok(None);
+    };
+    if !several_rows(x)? || super::tracked(&[x, w]) {
+        return Ok(None);
+    }
+    let (t, k) = x.dims2()?;
+    if !super::fits(w, k) {
+        return Ok(None);
+    }
+    let out = w.dim(0)?;
+    if out < 2 || out * t <= GEMM_HORIZONTAL_MAX {
+        return Ok(None);
+    }
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let xv = super::cpu_f32(&x_storage, x_layout)?;
+    let (w_storage, w_layout) = w.storage_and_layout();
+    let wv = super::cpu_f32(&w_storage, w_layout)?;
+    let mut y = vec![0f32; t * out];
+    run(
+        Shape {
+            t,
+            k,
+            out,
+            tile_rows,
+        },
+        xv,
+        wv,
+        &mut y,
+    );
+    Tensor::from_vec(y, (t, out), x.device()).map(Some)
+}
+
+/// [`multiply`] with one kernel.
+type Multiply = fn(Shape, &[f32], &[f32], &mut [f32]);
+
+/// The kernel for a CPU whose gemm runs `lanes` lanes: AVX-512's with 16,
+/// AVX2 and FMA's with 8 (each lane is one output either way, so both give
+/// gemm's bits; only `kc` depends on gemm's kernel).
+///
+/// The AVX-512 kernel also asks for AVX-512VL: with AVX-512F alone LLVM
+/// allocated only `zmm0` to `zmm19` and spilled four of the 6 × 3
+/// accumulators on every step (122 against 154 ms for a SmolLM2 prefill's
+/// products, `matvec_bench --rows 88`).
+fn kernel_for(lanes: usize) -> Option<Multiply> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if lanes == 16
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return Some(multiply::<avx512::Kernel>);
+        }
+        if lanes == 8
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Some(multiply::<avx2::Kernel>);
+        }
+    }
+    let _ = lanes;
+    None
+}
+
+/// Whether `x` is a contiguous f32 matrix on the CPU with at least two
+/// rows and more than two inputs.
+fn several_rows(x: &Tensor) -> Result<bool> {
+    Ok(x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
+        && x.dims().len() == 2
+        && x.dim(0)? >= 2
+        && x.dim(1)? >= super::MIN_INPUTS
+        && x.is_contiguous())
+}
+
+/// The sizes of one product: `t` rows of `k` inputs, `out` weight rows,
+/// and gemm's tile height on this CPU.
+#[derive(Clone, Copy)]
+struct Shape {
+    t: usize,
+    k: usize,
+    out: usize,
+    tile_rows: usize,
+}
+
+/// Step 2 of the module doc: the inputs per depth block gemm uses for
+/// this product, which it computes transposed (`out` rows, `t` columns).
+fn depth_block(s: Shape) -> usize {
+    if s.out <= 64 && s.t <= 64 {
+        return s.k.min(512);
+    }
+    gemm_common::cache::kernel_params(s.out, s.t, s.k, s.tile_rows, GEMM_TILE_COLS, 4).kc
+}
+
+/// `x` transposed into panels: panel `p` holds rows `first_row ..` of
+/// `x` as `k` runs of its width (a multiple of the kernel's lanes, the rows
+/// past `t` zero), one after another.
+struct Panels {
+    data: Vec<f32>,
+    panels: Vec<Panel>,
+}
+
+/// One panel of [`Panels`]: its first row, width and offset in `data`.
+#[derive(Clone, Copy)]
+struct Panel {
+    first_row: usize,
+    width: usize,
+    offset: usize,
+}
+
+impl Panels {
+    /// The panels of `x` for a kernel of `lanes` lanes, [`PANEL_VECTORS`]
+    /// vectors wide.
+    fn new(x: &[f32], s: Shape, lanes: usize) -> Panels {
+        // As few panels as fit, of even widths: 88 rows make two panels 48
+        // wide (AVX-512), not 64 and 32, so that no block runs a short
+        // chain of accumulators.
+        let count = s.t.div_ceil(PANEL_VECTORS * lanes);
+        let even = s.t.div_ceil(count).next_multiple_of(lanes);
+        let mut panels = Vec::with_capacity(count);
+        let mut offset = 0;
+        for first_row in (0..s.t).step_by(even) {
+            let width = (s.t - first_row).min(even).next_multiple_of(lanes);
+            panels.push(Panel {
+                first_row,
+                width,
+                offset,
+            });
+            offset += width * s.k;
+        }
+        let mut data = vec![0f32; offset];
+        for p in &panels {
+            let rows = (s.t - p.first_row).min(p.width);
+            let src = &x[p.first_row * s.k..(p.first_row + rows) * s.k];
+            let dst = &mut data[p.offset..p.offset + p.width * s.k];
+            // Written in order; each line of `x` read serves 16 inputs.
+            for (d, dst_d) in dst.chunks_exact_mut(p.width).enumerate() {
+                for (o, i) in dst_d.iter_mut().zip(0..rows) {
+                    *o = src[i * s.k + d];
+                }
+            }
+        }
+        Panels { data, panels }
+    }
+}
+
+/// `y` `(t, out)`, shared by the threads: each writes only the columns of
+/// its own weight rows.
+#[derive(Clone, Copy)]
+struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the threads write disjoint columns of `y` (see `multiply`), and
+// `y` outlives the fork-join.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+/// One call of a kernel's block: weight rows `j..j + rows` over the inputs
+/// `k0..k0 + depth` against one panel, stored in the thread's outputs when
+/// `first`, else added to them.
+#[derive(Clone, Copy)]
+struct Step {
+    k0: usize,
+    depth: usize,
+    j: usize,
+    rows: usize,
+    first: bool,
+}
+
+/// One thread's outputs, transposed: row `j - first` holds weight row
+/// `j`'s outputs for every row of `x` (padded as the panels are), so a
+/// kernel stores or adds whole vectors.
+struct ThreadOut<'a> {
+    data: &'a mut [f32],
+    first: usize,
+    padded_t: usize,
+}
+
+impl ThreadOut<'_> {
+    /// The outputs of weight row `j` for the padded rows `at..at + n` of
+    /// `x`.
+    fn lanes(&mut self, j: usize, at: usize, n: usize) -> &mut [f32] {
+        &mut self.data[(j - self.first) * self.padded_t + at..][..n]
+    }
+}
+
+/// A kernel of this module for one instruction set.
+trait RowKernel {
+    /// Lanes per vector.
+    const LANES: usize;
+    /// Most weight rows per block.
+    const ROWS: usize;
+
+    /// One [`Step`]: `w` is all of `w`, `x` the panel's block of inputs
+    /// `k0..k0 + depth`.
+    ///
+    /// # Safety
+    /// The CPU must have the kernel's features.
+    unsafe fn step(s: Shape, w: &[f32], x: &[f32], p: Panel, st: Step, out: &mut ThreadOut);
+}
+
+/// `y = x @ w^T` with kernel `K`, the weight rows split into one contiguous
+/// run per thread.
+fn multiply<K: RowKernel>(s: Shape, x: &[f32], w: &[f32], y: &mut [f32]) {
+    use rayon::prelude::*;
+    let panels = Panels::new(x, s, K::LANES);
+    let kc = depth_block(s);
+    let threads = candle_core::utils::get_num_threads()
+        .min(s.t * s.out * s.k / MIN_WORK_PER_THREAD)
+        .max(1);
+    let block = s.out.div_ceil(threads).next_multiple_of(K::ROWS);
+    let shared = SharedOut {
+        ptr: y.as_mut_ptr(),
+        len: y.len(),
+    };
+    let run = |first: usize| {
+        let rows = first..(first + block).min(s.out);
+        // SAFETY: the caller checked K's features; each run writes only the
+        // columns `rows` of `y`.
+        unsafe { weight_rows::<K>(s, w, &panels, kc, rows, shared) };
+    };
+    let firsts: Vec<usize> = (0..s.out).step_by(block).collect();
+    if firsts.len() == 1 {
+        firsts.into_iter().for_each(run);
+    } else {
+        firsts.into_par_iter().for_each(run);
+    }
+}
+
+/// The columns `rows` of `y`: every output of the weight rows `rows`, for
+/// each group of panels, each depth block, each `K::ROWS` weight rows and
+/// each panel in turn, into the thread's own [`ThreadOut`] and then into
+/// `y`.
+///
+/// # Safety
+/// As for [`RowKernel::step`], for the columns `rows`.
+unsafe fn weight_rows<K: RowKernel>(
+    s: Shape,
+    w: &[f32],
+    panels: &Panels,
+    kc: usize,
+    rows: std::ops::Range<usize>,
+    y: SharedOut,
+) {
+    let padded_t = panels.panels.last().map_or(0, |p| p.first_row + p.width);
+    let mut data = vec![0f32; rows.len() * padded_t];
+    let mut out = ThreadOut {
+        data: &mut data,
+        first: rows.start,
+        padded_t,
+    };
+    for group in panels.panels.chunks(GROUP_PANELS) {
+        for (b, k0) in (0..s.k).step_by(kc).enumerate() {
+            let depth = kc.min(s.k - k0);
+            let mut j = rows.start;
+            while j < rows.end {
+                let n = (rows.end - j).min(K::ROWS);
+                for p in group {
+                    let x = &panels.data[p.offset + k0 * p.width..][..depth * p.width];
+                    let st = Step {
+                        k0,
+                        depth,
+                        j,
+                        rows: n,
+                        first: b == 0,
+                    };
+                    // SAFETY: as for this function; the step writes only
+                    // columns j..j + n.
+                    unsafe { K::step(s, w, x, *p, st, &mut out) };
+                }
+                j += n;
+            }
+        }
+    }
+    // SAFETY: as for this function.
+    unsafe { scatter(s, &data, rows, padded_t, y) };
+}
+
+/// `y[i][j] = out[j - rows.start][i]` for the columns `rows` of `y`, one
+/// row of `y` at a time (its writes in order).
+///
+/// # Safety
+/// No other thread may touch the columns `rows` of `y` meanwhile.
+unsafe fn scatter(
+    s: Shape,
+    out: &[f32],
+    rows: std::ops::Range<usize>,
+    padded_t: usize,
+    y: SharedOut,
+) {
+    assert!(
+        s.t * s.out <= y.len && rows.end <= s.out,
+        "outputs in bounds"
+    );
+    for i in 0..s.t {
+        // SAFETY: in bounds (asserted); these columns are this thread's
+        // alone, so no other reference to them exists meanwhile.
+        let y_row = unsafe {
+            std::slice::from_raw_parts_mut(y.ptr.add(i * s.out + rows.start), rows.len())
+        };
+        for (jj, o) in y_row.iter_mut().enumerate() {
+            *o = out[jj * padded_t + i];
+        }
+    }
+}
+
+/// Weight row `r` of a step's rows, from its input `k0` on: the step's
+/// last row where it has fewer rows than the block (its outputs are not stored).
+fn step_row(s: Shape, w: &[f32], st: Step, r: usize) -> &[f32] {
+    let row = st.j + r.min(st.rows - 1);
+    &w[row * s.k + st.k0..(row + 1) * s.k]
+}
+
+/// The kernel's block body for one instruction set: `R` weight rows
+/// against `V` vectors of a panel, each lane one output's FMA chain.
+macro_rules! row_kernel {
+    ($name:ident, $feature:literal, $lanes:literal, $rows:literal, $vec:ty,
+     $zero:ident, $load:ident, $bcast:expr, $fma:ident, $add:ident, $store:ident,
+     [$(($r:literal, $v:literal)),*]) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $name {
+            use super::{PREFETCH_AHEAD, Panel, RowKernel, Shape, Step, ThreadOut, step_row};
+            #[allow(unused_imports)]
+            use super::{_mm256_broadcast_ss_ptr, _mm512_broadcast_ss_ptr};
+            use std::arch::x86_64::*;
+
+            /// This instruction set's kernel.
+            pub struct Kernel;
+
+            impl RowKernel for Kernel {
+                const LANES: usize = $lanes;
+                const ROWS: usize = $rows;
+
+                unsafe fn step(s: Shape, w: &[f32], x: &[f32], p: Panel, st: Step, out: &mut ThreadOut) {
+                    // SAFETY: as for RowKernel::step.
+                    unsafe {
+                        match (st.rows.min($rows), p.width / $lanes) {
+                            $(($r, $v) => block::<$r, $v>(s, w, x, p, st, out),)*
+                            _ => unreachable!("a panel is 1 to 4 vectors wide"),
+                        }
+                    }
+                }
+            }
+
+            /// `R` weight rows against the `V` vectors of one panel over one
+            /// depth block, then stored or added to `y`.
+            ///
+            /// # Safety
+            /// As for [`RowKernel::step`].
+            #[inline]
+            #[target_feature(enable = $feature)]
+            unsafe fn block<const R: usize, const V: usize>(
+                s: Shape,
+                w: &[f32],
+                x: &[f32],
+                p: Panel,
+                st: Step,
+                out: &mut ThreadOut,
+            ) {
+                let width = V * $lanes;
+                // No closures below: a closure is not compiled with this
+                // function's features, and one per load is not inlined.
+                let mut wp = [std::ptr::null::<f32>(); R];
+                for (r, p) in wp.iter_mut().enumerate() {
+                    let row = step_row(s, w, st, r);
+                    assert!(row.len() >= st.depth, "weight row covers the depth block");
+                    *p = row.as_ptr();
+                }
+                assert!(x.len() >= st.depth * width, "panel covers the depth block");
+                let xp = x.as_ptr();
+                let mut acc: [[$vec; V]; R] = [[$zero(); V]; R];
+                // Index loops over the constant R and V unroll fully, so
+                // every accumulator stays in a register.
+                #[allow(clippy::needless_range_loop)]
+                for d in 0..st.depth {
+                    let mut xs: [$vec; V] = [$zero(); V];
+                    for v in 0..V {
+                        // SAFETY: d < depth: within `x` (asserted).
+                        xs[v] = unsafe { $load(xp.add(d * width + v * $lanes)) };
+                        _mm_prefetch::<_MM_HINT_T0>(xp.wrapping_add((d + PREFETCH_AHEAD) * width + v * $lanes) as *const i8);
+                    }
+                    for r in 0..R {
+                        // SAFETY: d < depth: within each row (asserted).
+                        let b = unsafe { $bcast(wp[r].add(d)) };
+                        for v in 0..V {
+                            acc[r][v] = $fma(b, xs[v], acc[r][v]);
+                        }
+                    }
+                }
+                for (r, acc_r) in acc.iter().enumerate().take(st.rows) {
+                    let o = out.lanes(st.j + r, p.first_row, width);
+                    for (v, a) in acc_r.iter().enumerate() {
+                        // SAFETY: `o` holds V vectors (`width` floats).
+                        unsafe {
+                            let at = o.as_mut_ptr().add(v * $lanes);
+                            let sum = if st.first { *a } else { $add($load(at), *a) };
+                            $store(at, sum);
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// Broadcasts `*p` to 8 lanes.
+///
+/// # Safety
+/// `p` must be valid to read; the CPU must have AVX.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn _mm256_broadcast_ss_ptr(p: *const f32) -> std::arch::x86_64::__m256 {
+    // SAFETY: as for this function.
+    unsafe { std::arch::x86_64::_mm256_broadcast_ss(&*p) }
+}
+
+/// Broadcasts `*p` to 16 lanes.
+///
+/// # Safety
+/// `p` must be valid to read; the CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn _mm512_broadcast_ss_ptr(p: *const f32) -> std::arch::x86_64::__m512 {
+    // SAFETY: as for this function.
+    unsafe { std::arch::x86_64::_mm512_set1_ps(*p) }
+}
+
+row_kernel!(
+    avx2,
+    "avx2,fma",
+    8,
+    2,
+    __m256,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_broadcast_ss_ptr,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps,
+    [
+        (2, 4),
+        (2, 3),
+        (2, 2),
+        (2, 1),
+        (1, 4),
+        (1, 3),
+        (1, 2),
+        (1, 1)
+    ]
+);
+
+row_kernel!(
+    avx512,
+    "avx512f,avx512vl",
+    16,
+    6,
+    __m512,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_broadcast_ss_ptr,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps,
+    [
+        (6, 4),
+        (6, 3),
+        (6, 2),
+        (6, 1),
+        (5, 4),
+        (5, 3),
+        (5, 2),
+        (5, 1),
+        (4, 4),
+        (4, 3),
+        (4, 2),
+        (4, 1),
+        (3, 4),
+        (3, 3),
+        (3, 2),
+        (3, 1),
+        (2, 4),
+        (2, 3),
+        (2, 2),
+        (2, 1),
+        (1, 4),
+        (1, 3),
+        (1, 2),
+        (1, 1)
+    ]
+);
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_data::tensor;
+    use super::*;
+
+    /// Every kernel this CPU runs (AVX-512 and AVX2 both, where it has
+    /// both), each with the `kc` of the gemm kernel it really runs.
+    fn kernels() -> Vec<(&'static str, Multiply)> {
+        let mut all = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if kernel_for(16).is_some() {
+                all.push(("avx512", multiply::<avx512::Kernel> as Multiply));
+            }
+            if kernel_for(8).is_some() {
+                all.push(("avx2", multiply::<avx2::Kernel> as Multiply));
+            }
+        }
+        all
+    }
+
+    /// `matmul_rows` of a random product, and each of [`kernels`] on it,
+    /// checked bit for bit against candle's matmul; whether `matmul_rows`
+    /// ran a kernel.
+    fn check(t: usize, out: usize, k: usize) -> bool {
+        let x = tensor(&[t, k], 11, 2.0);
+        let w = tensor(&[out, k], 12, 2.0);
+        let want = x.matmul(&w.t().unwrap()).unwrap();
+        let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let same = |got: &[f32], what: &str| {
+            for (i, (a, b)) in want.iter().zip(got).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "({t}, {out}, {k}) {what} output {i}: candle {a}, kernel {b}"
+                );
+            }
+        };
+        let tile_rows = super::super::gemm_lanes().and_then(gemm_tile_rows);
+        if let Some(tile_rows) = tile_rows.filter(|_| out * t > GEMM_HORIZONTAL_MAX && k > 2) {
+            let (xv, wv) = (
+                x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                w.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            for (name, run) in kernels() {
+                let mut y = vec![f32::NAN; t * out];
+                run(
+                    Shape {
+                        t,
+                        k,
+                        out,
+                        tile_rows,
+                    },
+                    &xv,
+                    &wv,
+                    &mut y,
+                );
+                same(&y, name);
+            }
+        }
+        let Some(got) = matmul_rows(&x, &w).unwrap() else {
+            return false;
+        };
+        same(
+            &got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "matmul_rows",
+        );
+        true
+    }
+
+    /// Every output equals candle's matmul bit for bit, on shapes with one
+    /// depth block and several, both of gemm's ways to pick it (`out` and
+    /// `t` at most 64 or not), odd row counts, odd weight-row counts and
+    /// every panel width.
+    #[test]
+    fn matmul_rows_equals_candle_bit_for_bit() {
+        let mut ran = 0;
+        for &(t, out, k) in &[
+            (2, 129, 3),
+            (3, 100, 17),
+            (7, 64, 600),
+            (9, 63, 1100),
+            (64, 64, 513),
+            (65, 33, 576),
+            (88, 576, 576),
+            (88, 192, 576),
+            (88, 1536, 576),
+            (88, 576, 1536),
+            (33, 1001, 1537),
+            (300, 130, 290),
+            (13, 1000, 64),
+            (130, 7, 100),
+        ] {
+            ran += usize::from(check(t, out, k));
+        }
+        if super::super::gemm_lanes().is_some() {
+            assert_eq!(ran, 14, "the kernel should run every shape");
+        }
+    }
+
+    /// Where gemm takes another path the kernel declines.
+    #[test]
+    fn matmul_rows_declines_other_gemm_paths() {
+        let decline = |t: usize, out: usize, k: usize| {
+            let x = tensor(&[t, k], 1, 1.0);
+            let w = tensor(&[out, k], 2, 1.0);
+            matmul_rows(&x, &w).unwrap().is_none()
+        };
+        assert!(decline(1, 600, 64), "one row: the matrix-vector kernels");
+        assert!(decline(16, 16, 64), "256 outputs: the horizontal kernel");
+        assert!(decline(8, 600, 2), "two inputs: the outer-product path");
+        assert!(decline(8, 1, 64), "one weight row");
+    }
+}
