@@ -87,3 +87,112 @@ pub fn describe() -> String {
         "cpu".to_string()
     }
 }
+
+/// Size of an x86-64 transparent huge page.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Asks Linux to back the CPU memory holding `tensors` with 2 MiB pages
+/// (`madvise` `MADV_HUGEPAGE`, then `MADV_COLLAPSE` to move what is already
+/// there), where transparent huge pages are enabled at all (`madvise` or
+/// `always`); a no-op elsewhere, and errors are ignored: it changes how
+/// memory is mapped, never what it holds.
+///
+/// Decoding reads every weight once per token. With 4 KiB pages that is
+/// 131,000 page translations per token for SmolLM2-135M's 538 MB; a plain
+/// 2-thread read of 512 MiB on the AVX-512 machine went from 31.6 / 31.8 /
+/// 31.1 to 35.0 / 33.1 / 32.6 GB/s with huge pages, runs in turn
+/// (`scripts/read_bandwidth.c` with `madvise` before the first touch).
+///
+/// Only whole huge pages inside runs of tensors that lie together (gaps
+/// under 2 MiB) are advised, so no unrelated mapping far from the weights
+/// is touched.
+pub fn back_with_huge_pages<'a>(tensors: impl IntoIterator<Item = &'a candle_core::Tensor>) {
+    let ranges: Vec<(usize, usize)> = tensors.into_iter().filter_map(cpu_byte_range).collect();
+    for (start, len) in huge_page_runs(ranges) {
+        advise_huge(start, len);
+    }
+}
+
+/// The whole huge pages inside runs of `ranges` (`(start, end)` byte
+/// addresses) that lie within [`HUGE_PAGE`] of each other, as `(start,
+/// len)`.
+fn huge_page_runs(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    ranges.sort_unstable();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (start, end) in ranges {
+        match runs.last_mut() {
+            Some(run) if start <= run.1 + HUGE_PAGE => run.1 = run.1.max(end),
+            _ => runs.push((start, end)),
+        }
+    }
+    runs.into_iter()
+        .filter_map(|(start, end)| {
+            let (a, b) = (
+                start.next_multiple_of(HUGE_PAGE),
+                end / HUGE_PAGE * HUGE_PAGE,
+            );
+            (a < b).then_some((a, b - a))
+        })
+        .collect()
+}
+
+/// The bytes a CPU tensor's storage spans, as addresses.
+fn cpu_byte_range(t: &candle_core::Tensor) -> Option<(usize, usize)> {
+    let (storage, _) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return None;
+    };
+    let (ptr, len) = match cpu {
+        candle_core::CpuStorage::F32(v) => (v.as_ptr() as usize, v.len() * 4),
+        candle_core::CpuStorage::BF16(v) => (v.as_ptr() as usize, v.len() * 2),
+        candle_core::CpuStorage::F16(v) => (v.as_ptr() as usize, v.len() * 2),
+        _ => return None,
+    };
+    Some((ptr, ptr + len))
+}
+
+/// `madvise(addr, len, MADV_HUGEPAGE)`, then `MADV_COLLAPSE`.
+fn advise_huge(addr: usize, len: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: both advices change only which pages back the range (its
+    // contents stay), and the range lies inside live tensor storage.
+    unsafe {
+        let p = addr as *mut libc::c_void;
+        if libc::madvise(p, len, libc::MADV_HUGEPAGE) == 0 {
+            libc::madvise(p, len, libc::MADV_COLLAPSE);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = (addr, len);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: usize = 1 << 20;
+
+    /// Nearby tensors make one run, aligned inward to whole huge pages; a
+    /// far one makes its own; a run with no whole huge page is left alone.
+    #[test]
+    fn huge_page_runs_cover_whole_pages_near_the_tensors() {
+        let runs = huge_page_runs(vec![
+            (100 * MB + 1, 103 * MB),
+            (103 * MB + 5, 109 * MB),
+            (500 * MB, 501 * MB),
+            (900 * MB + 3, 905 * MB),
+        ]);
+        assert_eq!(runs, vec![(102 * MB, 6 * MB), (902 * MB, 2 * MB)]);
+    }
+
+    /// Advising a live tensor's memory leaves its contents as they were.
+    #[test]
+    fn advising_huge_pages_keeps_the_values() {
+        let n = 3 * HUGE_PAGE / 4;
+        let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let t = candle_core::Tensor::from_vec(values.clone(), n, &candle_core::Device::Cpu)
+            .expect("a tensor");
+        back_with_huge_pages([&t]);
+        assert_eq!(t.to_vec1::<f32>().expect("f32 values"), values);
+    }
+}

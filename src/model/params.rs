@@ -51,13 +51,18 @@ impl ParamStore {
         }
     }
 
-    /// Weights from named tensors; `trainable` wraps them in [`Var`]s.
+    /// Weights from named tensors; `trainable` wraps them in [`Var`]s. For
+    /// inference on the CPU their memory is moved to huge pages
+    /// ([`super::cpu::back_with_huge_pages`]).
     pub fn loaded(
         tensors: HashMap<String, Tensor>,
         trainable: bool,
         device: &Device,
         dtype: DType,
     ) -> Self {
+        if !trainable && device.is_cpu() {
+            super::cpu::back_with_huge_pages(tensors.values());
+        }
         ParamStore {
             source: Source::Loaded(tensors),
             device: device.clone(),
