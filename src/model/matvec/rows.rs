@@ -510,69 +510,18 @@ unsafe fn _mm512_broadcast_ss_ptr(p: *const f32) -> std::arch::x86_64::__m512 {
     unsafe { std::arch::x86_64::_mm512_set1_ps(*p) }
 }
 
-row_kernel!(
-    avx2,
-    "avx2,fma",
-    8,
-    2,
-    __m256,
-    _mm256_setzero_ps,
-    _mm256_loadu_ps,
-    _mm256_broadcast_ss_ptr,
-    _mm256_fmadd_ps,
-    _mm256_add_ps,
-    _mm256_storeu_ps,
-    [
-        (2, 4),
-        (2, 3),
-        (2, 2),
-        (2, 1),
-        (1, 4),
-        (1, 3),
-        (1, 2),
-        (1, 1)
-    ]
-);
+// One monomorphization per (weight rows, panel vectors) a step can have.
+#[rustfmt::skip]
+row_kernel!(avx2, "avx2,fma", 8, 2, __m256, _mm256_setzero_ps, _mm256_loadu_ps,
+    _mm256_broadcast_ss_ptr, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps,
+    [(2, 4), (2, 3), (2, 2), (2, 1), (1, 4), (1, 3), (1, 2), (1, 1)]);
 
-row_kernel!(
-    avx512,
-    "avx512f,avx512vl",
-    16,
-    6,
-    __m512,
-    _mm512_setzero_ps,
-    _mm512_loadu_ps,
-    _mm512_broadcast_ss_ptr,
-    _mm512_fmadd_ps,
-    _mm512_add_ps,
-    _mm512_storeu_ps,
-    [
-        (6, 4),
-        (6, 3),
-        (6, 2),
-        (6, 1),
-        (5, 4),
-        (5, 3),
-        (5, 2),
-        (5, 1),
-        (4, 4),
-        (4, 3),
-        (4, 2),
-        (4, 1),
-        (3, 4),
-        (3, 3),
-        (3, 2),
-        (3, 1),
-        (2, 4),
-        (2, 3),
-        (2, 2),
-        (2, 1),
-        (1, 4),
-        (1, 3),
-        (1, 2),
-        (1, 1)
-    ]
-);
+#[rustfmt::skip]
+row_kernel!(avx512, "avx512f,avx512vl", 16, 6, __m512, _mm512_setzero_ps, _mm512_loadu_ps,
+    _mm512_broadcast_ss_ptr, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps,
+    [(6, 4), (6, 3), (6, 2), (6, 1), (5, 4), (5, 3), (5, 2), (5, 1),
+     (4, 4), (4, 3), (4, 2), (4, 1), (3, 4), (3, 3), (3, 2), (3, 1),
+     (2, 4), (2, 3), (2, 2), (2, 1), (1, 4), (1, 3), (1, 2), (1, 1)]);
 
 #[cfg(test)]
 mod tests {
