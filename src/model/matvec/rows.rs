@@ -26,7 +26,7 @@
 //! gemm's bit for bit (the tests compare both kernels with candle over many
 //! shapes), and the outputs split over the CPU threads by weight rows. Each
 //! thread keeps its outputs transposed (whole vectors stored and added per
-//! depth block) and writes them into `y` once at the end.
+//! depth block); they are copied into `y` once, after the join.
 //!
 //! Where gemm would take another path (its horizontal kernel for `out × t
 //! <= 256`; its outer-product path for `in <= 2`; a one-row product; a CPU
@@ -35,6 +35,7 @@
 //! returns `None` and the caller keeps candle's matmul.
 
 use candle_core::{Result, Tensor};
+use std::ops::Range;
 
 /// gemm's f32 tile: rows of `x` per microkernel call (its `NR`), with
 /// AVX2 (`V3`) and with AVX-512 (`V4`).
@@ -222,21 +223,12 @@ impl Panels {
         }
         Panels { data, panels }
     }
-}
 
-/// `y` `(t, out)`, shared by the threads: each writes only the columns of
-/// its own weight rows.
-#[derive(Clone, Copy)]
-struct SharedOut {
-    ptr: *mut f32,
-    len: usize,
+    /// The rows of `x` with each panel's padding: the panels' widths added.
+    fn padded_rows(&self) -> usize {
+        self.panels.last().map_or(0, |p| p.first_row + p.width)
+    }
 }
-
-// SAFETY: the threads write disjoint columns of `y` (see `multiply`), and
-// `y` outlives the fork-join.
-unsafe impl Send for SharedOut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedOut {}
 
 /// One call of a kernel's block: weight rows `j..j + rows` over the inputs
 /// `k0..k0 + depth` against one panel, stored in the thread's outputs when
@@ -282,50 +274,60 @@ trait RowKernel {
     unsafe fn step(s: Shape, w: &[f32], x: &[f32], p: Panel, st: Step, out: &mut ThreadOut);
 }
 
-/// `y = x @ w^T` with kernel `K`, the weight rows split into one contiguous
-/// run per thread.
+/// `y = x @ w^T` with kernel `K`: the weight rows split into one
+/// contiguous run per thread, each computing its outputs transposed
+/// ([`weight_rows`]), then copied into `y` one row of `y` at a time.
 fn multiply<K: RowKernel>(s: Shape, x: &[f32], w: &[f32], y: &mut [f32]) {
     use rayon::prelude::*;
     let panels = Panels::new(x, s, K::LANES);
+    let padded_t = panels.padded_rows();
     let kc = depth_block(s);
     let threads = candle_core::utils::get_num_threads()
         .min(s.t * s.out * s.k / MIN_WORK_PER_THREAD)
         .max(1);
     let block = s.out.div_ceil(threads).next_multiple_of(K::ROWS);
-    let shared = SharedOut {
-        ptr: y.as_mut_ptr(),
-        len: y.len(),
+    let runs: Vec<Range<usize>> = (0..s.out)
+        .step_by(block)
+        .map(|first| first..(first + block).min(s.out))
+        .collect();
+    let compute = |rows: &Range<usize>| {
+        // SAFETY: the caller checked K's features.
+        unsafe { weight_rows::<K>(s, w, &panels, kc, rows.clone()) }
     };
-    let run = |first: usize| {
-        let rows = first..(first + block).min(s.out);
-        // SAFETY: the caller checked K's features; each run writes only the
-        // columns `rows` of `y`.
-        unsafe { weight_rows::<K>(s, w, &panels, kc, rows, shared) };
+    let copy_row = |(i, y_row): (usize, &mut [f32]), outs: &[Vec<f32>]| {
+        for (rows, out) in runs.iter().zip(outs) {
+            for (o, jj) in y_row[rows.clone()].iter_mut().zip(0..) {
+                *o = out[jj * padded_t + i];
+            }
+        }
     };
-    let firsts: Vec<usize> = (0..s.out).step_by(block).collect();
-    if firsts.len() == 1 {
-        firsts.into_iter().for_each(run);
+    if runs.len() == 1 {
+        let outs: Vec<Vec<f32>> = runs.iter().map(compute).collect();
+        y.chunks_exact_mut(s.out)
+            .enumerate()
+            .for_each(|r| copy_row(r, &outs));
     } else {
-        firsts.into_par_iter().for_each(run);
+        let outs: Vec<Vec<f32>> = runs.par_iter().map(compute).collect();
+        y.par_chunks_exact_mut(s.out)
+            .enumerate()
+            .for_each(|r| copy_row(r, &outs));
     }
 }
 
-/// The columns `rows` of `y`: every output of the weight rows `rows`, for
-/// each group of panels, each depth block, each `K::ROWS` weight rows and
-/// each panel in turn, into the thread's own [`ThreadOut`] and then into
-/// `y`.
+/// The outputs of the weight rows `rows`, transposed (see [`ThreadOut`]):
+/// for each group of panels, each depth block, each `K::ROWS` weight rows
+/// and each panel in turn.
 ///
 /// # Safety
-/// As for [`RowKernel::step`], for the columns `rows`.
+/// As for [`RowKernel::step`].
 unsafe fn weight_rows<K: RowKernel>(
     s: Shape,
     w: &[f32],
     panels: &Panels,
     kc: usize,
-    rows: std::ops::Range<usize>,
-    y: SharedOut,
-) {
-    let padded_t = panels.panels.last().map_or(0, |p| p.first_row + p.width);
+    rows: Range<usize>,
+) -> Vec<f32> {
+    let padded_t = panels.padded_rows();
     let mut data = vec![0f32; rows.len() * padded_t];
     let mut out = ThreadOut {
         data: &mut data,
@@ -347,50 +349,19 @@ unsafe fn weight_rows<K: RowKernel>(
                         rows: n,
                         first: b == 0,
                     };
-                    // SAFETY: as for this function; the step writes only
-                    // columns j..j + n.
+                    // SAFETY: as for this function.
                     unsafe { K::step(s, w, x, *p, st, &mut out) };
                 }
                 j += n;
             }
         }
     }
-    // SAFETY: as for this function.
-    unsafe { scatter(s, &data, rows, padded_t, y) };
+    data
 }
 
-/// `y[i][j] = out[j - rows.start][i]` for the columns `rows` of `y`, one
-/// row of `y` at a time (its writes in order).
-///
-/// # Safety
-/// No other thread may touch the columns `rows` of `y` meanwhile.
-unsafe fn scatter(
-    s: Shape,
-    out: &[f32],
-    rows: std::ops::Range<usize>,
-    padded_t: usize,
-    y: SharedOut,
-) {
-    assert!(
-        s.t * s.out <= y.len && rows.end <= s.out,
-        "outputs in bounds"
-    );
-    for i in 0..s.t {
-        // SAFETY: in bounds (asserted); these columns are this thread's
-        // alone, so no other reference to them exists meanwhile.
-        let y_row = unsafe {
-            std::slice::from_raw_parts_mut(y.ptr.add(i * s.out + rows.start), rows.len())
-        };
-        for (jj, o) in y_row.iter_mut().enumerate() {
-            *o = out[jj * padded_t + i];
-        }
-    }
-}
-
-/// Weight row `r` of a step's rows, from its input `k0` on: the step's
-/// last row where it has fewer rows than the block (its outputs are not stored).
+/// Weight row `r` of a step's rows, from its input `k0` on.
 fn step_row(s: Shape, w: &[f32], st: Step, r: usize) -> &[f32] {
-    let row = st.j + r.min(st.rows - 1);
+    let row = st.j + r;
     &w[row * s.k + st.k0..(row + 1) * s.k]
 }
 
@@ -398,13 +369,11 @@ fn step_row(s: Shape, w: &[f32], st: Step, r: usize) -> &[f32] {
 /// against `V` vectors of a panel, each lane one output's FMA chain.
 macro_rules! row_kernel {
     ($name:ident, $feature:literal, $lanes:literal, $rows:literal, $vec:ty,
-     $zero:ident, $load:ident, $bcast:expr, $fma:ident, $add:ident, $store:ident,
+     $zero:ident, $load:ident, $bcast:path, $fma:ident, $add:ident, $store:ident,
      [$(($r:literal, $v:literal)),*]) => {
         #[cfg(target_arch = "x86_64")]
         mod $name {
             use super::{PREFETCH_AHEAD, Panel, RowKernel, Shape, Step, ThreadOut, step_row};
-            #[allow(unused_imports)]
-            use super::{_mm256_broadcast_ss_ptr, _mm512_broadcast_ss_ptr};
             use std::arch::x86_64::*;
 
             /// This instruction set's kernel.
@@ -470,7 +439,7 @@ macro_rules! row_kernel {
                         }
                     }
                 }
-                for (r, acc_r) in acc.iter().enumerate().take(st.rows) {
+                for (r, acc_r) in acc.iter().enumerate() {
                     let o = out.lanes(st.j + r, p.first_row, width);
                     for (v, a) in acc_r.iter().enumerate() {
                         // SAFETY: `o` holds V vectors (`width` floats).
@@ -493,7 +462,7 @@ macro_rules! row_kernel {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn _mm256_broadcast_ss_ptr(p: *const f32) -> std::arch::x86_64::__m256 {
+unsafe fn broadcast_8(p: *const f32) -> std::arch::x86_64::__m256 {
     // SAFETY: as for this function.
     unsafe { std::arch::x86_64::_mm256_broadcast_ss(&*p) }
 }
@@ -505,7 +474,7 @@ unsafe fn _mm256_broadcast_ss_ptr(p: *const f32) -> std::arch::x86_64::__m256 {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn _mm512_broadcast_ss_ptr(p: *const f32) -> std::arch::x86_64::__m512 {
+unsafe fn broadcast_16(p: *const f32) -> std::arch::x86_64::__m512 {
     // SAFETY: as for this function.
     unsafe { std::arch::x86_64::_mm512_set1_ps(*p) }
 }
@@ -513,12 +482,12 @@ unsafe fn _mm512_broadcast_ss_ptr(p: *const f32) -> std::arch::x86_64::__m512 {
 // One monomorphization per (weight rows, panel vectors) a step can have.
 #[rustfmt::skip]
 row_kernel!(avx2, "avx2,fma", 8, 2, __m256, _mm256_setzero_ps, _mm256_loadu_ps,
-    _mm256_broadcast_ss_ptr, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps,
+    super::broadcast_8, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps,
     [(2, 4), (2, 3), (2, 2), (2, 1), (1, 4), (1, 3), (1, 2), (1, 1)]);
 
 #[rustfmt::skip]
 row_kernel!(avx512, "avx512f,avx512vl", 16, 6, __m512, _mm512_setzero_ps, _mm512_loadu_ps,
-    _mm512_broadcast_ss_ptr, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps,
+    super::broadcast_16, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps,
     [(6, 4), (6, 3), (6, 2), (6, 1), (5, 4), (5, 3), (5, 2), (5, 1),
      (4, 4), (4, 3), (4, 2), (4, 1), (3, 4), (3, 3), (3, 2), (3, 1),
      (2, 4), (2, 3), (2, 2), (2, 1), (1, 4), (1, 3), (1, 2), (1, 1)]);
