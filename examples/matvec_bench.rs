@@ -20,7 +20,7 @@
 //! does not pack the weights) against candle's matmul (gemm), in turn, and
 //! checks that both give the same bits.
 
-use candle_core::{Device, Tensor};
+use candle_core::{CpuStorage, Device, Storage, Tensor};
 use rayon::prelude::*;
 use repro::model::matvec::rows::matmul_rows;
 use repro::model::matvec::{matvec, matvec_many};
@@ -132,8 +132,9 @@ fn prefill_table(blocks: &[Block], t: usize, runs: usize) -> Result<(), BoxErr> 
     Ok(())
 }
 
-/// Sums every weight with eight lanes per thread: the read the products
-/// cannot beat.
+/// Sums every weight with eight lanes per thread, reading the weights the
+/// products read (on the same huge pages): the read the products cannot
+/// beat.
 fn plain_read(all: &[&[f32]]) -> f32 {
     all.par_iter()
         .flat_map(|w| w.par_chunks(1 << 16))
@@ -217,11 +218,16 @@ fn main() -> Result<(), BoxErr> {
         .cloned()
         .collect();
     all.push(head.clone());
-    let vecs = all
+    // As the decoder's loader does (`ParamStore::loaded`).
+    repro::model::cpu::back_with_huge_pages(&all);
+    let guards: Vec<_> = all.iter().map(|t| t.storage_and_layout()).collect();
+    let slices = guards
         .iter()
-        .map(|t| t.flatten_all()?.to_vec1::<f32>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let slices: Vec<&[f32]> = vecs.iter().map(Vec::as_slice).collect();
+        .map(|(storage, _)| match &**storage {
+            Storage::Cpu(CpuStorage::F32(v)) => Ok(v.as_slice()),
+            _ => Err("matvec_bench: weights must be f32 on the CPU"),
+        })
+        .collect::<Result<Vec<&[f32]>, _>>()?;
     let bytes: usize = slices.iter().map(|s| s.len() * 4).sum();
     let threads = candle_core::utils::get_num_threads();
     let pool = rayon::ThreadPoolBuilder::new()

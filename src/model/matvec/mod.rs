@@ -42,9 +42,10 @@ mod avx512;
 pub mod horizontal;
 pub mod rows;
 pub mod softmax;
+pub mod team;
 
 use candle_core::{DType, Layout, Result, Storage, Tensor};
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Fewest outputs gemm multiplies with its matrix-vector kernel; with 256
 /// or fewer it uses its horizontal kernel ([`horizontal`]).
@@ -215,7 +216,11 @@ fn multiply(lanes: usize, x: &[f32], ws: &[&[f32]], ys: &mut [Vec<f32>]) {
     if threads == 1 {
         parts.into_iter().for_each(run);
     } else {
-        parts.into_par_iter().for_each(run);
+        let parts: Vec<Mutex<Vec<Segment>>> = parts.into_iter().map(Mutex::new).collect();
+        team::run_parts(parts.len(), &|i| {
+            let mine = std::mem::take(&mut *parts[i].lock().unwrap_or_else(|e| e.into_inner()));
+            run(mine);
+        });
     }
 }
 
