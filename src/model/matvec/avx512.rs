@@ -4,12 +4,15 @@
 use std::arch::x86_64::*;
 
 /// [`dot`] of two rows `w0`, `w1` (each as long as `x`) against one
-/// `x`, each with its own accumulators and in its own order.
+/// `x`, each with its own accumulators and in its own order. Each line of
+/// the rows it reads, it asks for the line `ahead` floats further on (see
+/// `dot_rows` in [`super`]); a prefetch never faults, so those lines may
+/// lie past the rows.
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn dot2(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
+pub unsafe fn dot2(w0: &[f32], w1: &[f32], x: &[f32], ahead: usize) -> (f32, f32) {
     let k = x.len().min(w0.len()).min(w1.len());
     let (p0, p1, xp) = (w0.as_ptr(), w1.as_ptr(), x.as_ptr());
     let (k_blocks, k_lanes) = (k / 128 * 128, k / 16 * 16);
@@ -29,6 +32,8 @@ pub unsafe fn dot2(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
             };
             acc0[j] = _mm512_fmadd_ps(v0, xv, acc0[j]);
             acc1[j] = _mm512_fmadd_ps(v1, xv, acc1[j]);
+            prefetch(p0.wrapping_add(i + ahead));
+            prefetch(p1.wrapping_add(i + ahead));
         }
         d += 128;
     }
@@ -44,6 +49,8 @@ pub unsafe fn dot2(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
         };
         a0 = _mm512_fmadd_ps(v0, xv, a0);
         a1 = _mm512_fmadd_ps(v1, xv, a1);
+        prefetch(p0.wrapping_add(d + ahead));
+        prefetch(p1.wrapping_add(d + ahead));
         d += 16;
     }
     let (mut l0, mut l1) = ([0f32; 16], [0f32; 16]);
@@ -56,6 +63,14 @@ pub unsafe fn dot2(w0: &[f32], w1: &[f32], x: &[f32]) -> (f32, f32) {
         super::sum_lanes_then_tail(&l0, w0, x, d, k),
         super::sum_lanes_then_tail(&l1, w1, x, d, k),
     )
+}
+
+/// Asks for the cache line holding `p`. A hint: it reads nothing into the
+/// program and never faults, wherever `p` points.
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    // SAFETY: a prefetch has no architectural effect and cannot fault.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
 }
 
 /// Step 2 of the module doc with AVX-512F: the eight accumulators summed
