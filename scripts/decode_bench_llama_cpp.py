@@ -33,6 +33,12 @@ def parse_args():
     p.add_argument("--n-batch", type=int, default=512, help="llama.cpp's prompt batch")
     p.add_argument("--ids-out", help="write the generated ids here")
     p.add_argument("--limit", type=int, help="only the first N prompts")
+    p.add_argument(
+        "--no-mmap",
+        action="store_true",
+        help="read the weights into memory of the process's own (as decode_bench does) "
+        "instead of mapping the file's page cache",
+    )
     return p.parse_args()
 
 
@@ -53,6 +59,7 @@ def main():
         n_threads_batch=a.threads,
         n_batch=a.n_batch,
         logits_all=False,
+        use_mmap=not a.no_mmap,
         verbose=False,
     )
     n_vocab = llm.n_vocab()
