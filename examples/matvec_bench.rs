@@ -9,7 +9,8 @@
 //!
 //! The weights have SmolLM2-135M's shapes (30 blocks of q, k, v, o, gate,
 //! up and down, 576 wide, 1536 in the MLP, 3 of 9 heads for K and V, and a
-//! 49,152-row head: 538 MB of f32), random values, products grouped as the
+//! 49,152-row head: 538 MB of f32), random values on huge pages (as the
+//! decoder's loader puts them), products grouped as the
 //! decoder groups them (q, k and v in one fork-join; gate and up in one).
 //! Prints one Markdown table: milliseconds per token and GB/s (10^9 bytes)
 //! for each, the median of `--tokens` tokens after two warm-up tokens, the
