@@ -32,7 +32,9 @@
 //! `V4` ones); [`rows`] repeats gemm's matrix kernel for products of
 //! several rows (prefill) without packing the weights; [`attention`] uses the same kernels for a decoding step's
 //! attention over the KV cache, read in place, and [`softmax`] repeats
-//! candle's scaled, masked softmax between its two products.
+//! candle's scaled, masked softmax between its two products. The one-row
+//! products fork and join on [`team`], whose helper threads wait for the
+//! next product spinning rather than asleep.
 
 pub mod attention;
 #[cfg(target_arch = "x86_64")]

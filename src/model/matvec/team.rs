@@ -11,8 +11,8 @@
 //! run's samples in `sched_yield` and `futex` system calls.
 //!
 //! [`run_parts`] hands parts `1..` of a job to helper threads of its own,
-//! which spin for [`SPIN`] after each job, then yield their core between
-//! checks until [`WAIT`], then park (as llama.cpp's thread pool polls
+//! which spin for `SPIN` after each job, then yield their core between
+//! checks until `WAIT`, then park (as llama.cpp's thread pool polls
 //! before it sleeps), and runs part 0 itself. One caller at a time has the
 //! team; a second caller meanwhile (two model nodes on one process) runs
 //! its parts through rayon, as before.
