@@ -154,6 +154,8 @@ fn f32s(s: &Storage) -> Option<&[f32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::lm::MASKED;
+    use candle_core::Device;
 
     /// Skipping libm below the threshold changes no bit: every f32 from
     /// just above it down to -inf gives what `exp` gives.
@@ -172,8 +174,6 @@ mod tests {
             assert_eq!(exp_or_zero(d).to_bits(), d.exp().to_bits(), "d = {d}");
         }
     }
-    use crate::model::lm::MASKED;
-    use candle_core::Device;
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
         super::super::test_data::tensor(shape, seed, 20.0)

@@ -171,19 +171,32 @@ fn post(slot: &Slot, job: Job) {
     }
 }
 
-/// Spins until `left` is 0; yields the core after [`SPIN`] (a helper that
-/// had parked takes a wake-up to start).
+/// Spins until `left` is 0 (a helper that had parked takes a wake-up to
+/// start).
 fn wait_until_zero(left: &AtomicUsize) {
+    wait_until(|| left.load(Ordering::Acquire) == 0, None);
+}
+
+/// Waits for `done`: spinning for [`SPIN`], then yielding the core between
+/// checks, until `give_up_after` (forever if `None`). Says whether `done`
+/// came.
+fn wait_until(done: impl Fn() -> bool, give_up_after: Option<Duration>) -> bool {
     let start = Instant::now();
     let mut spins = 0u32;
-    while left.load(Ordering::Acquire) != 0 {
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(64) && start.elapsed() > SPIN {
+    let mut yielding = false;
+    while !done() {
+        if yielding {
+            if give_up_after.is_some_and(|limit| start.elapsed() > limit) {
+                return false;
+            }
             std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
+            continue;
         }
+        spins = spins.wrapping_add(1);
+        yielding = spins.is_multiple_of(64) && start.elapsed() > SPIN;
+        std::hint::spin_loop();
     }
+    true
 }
 
 /// A helper's life: wait for a job, run it, count out, forever.
@@ -199,25 +212,10 @@ fn serve(slot: &Slot) {
     }
 }
 
-/// The next job in `slot`: spun for up to [`SPIN`], then waited for parked.
+/// The next job in `slot`: spun then yielded for up to [`WAIT`]
+/// ([`wait_until`]), then waited for parked.
 fn next_job(slot: &Slot) -> Job {
-    let start = Instant::now();
-    let mut spins = 0u32;
-    let mut yielding = false;
-    while !slot.ready.load(Ordering::Acquire) {
-        if yielding {
-            if start.elapsed() > WAIT {
-                break;
-            }
-            std::thread::yield_now();
-            continue;
-        }
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(64) && start.elapsed() > SPIN {
-            yielding = true;
-        }
-        std::hint::spin_loop();
-    }
+    wait_until(|| slot.ready.load(Ordering::Acquire), Some(WAIT));
     let mut mailbox = slot.mailbox.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if let Some(job) = mailbox.job.take() {
