@@ -23,7 +23,7 @@
 
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use rayon::prelude::*;
-use repro::model::matvec::rows::matmul_rows;
+use repro::model::matvec::rows::{matmul_rows, matmul_rows_many};
 use repro::model::matvec::{matvec, matvec_many};
 use std::time::Instant;
 
@@ -75,9 +75,17 @@ fn token(blocks: &[Block], head: &Tensor, x: &Tensor, h: &Tensor) -> Result<f32,
 }
 
 /// The products of one prefill of `x` (`T` rows, `d` wide) and `h` (`T`
-/// rows, `inter` wide), by `rows` ([`matmul_rows`]) or by candle's matmul;
-/// errors if the kernel declines a product.
-fn prefill(blocks: &[Block], x: &Tensor, h: &Tensor, rows: bool) -> Result<Vec<Tensor>, BoxErr> {
+/// rows, `inter` wide), by `rows` ([`matmul_rows`]) or by candle's matmul,
+/// each handed to `each` as it is made (a decoder drops each product's
+/// output before the next block, so the timed runs do too); errors if the
+/// kernel declines a product.
+fn prefill(
+    blocks: &[Block],
+    x: &Tensor,
+    h: &Tensor,
+    rows: bool,
+    each: &mut dyn FnMut(Tensor) -> Result<(), BoxErr>,
+) -> Result<(), BoxErr> {
     let product = |a: &Tensor, w: &Tensor| -> Result<Tensor, BoxErr> {
         if rows {
             matmul_rows(a, w)?.ok_or_else(|| "rows: no kernel for this CPU or shape".into())
@@ -85,22 +93,41 @@ fn prefill(blocks: &[Block], x: &Tensor, h: &Tensor, rows: bool) -> Result<Vec<T
             Ok(a.matmul(&w.t()?)?)
         }
     };
-    let mut outs = Vec::new();
-    for b in blocks {
-        for w in [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up] {
-            outs.push(product(x, w)?);
+    // As the decoder groups them (`lm::linear_many`): q, k and v in one
+    // call, gate and up in one.
+    let products = |a: &Tensor, ws: &[&Tensor]| -> Result<Vec<Tensor>, BoxErr> {
+        if rows {
+            matmul_rows_many(a, ws)?.ok_or_else(|| "rows: no kernel for this CPU or shape".into())
+        } else {
+            ws.iter().map(|w| product(a, w)).collect()
         }
-        outs.push(product(h, &b.down)?);
+    };
+    for b in blocks {
+        products(x, &[&b.q, &b.k, &b.v])?
+            .into_iter()
+            .try_for_each(&mut *each)?;
+        each(product(x, &b.o)?)?;
+        products(x, &[&b.gate, &b.up])?
+            .into_iter()
+            .try_for_each(&mut *each)?;
+        each(product(h, &b.down)?)?;
     }
-    Ok(outs)
+    Ok(())
 }
 
 /// `--rows T`: prefill's products by both, in turn, as a Markdown table.
 fn prefill_table(blocks: &[Block], t: usize, runs: usize) -> Result<(), BoxErr> {
     let x = Tensor::randn(0f32, 1.0, (t, 576), &Device::Cpu)?;
     let h = Tensor::randn(0f32, 1.0, (t, 1536), &Device::Cpu)?;
-    let a = prefill(blocks, &x, &h, true)?;
-    let b = prefill(blocks, &x, &h, false)?;
+    let all = |rows: bool| -> Result<Vec<Tensor>, BoxErr> {
+        let mut outs = Vec::new();
+        prefill(blocks, &x, &h, rows, &mut |y| {
+            outs.push(y);
+            Ok(())
+        })?;
+        Ok(outs)
+    };
+    let (a, b) = (all(true)?, all(false)?);
     for (ya, yb) in a.iter().zip(&b) {
         let (va, vb) = (
             ya.flatten_all()?.to_vec1::<f32>()?,
@@ -110,12 +137,15 @@ fn prefill_table(blocks: &[Block], t: usize, runs: usize) -> Result<(), BoxErr> 
             return Err("rows and candle's matmul differ".into());
         }
     }
-    let sum = |ys: Vec<Tensor>| -> Result<f32, BoxErr> { Ok(ys[0].get(0)?.get(0)?.to_scalar()?) };
-    let (rows_ms, gemm_ms) = medians_in_turn(
-        || sum(prefill(blocks, &x, &h, true)?),
-        || sum(prefill(blocks, &x, &h, false)?),
-        runs.max(1),
-    )?;
+    let sum = |rows: bool| -> Result<f32, BoxErr> {
+        let mut sink = 0f32;
+        prefill(blocks, &x, &h, rows, &mut |y| {
+            sink += y.get(0)?.get(0)?.to_scalar::<f32>()?;
+            Ok(())
+        })?;
+        Ok(sink)
+    };
+    let (rows_ms, gemm_ms) = medians_in_turn(|| sum(true), || sum(false), runs.max(1))?;
     let params: usize = blocks.len() * (576 * (576 * 2 + 192 * 2) + 3 * 576 * 1536);
     let gflops = |ms: f64| 2.0 * (t * params) as f64 / (ms * 1e-3) / 1e9;
     let threads = candle_core::utils::get_num_threads();
@@ -205,6 +235,13 @@ fn main() -> Result<(), BoxErr> {
         .map(|_| block(d, kv, inter))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(t) = rows {
+        // As the decoder's loader does (`ParamStore::loaded`).
+        let all: Vec<Tensor> = blocks
+            .iter()
+            .flat_map(|b| [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down])
+            .cloned()
+            .collect();
+        repro::model::cpu::back_with_huge_pages(&all);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(candle_core::utils::get_num_threads())
             .build()?;

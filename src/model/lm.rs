@@ -293,16 +293,22 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     from_rows(&y, &dims)
 }
 
-/// [`linear`] of one `x` with each of `ws`: for one row on the CPU all the
-/// products run in one fork-join ([`super::matvec::matvec_many`]), else one
-/// by one. Each result is bit for bit what [`linear`] gives.
+/// [`linear`] of one `x` with each of `ws`: on the CPU all the products
+/// run in one fork-join, for one row by [`super::matvec::matvec_many`] and
+/// for several by [`super::matvec::rows::matmul_rows_many`] (which
+/// transposes `x` once for all of them), else one by one. Each result is
+/// bit for bit what [`linear`] gives.
 pub fn linear_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
     let (x2, dims) = as_rows(x)?;
-    if x2.dim(0)? == 1
-        && x.device().is_cpu()
-        && let Some(ys) = super::matvec::matvec_many(&x2, ws)?
-    {
-        return ys.iter().map(|y| from_rows(y, &dims)).collect();
+    if x.device().is_cpu() {
+        let together = if x2.dim(0)? == 1 {
+            super::matvec::matvec_many(&x2, ws)?
+        } else {
+            super::matvec::rows::matmul_rows_many(&x2, ws)?
+        };
+        if let Some(ys) = together {
+            return ys.iter().map(|y| from_rows(y, &dims)).collect();
+        }
     }
     ws.iter().map(|w| linear(x, w)).collect()
 }

@@ -45,6 +45,7 @@ pub mod horizontal;
 pub mod rows;
 pub mod softmax;
 pub mod team;
+mod transpose;
 
 use candle_core::{DType, Layout, Result, Storage, Tensor};
 use std::sync::Mutex;

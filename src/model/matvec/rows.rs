@@ -26,7 +26,16 @@
 //! gemm's bit for bit (the tests compare both kernels with candle over many
 //! shapes), and the outputs split over the CPU threads by weight rows. Each
 //! thread keeps its outputs transposed (whole vectors stored and added per
-//! depth block); they are copied into `y` once, after the join.
+//! depth block) in a buffer it keeps between calls, and writes them into
+//! its own columns of `y` before the join. [`matmul_rows_many`] does
+//! several products of one `x` (q, k and v; gate and up) over one copy of
+//! the panels in one fork-join; both transpositions go through
+//! [`super::transpose`]'s 8 × 8 register blocks.
+//!
+//! On the 2-core AMD EPYC (Zen 5) of 2026-12-07, a SmolLM2-135M prefill's
+//! products for 88 rows (`matvec_bench --rows 88`) took 70 ms with the
+//! panels and the outputs moved element by element (the panels alone 57
+//! µs a call) and 60 ms with the register transposes.
 //!
 //! Where gemm would take another path (its horizontal kernel for `out × t
 //! <= 256`; its outer-product path for `in <= 2`; a one-row product; a CPU
@@ -35,7 +44,9 @@
 //! returns `None` and the caller keeps candle's matmul.
 
 use candle_core::{Result, Tensor};
+use std::cell::Cell;
 use std::ops::Range;
+use std::thread::LocalKey;
 
 /// gemm's f32 tile: rows of `x` per microkernel call (its `NR`), with
 /// AVX2 (`V3`) and with AVX-512 (`V4`).
@@ -76,44 +87,51 @@ const MIN_WORK_PER_THREAD: usize = 1 << 18;
 /// 2`, as `(t, out)`; `None` where this module would not give candle's bits
 /// (see the module doc), so the caller uses candle's matmul.
 pub fn matmul_rows(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    Ok(matmul_rows_many(x, &[w])?.and_then(|mut ys| ys.pop()))
+}
+
+/// [`matmul_rows`] of one `x` with each of `ws` (all `(out_i, in)`) in one
+/// fork-join over one transposed copy of `x`: the weight rows of all the
+/// products are split over the threads together, and each output is still
+/// the one its own product gives. `None` unless the kernel applies to
+/// every product.
+pub fn matmul_rows_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
     let Some(lanes) = super::gemm_lanes() else {
         return Ok(None);
     };
     let (Some(tile_rows), Some(run)) = (gemm_tile_rows(lanes), kernel_for(lanes)) else {
         return Ok(None);
     };
-    if !several_rows(x)? || super::tracked(&[x, w]) {
+    if ws.is_empty() || !several_rows(x)? || super::tracked(&[x]) || super::tracked(ws) {
         return Ok(None);
     }
     let (t, k) = x.dims2()?;
-    if !super::fits(w, k) {
-        return Ok(None);
-    }
-    let out = w.dim(0)?;
-    if out < 2 || out * t <= GEMM_HORIZONTAL_MAX {
+    let applies = |w: &&Tensor| {
+        super::fits(w, k) && w.dims()[0] >= 2 && w.dims()[0] * t > GEMM_HORIZONTAL_MAX
+    };
+    if !ws.iter().all(applies) {
         return Ok(None);
     }
     let (x_storage, x_layout) = x.storage_and_layout();
     let xv = super::cpu_f32(&x_storage, x_layout)?;
-    let (w_storage, w_layout) = w.storage_and_layout();
-    let wv = super::cpu_f32(&w_storage, w_layout)?;
-    let mut y = vec![0f32; t * out];
-    run(
-        Shape {
-            t,
-            k,
-            out,
-            tile_rows,
-        },
-        xv,
-        wv,
-        &mut y,
-    );
-    Tensor::from_vec(y, (t, out), x.device()).map(Some)
+    let weights: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
+    let wv = weights
+        .iter()
+        .map(|(s, l)| super::cpu_f32(s, l))
+        .collect::<Result<Vec<_>>>()?;
+    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; t * w.dims()[0]]).collect();
+    run(Rows { t, k, tile_rows }, xv, &wv, &mut ys);
+    ys.into_iter()
+        .map(|y| {
+            let out = y.len() / t;
+            Tensor::from_vec(y, (t, out), x.device())
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// [`multiply`] with one kernel.
-type Multiply = fn(Shape, &[f32], &[f32], &mut [f32]);
+type Multiply = fn(Rows, &[f32], &[&[f32]], &mut [Vec<f32>]);
 
 /// The kernel for a CPU whose gemm runs `lanes` lanes: AVX-512's with 16,
 /// AVX2 and FMA's with 8 (each lane is one output either way, so both give
@@ -154,6 +172,27 @@ fn several_rows(x: &Tensor) -> Result<bool> {
         && x.is_contiguous())
 }
 
+/// The rows of `x` every product of a call shares: `t` rows of `k`
+/// inputs, and gemm's tile height on this CPU.
+#[derive(Clone, Copy)]
+struct Rows {
+    t: usize,
+    k: usize,
+    tile_rows: usize,
+}
+
+impl Rows {
+    /// The sizes of this call's product with `out` weight rows.
+    fn shape(self, out: usize) -> Shape {
+        Shape {
+            t: self.t,
+            k: self.k,
+            out,
+            tile_rows: self.tile_rows,
+        }
+    }
+}
+
 /// The sizes of one product: `t` rows of `k` inputs, `out` weight rows,
 /// and gemm's tile height on this CPU.
 #[derive(Clone, Copy)]
@@ -173,9 +212,35 @@ fn depth_block(s: Shape) -> usize {
     gemm_common::cache::kernel_params(s.out, s.t, s.k, s.tile_rows, GEMM_TILE_COLS, 4).kc
 }
 
+thread_local! {
+    /// The calling thread's buffer for [`Panels`], kept between calls.
+    static PANEL_BUFFER: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Each thread's buffer for its outputs, transposed ([`ThreadOut`]),
+    /// kept between calls.
+    static OUT_BUFFER: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// `f` of the first `n` floats of this thread's `buffer`, grown where it
+/// is shorter (its contents are whatever an earlier call left: `f` must
+/// write before it reads).
+fn with_buffer<R>(
+    buffer: &'static LocalKey<Cell<Vec<f32>>>,
+    n: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut data = buffer.take();
+    if data.len() < n {
+        data.resize(n, 0.0);
+    }
+    let r = f(&mut data[..n]);
+    buffer.set(data);
+    r
+}
+
 /// `x` transposed into panels: panel `p` holds rows `first_row ..` of
 /// `x` as `k` runs of its width (a multiple of the kernel's lanes, the rows
-/// past `t` zero), one after another.
+/// past `t` zero), one after another. The floats live in the calling
+/// thread's buffer, given back on drop.
 struct Panels {
     data: Vec<f32>,
     panels: Vec<Panel>,
@@ -192,7 +257,7 @@ struct Panel {
 impl Panels {
     /// The panels of `x` for a kernel of `lanes` lanes, [`PANEL_VECTORS`]
     /// vectors wide.
-    fn new(x: &[f32], s: Shape, lanes: usize) -> Panels {
+    fn new(x: &[f32], s: Rows, lanes: usize) -> Panels {
         // As few panels as fit, of even widths: 88 rows make two panels 48
         // wide (AVX-512), not 64 and 32, so that no block runs a short
         // chain of accumulators.
@@ -209,17 +274,13 @@ impl Panels {
             });
             offset += width * s.k;
         }
-        let mut data = vec![0f32; offset];
+        let mut data = PANEL_BUFFER.take();
+        data.resize(offset, 0.0);
         for p in &panels {
             let rows = (s.t - p.first_row).min(p.width);
             let src = &x[p.first_row * s.k..(p.first_row + rows) * s.k];
             let dst = &mut data[p.offset..p.offset + p.width * s.k];
-            // Written in order; each line of `x` read serves 16 inputs.
-            for (d, dst_d) in dst.chunks_exact_mut(p.width).enumerate() {
-                for (o, i) in dst_d.iter_mut().zip(0..rows) {
-                    *o = src[i * s.k + d];
-                }
-            }
+            transpose_panel(src, s.k, dst, p.width);
         }
         Panels { data, panels }
     }
@@ -227,6 +288,28 @@ impl Panels {
     /// The rows of `x` with each panel's padding: the panels' widths added.
     fn padded_rows(&self) -> usize {
         self.panels.last().map_or(0, |p| p.first_row + p.width)
+    }
+}
+
+impl Drop for Panels {
+    fn drop(&mut self) {
+        PANEL_BUFFER.set(std::mem::take(&mut self.data));
+    }
+}
+
+/// `dst[d * width + i] = src[i * k + d]` for the rows `i` of `src` (`k`
+/// wide), zero for `i` from there to `width`.
+fn transpose_panel(src: &[f32], k: usize, dst: &mut [f32], width: usize) {
+    let rows = src.len() / k;
+    assert!(
+        rows <= width && dst.len() >= k * width,
+        "the panel holds the rows"
+    );
+    // SAFETY: the source is rows × k, the destination k × width with rows
+    // <= width (asserted), and `dst` is borrowed mutably.
+    unsafe { super::transpose::transpose(src.as_ptr(), k, rows, k, dst.as_mut_ptr(), width) };
+    for run in dst.chunks_exact_mut(width) {
+        run[rows..].fill(0.0);
     }
 }
 
@@ -274,49 +357,131 @@ trait RowKernel {
     unsafe fn step(s: Shape, w: &[f32], x: &[f32], p: Panel, st: Step, out: &mut ThreadOut);
 }
 
-/// `y = x @ w^T` with kernel `K`: the weight rows split into one
-/// contiguous run per thread, each computing its outputs transposed
-/// ([`weight_rows`]), then copied into `y` one row of `y` at a time.
-fn multiply<K: RowKernel>(s: Shape, x: &[f32], w: &[f32], y: &mut [f32]) {
-    use rayon::prelude::*;
-    let panels = Panels::new(x, s, K::LANES);
-    let padded_t = panels.padded_rows();
-    let kc = depth_block(s);
-    let threads = candle_core::utils::get_num_threads()
-        .min(s.t * s.out * s.k / MIN_WORK_PER_THREAD)
-        .max(1);
-    let block = s.out.div_ceil(threads).next_multiple_of(K::ROWS);
-    let runs: Vec<Range<usize>> = (0..s.out)
-        .step_by(block)
-        .map(|first| first..(first + block).min(s.out))
-        .collect();
-    let compute = |rows: &Range<usize>| {
-        // SAFETY: the caller checked K's features.
-        unsafe { weight_rows::<K>(s, w, &panels, kc, rows.clone()) }
-    };
-    let copy_row = |(i, y_row): (usize, &mut [f32]), outs: &[Vec<f32>]| {
-        for (rows, out) in runs.iter().zip(outs) {
-            for (o, jj) in y_row[rows.clone()].iter_mut().zip(0..) {
-                *o = out[jj * padded_t + i];
+/// The weight rows `rows` of product `product`: one thread's share of a
+/// call, or part of it.
+struct Segment {
+    product: usize,
+    rows: Range<usize>,
+}
+
+/// The weight rows of products with `outs` rows split over `threads`
+/// threads: about as many rows each (all products of a call have the same
+/// inputs), each run of one product a multiple of `align` rows but its
+/// last. Threads left without rows are dropped.
+fn split_rows(outs: &[usize], threads: usize, align: usize) -> Vec<Vec<Segment>> {
+    let share = outs.iter().sum::<usize>().div_ceil(threads);
+    let mut parts: Vec<Vec<Segment>> = (0..threads).map(|_| Vec::new()).collect();
+    let (mut thread, mut filled) = (0, 0);
+    for (product, &out) in outs.iter().enumerate() {
+        let mut j = 0;
+        while j < out {
+            if filled >= share && thread + 1 < threads {
+                (thread, filled) = (thread + 1, 0);
             }
+            let n = if thread + 1 == threads {
+                out - j
+            } else {
+                (share - filled).next_multiple_of(align).min(out - j)
+            };
+            parts[thread].push(Segment {
+                product,
+                rows: j..j + n,
+            });
+            j += n;
+            filled += n;
         }
-    };
-    if runs.len() == 1 {
-        let outs: Vec<Vec<f32>> = runs.iter().map(compute).collect();
-        y.chunks_exact_mut(s.out)
-            .enumerate()
-            .for_each(|r| copy_row(r, &outs));
-    } else {
-        let outs: Vec<Vec<f32>> = runs.par_iter().map(compute).collect();
-        y.par_chunks_exact_mut(s.out)
-            .enumerate()
-            .for_each(|r| copy_row(r, &outs));
+    }
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// The outputs of a call's products, `(t, out)` each, written by several
+/// threads at once: each thread writes only the columns of its own
+/// segments ([`split_rows`] gives every weight row to one thread).
+struct Outputs {
+    ys: Vec<(*mut f32, usize)>,
+    t: usize,
+}
+
+// SAFETY: threads write disjoint columns through `Outputs` (see
+// `Outputs::write_columns`), and the call that owns the outputs waits for
+// them all.
+unsafe impl Sync for Outputs {}
+
+impl Outputs {
+    fn new(ys: &mut [Vec<f32>], t: usize) -> Outputs {
+        let ys = ys
+            .iter_mut()
+            .map(|y| (y.as_mut_ptr(), y.len() / t))
+            .collect();
+        Outputs { ys, t }
+    }
+
+    /// Columns `seg.rows` of product `seg.product`'s output from `from`,
+    /// which holds them transposed (row `j - seg.rows.start` holds column
+    /// `j`, `padded_t >= t` wide).
+    ///
+    /// # Safety
+    /// No other thread may write or read these columns meanwhile, and the
+    /// outputs must outlive the call.
+    unsafe fn write_columns(&self, seg: &Segment, from: &[f32], padded_t: usize) {
+        let (y, out) = self.ys[seg.product];
+        assert!(seg.rows.end <= out && padded_t >= self.t);
+        assert!(from.len() >= seg.rows.len() * padded_t);
+        // SAFETY: the source is seg.rows.len() × t within `from`
+        // (asserted); the destination is columns seg.rows of the t × out
+        // output, which this thread alone writes (as the caller promised).
+        unsafe {
+            super::transpose::transpose(
+                from.as_ptr(),
+                padded_t,
+                seg.rows.len(),
+                self.t,
+                y.add(seg.rows.start),
+                out,
+            )
+        };
     }
 }
 
-/// The outputs of the weight rows `rows`, transposed (see [`ThreadOut`]):
-/// for each group of panels, each depth block, each `K::ROWS` weight rows
-/// and each panel in turn.
+/// `ys[i] = x @ ws[i]^T` with kernel `K`: `x` transposed once into
+/// panels, the weight rows of all the products split into one share per
+/// thread ([`split_rows`]), each thread computing its rows' outputs
+/// transposed ([`weight_rows`]) and writing them into its columns of
+/// `ys`, all in one fork-join.
+fn multiply<K: RowKernel>(s: Rows, x: &[f32], ws: &[&[f32]], ys: &mut [Vec<f32>]) {
+    use rayon::prelude::*;
+    let panels = Panels::new(x, s, K::LANES);
+    let padded_t = panels.padded_rows();
+    let outs: Vec<usize> = ys.iter().map(|y| y.len() / s.t).collect();
+    let total: usize = outs.iter().sum();
+    let threads = candle_core::utils::get_num_threads()
+        .min(s.t * total * s.k / MIN_WORK_PER_THREAD)
+        .max(1);
+    let parts = split_rows(&outs, threads, K::ROWS);
+    let outputs = Outputs::new(ys, s.t);
+    let run = |part: &Vec<Segment>| {
+        for seg in part {
+            let shape = s.shape(outs[seg.product]);
+            with_buffer(&OUT_BUFFER, seg.rows.len() * padded_t, |buf| {
+                // SAFETY: the caller checked K's features.
+                unsafe { weight_rows::<K>(shape, ws[seg.product], &panels, seg.rows.clone(), buf) };
+                // SAFETY: this thread alone has `seg`'s rows, and `ys`
+                // outlives the fork-join.
+                unsafe { outputs.write_columns(seg, buf, padded_t) };
+            });
+        }
+    };
+    if parts.len() == 1 {
+        parts.iter().for_each(run);
+    } else {
+        parts.par_iter().for_each(run);
+    }
+}
+
+/// The outputs of the weight rows `rows`, transposed into `data` (see
+/// [`ThreadOut`]): for each group of panels, each depth block, each
+/// `K::ROWS` weight rows and each panel in turn.
 ///
 /// # Safety
 /// As for [`RowKernel::step`].
@@ -324,15 +489,14 @@ unsafe fn weight_rows<K: RowKernel>(
     s: Shape,
     w: &[f32],
     panels: &Panels,
-    kc: usize,
     rows: Range<usize>,
-) -> Vec<f32> {
-    let padded_t = panels.padded_rows();
-    let mut data = vec![0f32; rows.len() * padded_t];
+    data: &mut [f32],
+) {
+    let kc = depth_block(s);
     let mut out = ThreadOut {
-        data: &mut data,
+        data,
         first: rows.start,
-        padded_t,
+        padded_t: panels.padded_rows(),
     };
     for group in panels.panels.chunks(GROUP_PANELS) {
         for (b, k0) in (0..s.k).step_by(kc).enumerate() {
@@ -356,7 +520,6 @@ unsafe fn weight_rows<K: RowKernel>(
             }
         }
     }
-    data
 }
 
 /// Weight row `r` of a step's rows, from its input `k0` on.
@@ -537,19 +700,9 @@ mod tests {
                 w.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             );
             for (name, run) in kernels() {
-                let mut y = vec![f32::NAN; t * out];
-                run(
-                    Shape {
-                        t,
-                        k,
-                        out,
-                        tile_rows,
-                    },
-                    &xv,
-                    &wv,
-                    &mut y,
-                );
-                same(&y, name);
+                let mut ys = vec![vec![f32::NAN; t * out]];
+                run(Rows { t, k, tile_rows }, &xv, &[&wv], &mut ys);
+                same(&ys[0], name);
             }
         }
         let Some(got) = matmul_rows(&x, &w).unwrap() else {
@@ -589,6 +742,86 @@ mod tests {
         }
         if super::super::gemm_lanes().is_some() {
             assert_eq!(ran, 14, "the kernel should run every shape");
+        }
+    }
+
+    /// Products done together give each product's own bits, on shapes
+    /// like SmolLM2's (q, k, v; gate, up) and odd ones whose shares split
+    /// a product between the threads.
+    #[test]
+    fn products_done_together_equal_each_alone() {
+        for &(t, k, ref outs) in &[
+            (88, 576, vec![576, 192, 192]),
+            (88, 576, vec![1536, 1536]),
+            (37, 100, vec![7, 301, 33]),
+            (5, 64, vec![200, 70]),
+        ] {
+            let x = tensor(&[t, k], 21, 2.0);
+            let ws: Vec<Tensor> = outs
+                .iter()
+                .zip(22..)
+                .map(|(&out, seed)| tensor(&[out, k], seed, 2.0))
+                .collect();
+            let refs: Vec<&Tensor> = ws.iter().collect();
+            let Some(together) = matmul_rows_many(&x, &refs).unwrap() else {
+                assert!(
+                    super::super::gemm_lanes().is_none(),
+                    "({t}, {k}, {outs:?}) declined"
+                );
+                continue;
+            };
+            for (w, got) in ws.iter().zip(&together) {
+                let alone = x.matmul(&w.t().unwrap()).unwrap();
+                let (a, b) = (
+                    alone.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                assert_eq!(a.len(), b.len());
+                for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                    assert_eq!(p.to_bits(), q.to_bits(), "({t}, {k}, {outs:?}) output {i}");
+                }
+            }
+        }
+    }
+
+    /// Every weight row goes to exactly one thread, in runs that are
+    /// multiples of the kernel's rows but at a product's end, and the
+    /// shares are about even.
+    #[test]
+    fn split_rows_gives_every_row_to_one_thread() {
+        for (outs, threads) in [
+            (vec![576, 192, 192], 2),
+            (vec![1536, 1536], 2),
+            (vec![7], 3),
+            (vec![100, 3, 50], 4),
+            (vec![576], 1),
+        ] {
+            let parts = split_rows(&outs, threads, 6);
+            assert!(parts.len() <= threads);
+            let mut seen: Vec<Vec<bool>> = outs.iter().map(|&o| vec![false; o]).collect();
+            for part in &parts {
+                for seg in part {
+                    let at_end = seg.rows.end == outs[seg.product];
+                    assert!(
+                        at_end || seg.rows.len() % 6 == 0,
+                        "{outs:?}: {:?}",
+                        seg.rows
+                    );
+                    for j in seg.rows.clone() {
+                        assert!(!seen[seg.product][j], "{outs:?}: row {j} twice");
+                        seen[seg.product][j] = true;
+                    }
+                }
+            }
+            assert!(
+                seen.iter().flatten().all(|&s| s),
+                "{outs:?}: a row left out"
+            );
+            let total: usize = outs.iter().sum();
+            for part in &parts {
+                let rows: usize = part.iter().map(|s| s.rows.len()).sum();
+                assert!(rows <= total.div_ceil(threads) + 6, "{outs:?}: {rows} rows");
+            }
         }
     }
 
