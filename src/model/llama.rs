@@ -16,7 +16,7 @@ use super::blockwise::{BlockContext, BlockwiseLm};
 use super::config::LlamaConfig;
 use super::kernels;
 pub use super::lm::KvCache;
-use super::lm::{CausalLm, LayerKv, attend, extend_slot, linear, linear_many};
+use super::lm::{CausalLm, LayerKv, attend, extend_slot, linear, linear_many, silu_gated};
 use super::params::{Init, ParamStore};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::ops;
@@ -190,8 +190,7 @@ impl Llama {
         let a = self.attention(blk, &h, cos, sin, mask, slot, fast)?;
         let x = (x + a)?;
         let h = self.norm(&x, &blk.post_norm, fast)?;
-        let [gate, up] = projections(&h, [&blk.gate, &blk.up])?;
-        let m = linear(&(gate.silu()? * up)?, &blk.down)?;
+        let m = linear(&silu_gated(&h, &blk.gate, &blk.up)?, &blk.down)?;
         x + m
     }
 

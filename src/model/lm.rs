@@ -313,6 +313,30 @@ pub fn linear_many(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
     ws.iter().map(|w| linear(x, w)).collect()
 }
 
+/// `silu(linear(x, gate)) * linear(x, up)`, the gated input of a
+/// LLaMA-style MLP: on the CPU both products and the combination in one
+/// fork-join, for one row by [`super::matvec::matvec_silu_gated`] and for
+/// several by [`super::matvec::rows::matmul_rows_silu_gated`], else
+/// candle's ops (and always where autograd tracks an operand). The result
+/// is bit for bit the same either way.
+pub fn silu_gated(x: &Tensor, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let (x2, dims) = as_rows(x)?;
+    if x.device().is_cpu() {
+        let fused = if x2.dim(0)? == 1 {
+            super::matvec::matvec_silu_gated(&x2, gate, up)?
+        } else {
+            super::matvec::rows::matmul_rows_silu_gated(&x2, gate, up)?
+        };
+        if let Some(h) = fused {
+            return from_rows(&h, &dims);
+        }
+    }
+    let [g, u]: [Tensor; 2] = linear_many(x, &[gate, up])?
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("linear_many: one output per weight".into()))?;
+    g.silu()? * u
+}
+
 /// `x` as a matrix `(rows, last)` over its last dimension, and its dims.
 fn as_rows(x: &Tensor) -> Result<(Tensor, Vec<usize>)> {
     let dims = x.dims().to_vec();

@@ -104,6 +104,48 @@ pub fn matvec_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
         .map(Some)
 }
 
+/// `silu(x @ gate^T) * (x @ up^T)` for one row `x` (`(1, in)`), the gated
+/// input of a LLaMA-style MLP, as `(1, out)`: both products in one
+/// fork-join ([`matvec_many`]'s), then combined on the calling thread, bit
+/// for bit what candle's `silu` and product give; `None` where
+/// [`matvec_many`] declines or the shapes differ.
+pub fn matvec_silu_gated(x: &Tensor, gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    let Some(lanes) = gemm_lanes() else {
+        return Ok(None);
+    };
+    let k = x.dim(1).unwrap_or(0);
+    if gate.dims() != up.dims() || !one_row(x)? || !fits(gate, k) || !fits(up, k) {
+        return Ok(None);
+    }
+    if tracked(&[x, gate, up]) {
+        return Ok(None);
+    }
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let xv = cpu_f32(&x_storage, x_layout)?;
+    let (g_storage, g_layout) = gate.storage_and_layout();
+    let (u_storage, u_layout) = up.storage_and_layout();
+    let ws = [
+        cpu_f32(&g_storage, g_layout)?,
+        cpu_f32(&u_storage, u_layout)?,
+    ];
+    let out = gate.dims()[0];
+    let mut ys = vec![vec![0f32; out], vec![0f32; out]];
+    multiply(lanes, xv, &ws, &mut ys);
+    let [mut h, u] = <[Vec<f32>; 2]>::try_from(ys).map_err(|_| {
+        candle_core::Error::Msg("matvec_silu_gated: two products, two outputs".into())
+    })?;
+    for (g, u) in h.iter_mut().zip(&u) {
+        *g = silu(*g) * u;
+    }
+    Tensor::from_vec(h, (1, out), x.device()).map(Some)
+}
+
+/// candle's `silu` for f32 (`candle_core::op::Silu`): `v / (1 + exp(-v))`,
+/// rounded as candle rounds it.
+pub fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
+}
+
 /// Whether any of `ts` is tracked by candle's autograd (a variable, or
 /// computed from one): the kernels here build plain tensors with no
 /// backward pass, so a training step must keep candle's ops.
@@ -522,6 +564,47 @@ mod tests {
                 let want = x.matmul(&w.t().unwrap()).unwrap();
                 assert_same_bits(&want, y, &format!("{outs:?}"));
             }
+        }
+    }
+
+    /// The gated MLP input made in one fork-join equals candle's two
+    /// matmuls, `silu` and product bit for bit, for one row and several.
+    #[test]
+    fn silu_gated_equals_candle_bit_for_bit() {
+        use super::test_data::tensor;
+        let (gate, up) = (tensor(&[1536, 576], 32, 2.0), tensor(&[1536, 576], 33, 2.0));
+        for t in [1, 2, 5, 88] {
+            let x = tensor(&[t, 576], 31, 2.0);
+            let product = |w: &Tensor| x.matmul(&w.t().unwrap()).unwrap();
+            let want = (product(&gate).silu().unwrap() * product(&up)).unwrap();
+            let got = if t == 1 {
+                matvec_silu_gated(&x, &gate, &up).unwrap()
+            } else {
+                rows::matmul_rows_silu_gated(&x, &gate, &up).unwrap()
+            };
+            match got {
+                Some(got) => assert_same_bits(&want, &got, &format!("{t} rows")),
+                None => assert!(gemm_lanes().is_none(), "{t} rows declined"),
+            }
+        }
+    }
+
+    /// [`silu`] is candle's, bit for bit, on ordinary and extreme values.
+    #[test]
+    fn silu_is_candles() {
+        let mut vs: Vec<f32> = (-2000..2000).map(|i| i as f32 * 0.0625).collect();
+        vs.extend([
+            0.0, -0.0, 1e-40, -1e-40, 88.8, -88.8, 104.0, -104.0, 1e30, -1e30,
+        ]);
+        vs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN]);
+        let want = Tensor::new(vs.as_slice(), &Device::Cpu)
+            .unwrap()
+            .silu()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (v, w) in vs.iter().zip(want) {
+            assert_eq!(silu(*v).to_bits(), w.to_bits(), "silu({v})");
         }
     }
 

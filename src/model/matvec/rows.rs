@@ -96,6 +96,35 @@ pub fn matmul_rows(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
 /// the one its own product gives. `None` unless the kernel applies to
 /// every product.
 pub fn matmul_rows_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+    let outs: Vec<usize> = ws
+        .iter()
+        .map(|w| w.dims().first().copied().unwrap_or(0))
+        .collect();
+    run_products(x, ws, Combine::Each, &outs)
+}
+
+/// `silu(x @ gate^T) * (x @ up^T)` for `gate` and `up` `(out, in)`, the
+/// gated input of a LLaMA-style MLP, bit for bit what candle's two matmuls,
+/// `silu` and product give, in one fork-join; `None` where
+/// [`matmul_rows_many`] would decline either product or their shapes
+/// differ.
+pub fn matmul_rows_silu_gated(x: &Tensor, gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    if gate.dims() != up.dims() {
+        return Ok(None);
+    }
+    let out = gate.dims().first().copied().unwrap_or(0);
+    Ok(run_products(x, &[gate, up], Combine::SiluGate, &[out])?.and_then(|mut ys| ys.pop()))
+}
+
+/// The products of `x` with `ws` made into outputs `outs` wide by
+/// `combine`, as `(t, out)` tensors; `None` where the kernel does not
+/// apply to every product (see the module doc).
+fn run_products(
+    x: &Tensor,
+    ws: &[&Tensor],
+    combine: Combine,
+    outs: &[usize],
+) -> Result<Option<Vec<Tensor>>> {
     let Some(lanes) = super::gemm_lanes() else {
         return Ok(None);
     };
@@ -119,19 +148,17 @@ pub fn matmul_rows_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>
         .iter()
         .map(|(s, l)| super::cpu_f32(s, l))
         .collect::<Result<Vec<_>>>()?;
-    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; t * w.dims()[0]]).collect();
-    run(Rows { t, k, tile_rows }, xv, &wv, &mut ys);
+    let mut ys: Vec<Vec<f32>> = outs.iter().map(|&out| vec![0f32; t * out]).collect();
+    run(Rows { t, k, tile_rows }, xv, &wv, combine, &mut ys);
     ys.into_iter()
-        .map(|y| {
-            let out = y.len() / t;
-            Tensor::from_vec(y, (t, out), x.device())
-        })
+        .zip(outs)
+        .map(|(y, &out)| Tensor::from_vec(y, (t, out), x.device()))
         .collect::<Result<Vec<_>>>()
         .map(Some)
 }
 
 /// [`multiply`] with one kernel.
-type Multiply = fn(Rows, &[f32], &[&[f32]], &mut [Vec<f32>]);
+type Multiply = fn(Rows, &[f32], &[&[f32]], Combine, &mut [Vec<f32>]);
 
 /// The kernel for a CPU whose gemm runs `lanes` lanes: AVX-512's with 16,
 /// AVX2 and FMA's with 8 (each lane is one output either way, so both give
@@ -449,12 +476,22 @@ impl Outputs {
 /// thread ([`split_rows`]), each thread computing its rows' outputs
 /// transposed ([`weight_rows`]) and writing them into its columns of
 /// `ys`, all in one fork-join.
-fn multiply<K: RowKernel>(s: Rows, x: &[f32], ws: &[&[f32]], ys: &mut [Vec<f32>]) {
+///
+/// With [`Combine::SiluGate`], `ws` is `[gate, up]` and `ys` holds one
+/// output, `silu(x @ gate^T) * (x @ up^T)`: each thread computes the same
+/// columns of both products and combines them before it writes them.
+fn multiply<K: RowKernel>(
+    s: Rows,
+    x: &[f32],
+    ws: &[&[f32]],
+    combine: Combine,
+    ys: &mut [Vec<f32>],
+) {
     use rayon::prelude::*;
     let panels = Panels::new(x, s, K::LANES);
     let padded_t = panels.padded_rows();
     let outs: Vec<usize> = ys.iter().map(|y| y.len() / s.t).collect();
-    let total: usize = outs.iter().sum();
+    let total = outs.iter().sum::<usize>() * ws.len() / outs.len();
     let threads = candle_core::utils::get_num_threads()
         .min(s.t * total * s.k / MIN_WORK_PER_THREAD)
         .max(1);
@@ -463,19 +500,50 @@ fn multiply<K: RowKernel>(s: Rows, x: &[f32], ws: &[&[f32]], ys: &mut [Vec<f32>]
     let run = |part: &Vec<Segment>| {
         for seg in part {
             let shape = s.shape(outs[seg.product]);
-            with_buffer(&OUT_BUFFER, seg.rows.len() * padded_t, |buf| {
-                // SAFETY: the caller checked K's features.
-                unsafe { weight_rows::<K>(shape, ws[seg.product], &panels, seg.rows.clone(), buf) };
-                // SAFETY: this thread alone has `seg`'s rows, and `ys`
-                // outlives the fork-join.
-                unsafe { outputs.write_columns(seg, buf, padded_t) };
-            });
+            let len = seg.rows.len() * padded_t;
+            let rows = || seg.rows.clone();
+            // SAFETY (both arms): the caller checked K's features; this
+            // thread alone has `seg`'s columns, and `ys` outlives the
+            // fork-join.
+            match combine {
+                Combine::Each => with_buffer(&OUT_BUFFER, len, |buf| unsafe {
+                    weight_rows::<K>(shape, ws[seg.product], &panels, rows(), buf);
+                    outputs.write_columns(seg, buf, padded_t);
+                }),
+                Combine::SiluGate => with_buffer(&OUT_BUFFER, 2 * len, |buf| unsafe {
+                    let (gate, up) = buf.split_at_mut(len);
+                    weight_rows::<K>(shape, ws[0], &panels, rows(), gate);
+                    weight_rows::<K>(shape, ws[1], &panels, rows(), up);
+                    silu_gate(gate, up, padded_t, s.t);
+                    outputs.write_columns(seg, gate, padded_t);
+                }),
+            }
         }
     };
     if parts.len() == 1 {
         parts.iter().for_each(run);
     } else {
         parts.par_iter().for_each(run);
+    }
+}
+
+/// What a call of [`multiply`] makes of its products.
+#[derive(Clone, Copy)]
+enum Combine {
+    /// Each product is an output.
+    Each,
+    /// Two products, gate and up, make one output: `silu(gate) * up`.
+    SiluGate,
+}
+
+/// `gate = silu(gate) * up` over the first `t` of every `width` floats,
+/// each as candle computes it for f32: `silu(g) = g / (1 + exp(-g))`
+/// rounded to f32, then the product rounded.
+fn silu_gate(gate: &mut [f32], up: &[f32], width: usize, t: usize) {
+    for (g_row, u_row) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
+        for (g, &u) in g_row[..t].iter_mut().zip(&u_row[..t]) {
+            *g = super::silu(*g) * u;
+        }
     }
 }
 
@@ -701,7 +769,13 @@ mod tests {
             );
             for (name, run) in kernels() {
                 let mut ys = vec![vec![f32::NAN; t * out]];
-                run(Rows { t, k, tile_rows }, &xv, &[&wv], &mut ys);
+                run(
+                    Rows { t, k, tile_rows },
+                    &xv,
+                    &[&wv],
+                    Combine::Each,
+                    &mut ys,
+                );
                 same(&ys[0], name);
             }
         }
