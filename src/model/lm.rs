@@ -412,11 +412,16 @@ pub fn attend(
     probs: impl Fn(&Tensor) -> Result<Tensor>,
     fast: bool,
 ) -> Result<Tensor> {
-    if fast
-        && q.dim(2)? == 1
-        && let Some(y) = super::matvec::attention::attend_one_position(q, &k, &v, &probs)?
-    {
-        return Ok(y);
+    if fast {
+        let rows = q.dim(2)?;
+        let in_place = if rows == 1 {
+            super::matvec::attention::attend_one_position(q, &k, &v, &probs)?
+        } else {
+            super::matvec::attention::attend_rows(q, &k, &v, &probs)?
+        };
+        if let Some(y) = in_place {
+            return Ok(y);
+        }
     }
     let n_rep = q.dim(1)? / k.dim(1)?;
     let (k, v) = (repeat_kv(k, n_rep)?, repeat_kv(v, n_rep)?);

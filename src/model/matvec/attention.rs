@@ -19,7 +19,15 @@
 //!   scalar fused multiply-add on the last `hd mod lanes` entries).
 //!
 //! The softmax in between stays candle's (the caller passes it in).
+//!
+//! [`attend_rows`] does the same for several query positions at once (a
+//! prefill): gemm gives each head's `q @ K^T` and `p @ V` to the matrix
+//! kernel that [`super::rows`] repeats (tested bit for bit against
+//! candle's batched matmuls), so each head's two products go there, `V`
+//! transposed once per KV head, with the heads and halves of their rows
+//! spread over the threads in one fork-join per product.
 
+use super::rows::product_here;
 use super::{Kernel, gemm_lanes, product_rows};
 use candle_core::{DType, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
@@ -83,6 +91,117 @@ pub fn attend_one_position(
     Tensor::from_vec(out, (shape.b, shape.h, 1, shape.hd), q.device()).map(Some)
 }
 
+/// Several query positions attending over `len` positions: `q` `(b, h, t,
+/// hd)` contiguous with `t >= 2`, `k` and `v` `(b, kv_heads, len, hd)`
+/// with rows of `hd` contiguous and positions adjacent, `h` a multiple of
+/// `kv_heads`; `probs` turns the scores `(b, h, t, len)` into attention
+/// probabilities of the same shape. Returns `(b, h, t, hd)` bit for bit
+/// what candle's batched matmuls give, or `None` where gemm would not run
+/// both products through the kernel [`super::rows`] repeats, and the
+/// caller uses candle's matmuls.
+pub fn attend_rows(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    probs: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
+    let Some((shape, t)) = Shape::of_rows(q, k, v)? else {
+        return Ok(None);
+    };
+    let (q_storage, q_layout) = q.storage_and_layout();
+    let (k_storage, k_layout) = k.storage_and_layout();
+    let Some(qs) = f32_from(&q_storage, q_layout.start_offset()) else {
+        return Ok(None);
+    };
+    let Some(keys) = Grouped::new(&k_storage, k_layout, &shape)? else {
+        return Ok(None);
+    };
+    let (len, hd) = (shape.len, shape.hd);
+    let mut scores = vec![0f32; shape.b * shape.h * t * len];
+    let done = for_each_row_block(&shape, t, &mut scores, len, |bh, rows, out| {
+        let q_rows = &qs[(bh * t + rows.start) * hd..(bh * t + rows.end) * hd];
+        product_here(q_rows, hd, keys.head(&shape, bh), t, out)
+    });
+    drop((q_storage, k_storage));
+    if done.is_none() {
+        return Ok(None);
+    }
+    let scores = Tensor::from_vec(scores, (shape.b, shape.h, t, len), q.device())?;
+    let p = probs(&scores)?.contiguous()?;
+    let (p_storage, p_layout) = p.storage_and_layout();
+    let (v_storage, v_layout) = v.storage_and_layout();
+    let (Some(ps), Some(values)) = (
+        f32_from(&p_storage, p_layout.start_offset()),
+        Grouped::new(&v_storage, v_layout, &shape)?,
+    ) else {
+        return Ok(None);
+    };
+    // Each KV head's values transposed, `(hd, len)`, as the weight rows of
+    // `p @ V`.
+    let mut transposed = vec![0f32; shape.b * shape.kv_heads * hd * len];
+    let per_group = shape.h / shape.kv_heads;
+    for (g, vt) in transposed.chunks_exact_mut(hd * len).enumerate() {
+        let (row, group) = (g / shape.kv_heads, g % shape.kv_heads);
+        let src = values.head(&shape, row * shape.h + group * per_group);
+        // SAFETY: `src` is len × hd, `vt` hd × len, borrowed mutably.
+        unsafe { super::transpose::transpose(src.as_ptr(), hd, len, hd, vt.as_mut_ptr(), len) };
+    }
+    let mut out = vec![0f32; shape.b * shape.h * t * hd];
+    let done = for_each_row_block(&shape, t, &mut out, hd, |bh, rows, o| {
+        let g = (bh / shape.h) * shape.kv_heads + (bh % shape.h) / per_group;
+        let p_rows = &ps[(bh * t + rows.start) * len..(bh * t + rows.end) * len];
+        product_here(
+            p_rows,
+            len,
+            &transposed[g * hd * len..(g + 1) * hd * len],
+            t,
+            o,
+        )
+    });
+    if done.is_none() {
+        return Ok(None);
+    }
+    Tensor::from_vec(out, (shape.b, shape.h, t, hd), q.device()).map(Some)
+}
+
+/// Fewest query rows in a block of [`for_each_row_block`].
+const MIN_BLOCK_ROWS: usize = 16;
+
+/// Runs `f(bh, rows, chunk)` for blocks of query rows of each head `bh`,
+/// `chunk` the block's `per_row` outputs a row, over the threads: each
+/// head split into as many blocks as give every thread about four (nine
+/// heads on two threads would leave one thread a head behind), of at least
+/// [`MIN_BLOCK_ROWS`] rows. `None` if any call of `f` gave `None`.
+fn for_each_row_block(
+    shape: &Shape,
+    t: usize,
+    out: &mut [f32],
+    per_row: usize,
+    f: impl Fn(usize, std::ops::Range<usize>, &mut [f32]) -> Option<()> + Sync,
+) -> Option<()> {
+    let heads = shape.b * shape.h;
+    let threads = candle_core::utils::get_num_threads();
+    let per_head = (4 * threads).div_ceil(heads).min(t / MIN_BLOCK_ROWS).max(1);
+    let block = t.div_ceil(per_head);
+    let mut blocks = Vec::with_capacity(heads * per_head);
+    for (bh, head) in out.chunks_exact_mut(t * per_row).enumerate() {
+        for (i, chunk) in head.chunks_mut(block * per_row).enumerate() {
+            let first = i * block;
+            blocks.push((bh, first..first + chunk.len() / per_row, chunk));
+        }
+    }
+    if threads < 2 {
+        return blocks
+            .into_iter()
+            .try_for_each(|(bh, rows, o)| f(bh, rows, o));
+    }
+    blocks
+        .into_par_iter()
+        .map(|(bh, rows, o)| f(bh, rows, o))
+        .collect::<Option<Vec<()>>>()
+        .map(|_| ())
+}
+
 /// The sizes of one call.
 struct Shape {
     b: usize,
@@ -93,6 +212,31 @@ struct Shape {
 }
 
 impl Shape {
+    /// The sizes of an [`attend_rows`] call and its query rows, or `None`
+    /// where the shapes or types are not the ones it handles.
+    fn of_rows(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<(Shape, usize)>> {
+        let all_f32_cpu = [q, k, v]
+            .iter()
+            .all(|t| t.dtype() == DType::F32 && t.device().is_cpu() && t.dims().len() == 4);
+        if !all_f32_cpu || !q.is_contiguous() || k.dims() != v.dims() {
+            return Ok(None);
+        }
+        let (b, h, t, hd) = q.dims4()?;
+        let (kb, kv_heads, len, khd) = k.dims4()?;
+        let fits = t >= 2 && kb == b && khd == hd && kv_heads > 0 && h % kv_heads == 0;
+        if !fits || b == 0 || h == 0 || len == 0 {
+            return Ok(None);
+        }
+        let shape = Shape {
+            b,
+            h,
+            kv_heads,
+            len,
+            hd,
+        };
+        Ok(Some((shape, t)))
+    }
+
     /// The sizes, or `None` where the shapes or types are not the ones this
     /// module handles.
     fn of(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Shape>> {
@@ -286,10 +430,52 @@ mod tests {
         }
     }
 
+    /// Several query rows: bit for bit candle's result for a prefill (`len
+    /// = t`), a prefill after earlier positions (`len > t`), rows that
+    /// split into blocks unevenly, depth blocks past 512 positions with
+    /// more than 64 rows (where gemm's depth block depends on all the
+    /// rows), grouped and plain heads and two batch rows.
+    #[test]
+    fn rows_equal_candle_bit_for_bit() {
+        for &(b, h, kvh, hd) in &[(1, 9, 3, 64), (2, 4, 2, 32)] {
+            for &(t, len) in &[
+                (9, 200),
+                (17, 17),
+                (88, 88),
+                (70, 140),
+                (100, 600),
+                (33, 700),
+            ] {
+                let what = format!("b={b} h={h} kv={kvh} hd={hd} t={t} len={len}");
+                let q = random(&[b, h, t, hd], len as u64);
+                let k = cached(b, kvh, len, hd, 7 + len as u64);
+                let v = cached(b, kvh, len, hd, 11 + len as u64);
+                let scale = 1.0 / (hd as f64).sqrt();
+                let want = through_candle(&q, &k, &v, scale);
+                let got = attend_rows(&q, &k, &v, |s| softmax(s, scale)).unwrap();
+                let Some(got) = got else {
+                    assert!(gemm_lanes().is_none(), "{what}: should run in place");
+                    continue;
+                };
+                assert_eq!(got.dims(), want.dims(), "{what}");
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    flat.iter().map(|x| x.to_bits()).collect()
+                };
+                assert_eq!(bits(&got), bits(&want), "{what}");
+            }
+        }
+    }
+
     /// Shapes it does not repeat gemm for go back to the caller.
     #[test]
     fn declines_what_it_does_not_handle() {
         let id = |s: &Tensor| Ok(s.clone());
+        // Two rows of 64: 128 outputs of `p @ V`, gemm's horizontal kernel.
+        let (q2, kv2) = (random(&[1, 4, 2, 64], 6), cached(1, 2, 200, 64, 7));
+        assert!(attend_rows(&q2, &kv2, &kv2, id).unwrap().is_none());
+        let one_row = random(&[1, 4, 1, 64], 8);
+        assert!(attend_rows(&one_row, &kv2, &kv2, id).unwrap().is_none());
         let q = random(&[1, 4, 1, 8], 1);
         let short = cached(1, 2, 2, 8, 2);
         assert!(

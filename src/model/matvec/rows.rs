@@ -169,23 +169,90 @@ type Multiply = fn(Rows, &[f32], &[&[f32]], Combine, &mut [Vec<f32>]);
 /// accumulators on every step (122 against 154 ms for a SmolLM2 prefill's
 /// products, `matvec_bench --rows 88`).
 fn kernel_for(lanes: usize) -> Option<Multiply> {
+    kernels_for(lanes).map(|(multiply, _)| multiply)
+}
+
+/// [`product_here`] with one kernel.
+type Here = fn(Shape, usize, &[f32], &[f32], &mut [f32]);
+
+/// Both entry points of the kernel [`kernel_for`] picks.
+fn kernels_for(lanes: usize) -> Option<(Multiply, Here)> {
     #[cfg(target_arch = "x86_64")]
     {
         if lanes == 16
             && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512vl")
         {
-            return Some(multiply::<avx512::Kernel>);
+            return Some((multiply::<avx512::Kernel>, here::<avx512::Kernel>));
         }
         if lanes == 8
             && std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
         {
-            return Some(multiply::<avx2::Kernel>);
+            return Some((multiply::<avx2::Kernel>, here::<avx2::Kernel>));
         }
     }
     let _ = lanes;
     None
+}
+
+/// `y (rows, out) = x (rows, k) @ w^T` for `w` `(out, k)` on the calling
+/// thread, bit for bit what candle's matmul gives where these rows are
+/// some of the `gemm_t` rows of the product candle computes (its depth
+/// blocks and kernel depend on `gemm_t`): for products inside another
+/// fork-join, such as attention's per head. `None`, with nothing written,
+/// where that product would not go to this module's kernel.
+pub(crate) fn product_here(
+    x: &[f32],
+    k: usize,
+    w: &[f32],
+    gemm_t: usize,
+    y: &mut [f32],
+) -> Option<()> {
+    let lanes = super::gemm_lanes()?;
+    let tile_rows = gemm_tile_rows(lanes)?;
+    let (_, run) = kernels_for(lanes)?;
+    if k < super::MIN_INPUTS || !x.len().is_multiple_of(k) || !w.len().is_multiple_of(k) {
+        return None;
+    }
+    let (rows, out) = (x.len() / k, w.len() / k);
+    let applies = gemm_t >= 2 && rows >= 1 && out >= 2 && out * gemm_t > GEMM_HORIZONTAL_MAX;
+    if !applies || y.len() != rows * out {
+        return None;
+    }
+    let gemm_shape = Shape {
+        t: gemm_t,
+        k,
+        out,
+        tile_rows,
+    };
+    let shape = Shape {
+        t: rows,
+        ..gemm_shape
+    };
+    run(shape, depth_block(gemm_shape), x, w, y);
+    Some(())
+}
+
+/// [`product_here`] with kernel `K`, in depth blocks of `kc`.
+fn here<K: RowKernel>(s: Shape, kc: usize, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let rows = Rows {
+        t: s.t,
+        k: s.k,
+        tile_rows: s.tile_rows,
+    };
+    let panels = Panels::new(x, rows, K::LANES);
+    let padded_t = panels.padded_rows();
+    with_buffer(&OUT_BUFFER, s.out * padded_t, |buf| {
+        // SAFETY: kernels_for checked K's features.
+        unsafe { weight_rows::<K>(s, kc, w, &panels, 0..s.out, buf) };
+        assert!(y.len() >= s.t * s.out, "the output holds rows × out");
+        // SAFETY: the source is out × t within `buf` (padded_t >= t), the
+        // destination t × out within `y` (asserted), borrowed mutably.
+        unsafe {
+            super::transpose::transpose(buf.as_ptr(), padded_t, s.out, s.t, y.as_mut_ptr(), s.out)
+        };
+    });
 }
 
 /// Whether `x` is a contiguous f32 matrix on the CPU with at least two
@@ -500,6 +567,7 @@ fn multiply<K: RowKernel>(
     let run = |part: &Vec<Segment>| {
         for seg in part {
             let shape = s.shape(outs[seg.product]);
+            let kc = depth_block(shape);
             let len = seg.rows.len() * padded_t;
             let rows = || seg.rows.clone();
             // SAFETY (both arms): the caller checked K's features; this
@@ -507,13 +575,13 @@ fn multiply<K: RowKernel>(
             // fork-join.
             match combine {
                 Combine::Each => with_buffer(&OUT_BUFFER, len, |buf| unsafe {
-                    weight_rows::<K>(shape, ws[seg.product], &panels, rows(), buf);
+                    weight_rows::<K>(shape, kc, ws[seg.product], &panels, rows(), buf);
                     outputs.write_columns(seg, buf, padded_t);
                 }),
                 Combine::SiluGate => with_buffer(&OUT_BUFFER, 2 * len, |buf| unsafe {
                     let (gate, up) = buf.split_at_mut(len);
-                    weight_rows::<K>(shape, ws[0], &panels, rows(), gate);
-                    weight_rows::<K>(shape, ws[1], &panels, rows(), up);
+                    weight_rows::<K>(shape, kc, ws[0], &panels, rows(), gate);
+                    weight_rows::<K>(shape, kc, ws[1], &panels, rows(), up);
                     silu_gate(gate, up, padded_t, s.t);
                     outputs.write_columns(seg, gate, padded_t);
                 }),
@@ -548,19 +616,20 @@ fn silu_gate(gate: &mut [f32], up: &[f32], width: usize, t: usize) {
 }
 
 /// The outputs of the weight rows `rows`, transposed into `data` (see
-/// [`ThreadOut`]): for each group of panels, each depth block, each
-/// `K::ROWS` weight rows and each panel in turn.
+/// [`ThreadOut`]), in depth blocks of `kc` inputs: for each group of
+/// panels, each depth block, each `K::ROWS` weight rows and each panel in
+/// turn.
 ///
 /// # Safety
 /// As for [`RowKernel::step`].
 unsafe fn weight_rows<K: RowKernel>(
     s: Shape,
+    kc: usize,
     w: &[f32],
     panels: &Panels,
     rows: Range<usize>,
     data: &mut [f32],
 ) {
-    let kc = depth_block(s);
     let mut out = ThreadOut {
         data,
         first: rows.start,
