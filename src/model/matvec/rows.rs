@@ -609,9 +609,7 @@ enum Combine {
 /// rounded to f32, then the product rounded.
 fn silu_gate(gate: &mut [f32], up: &[f32], width: usize, t: usize) {
     for (g_row, u_row) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
-        for (g, &u) in g_row[..t].iter_mut().zip(&u_row[..t]) {
-            *g = super::silu(*g) * u;
-        }
+        super::silu_gate_in_place(&mut g_row[..t], &u_row[..t]);
     }
 }
 

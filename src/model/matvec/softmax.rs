@@ -79,33 +79,14 @@ fn softmax_row(s: &[f32], mask: impl Fn(usize) -> f32, scale: f32, o: &mut [f32]
     // SAFETY: `o` is non-empty (len > 0) and `max` a valid f32.
     unsafe { f32::vec_reduce_max(o.as_ptr(), &mut max, o.len()) };
     for oe in o.iter_mut() {
-        *oe = exp_or_zero(*oe - max);
+        *oe -= max;
     }
+    super::expf::exp_in_place(o);
     let mut sum = 0f32;
     // SAFETY: as above, for `o.len()` entries.
     unsafe { f32::vec_reduce_sum(o.as_ptr(), &mut sum, o.len()) };
     for oe in o.iter_mut() {
         *oe /= sum;
-    }
-}
-
-/// Below this, `f32::exp` (libm's `expf`) returns +0.0: its true value is
-/// under half the least subnormal (`ln 2^-150` is -103.97...).
-const EXP_IS_ZERO_BELOW: f32 = -104.0;
-
-/// `d.exp()`, with the same bits, skipping libm for masked scores: for
-/// `d` below [`EXP_IS_ZERO_BELOW`] (a causal mask's -1e9, or -inf) `expf`
-/// takes its slow underflow path, which sets `errno`; in a SmolLM2 prefill
-/// that path alone took 1.3% of the run (`perf`, 2026-12-07).
-/// (`black_box` keeps the call inside its branch: LLVM treats `exp` as
-/// free of side effects and would otherwise compute it for every entry and
-/// select.)
-#[inline]
-fn exp_or_zero(d: f32) -> f32 {
-    if d < EXP_IS_ZERO_BELOW {
-        0.0
-    } else {
-        std::hint::black_box(d).exp()
     }
 }
 
@@ -156,24 +137,6 @@ mod tests {
     use super::*;
     use crate::model::lm::MASKED;
     use candle_core::Device;
-
-    /// Skipping libm below the threshold changes no bit: every f32 from
-    /// just above it down to -inf gives what `exp` gives.
-    #[test]
-    fn exp_or_zero_is_exp_bit_for_bit() {
-        let mut d = -103.0f32;
-        while d > -1e12 {
-            assert_eq!(exp_or_zero(d).to_bits(), d.exp().to_bits(), "d = {d}");
-            d = if d > -110.0 {
-                f32::from_bits(d.to_bits() + 1)
-            } else {
-                d * 1.5
-            };
-        }
-        for d in [f32::NEG_INFINITY, -1e9, f32::MIN, f32::NAN, 0.0, -87.0] {
-            assert_eq!(exp_or_zero(d).to_bits(), d.exp().to_bits(), "d = {d}");
-        }
-    }
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
         super::super::test_data::tensor(shape, seed, 20.0)
