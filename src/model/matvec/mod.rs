@@ -30,11 +30,16 @@
 //!
 //! The intrinsics live in `avx2` (gemm's `V3` kernels) and `avx512` (its
 //! `V4` ones); [`rows`] repeats gemm's matrix kernel for products of
-//! several rows (prefill) without packing the weights; [`attention`] uses the same kernels for a decoding step's
-//! attention over the KV cache, read in place, and [`softmax`] repeats
-//! candle's scaled, masked softmax between its two products. The one-row
-//! products fork and join on [`team`], whose helper threads wait for the
-//! next product spinning rather than asleep.
+//! several rows (prefill) without packing the weights, moving data with
+//! `transpose`'s register blocks; [`attention`] uses the same kernels for
+//! attention over the KV cache, read in place (a decoding step's one row,
+//! and a prefill's rows through [`rows`]), and [`softmax`] repeats
+//! candle's scaled, masked softmax between its two products. [`expf`]
+//! computes libm's `expf` four lanes at a time, bit for bit, for the
+//! softmax and the SiLU gate ([`matvec_silu_gated`],
+//! [`rows::matmul_rows_silu_gated`]). The one-row products fork and join
+//! on [`team`], whose helper threads wait for the next product spinning
+//! rather than asleep.
 
 pub mod attention;
 #[cfg(target_arch = "x86_64")]

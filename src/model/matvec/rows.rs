@@ -30,7 +30,7 @@
 //! its own columns of `y` before the join. [`matmul_rows_many`] does
 //! several products of one `x` (q, k and v; gate and up) over one copy of
 //! the panels in one fork-join; both transpositions go through
-//! [`super::transpose`]'s 8 × 8 register blocks.
+//! `super::transpose`'s 8 × 8 register blocks.
 //!
 //! On the 2-core AMD EPYC (Zen 5) of 2026-12-07, a SmolLM2-135M prefill's
 //! products for 88 rows (`matvec_bench --rows 88`) took 70 ms with the
