@@ -215,6 +215,23 @@ impl Shape {
     /// The sizes of an [`attend_rows`] call and its query rows, or `None`
     /// where the shapes or types are not the ones it handles.
     fn of_rows(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<(Shape, usize)>> {
+        Ok(Shape::with_rows(q, k, v)?.filter(|&(_, t)| t >= 2))
+    }
+
+    /// The sizes of an [`attend_one_position`] call, or `None` where the
+    /// shapes or types are not the ones it handles.
+    fn of(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Shape>> {
+        // gemm gives products of depth 2 or less (`hd` for the scores,
+        // `len` for the weighted values) to another kernel.
+        Ok(Shape::with_rows(q, k, v)?
+            .filter(|(s, t)| *t == 1 && s.hd > 2 && s.len > 2)
+            .map(|(s, _)| s))
+    }
+
+    /// The sizes of `q` `(b, h, t, hd)` (f32, contiguous) against `k` and
+    /// `v` `(b, kv_heads, len, hd)` (f32), and `t`, or `None` where they do
+    /// not fit together.
+    fn with_rows(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<(Shape, usize)>> {
         let all_f32_cpu = [q, k, v]
             .iter()
             .all(|t| t.dtype() == DType::F32 && t.device().is_cpu() && t.dims().len() == 4);
@@ -223,8 +240,8 @@ impl Shape {
         }
         let (b, h, t, hd) = q.dims4()?;
         let (kb, kv_heads, len, khd) = k.dims4()?;
-        let fits = t >= 2 && kb == b && khd == hd && kv_heads > 0 && h % kv_heads == 0;
-        if !fits || b == 0 || h == 0 || len == 0 {
+        let fits = kb == b && khd == hd && kv_heads > 0 && h % kv_heads == 0;
+        if !fits || b == 0 || h == 0 || len == 0 || t == 0 {
             return Ok(None);
         }
         let shape = Shape {
@@ -235,32 +252,6 @@ impl Shape {
             hd,
         };
         Ok(Some((shape, t)))
-    }
-
-    /// The sizes, or `None` where the shapes or types are not the ones this
-    /// module handles.
-    fn of(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Shape>> {
-        let all_f32_cpu = [q, k, v]
-            .iter()
-            .all(|t| t.dtype() == DType::F32 && t.device().is_cpu() && t.dims().len() == 4);
-        if !all_f32_cpu || !q.is_contiguous() || k.dims() != v.dims() {
-            return Ok(None);
-        }
-        let (b, h, t, hd) = q.dims4()?;
-        let (kb, kv_heads, len, khd) = k.dims4()?;
-        let fits = t == 1 && kb == b && khd == hd && kv_heads > 0 && h % kv_heads == 0;
-        // gemm gives products of depth 2 or less (`hd` for the scores,
-        // `len` for the weighted values) to another kernel.
-        if !fits || hd <= 2 || len <= 2 {
-            return Ok(None);
-        }
-        Ok(Some(Shape {
-            b,
-            h,
-            kv_heads,
-            len,
-            hd,
-        }))
     }
 }
 
@@ -402,30 +393,46 @@ mod tests {
             .unwrap()
     }
 
+    /// A call of one of this module's functions on `q`, `k`, `v` with a
+    /// softmax.
+    type Attend =
+        fn(&Tensor, &Tensor, &Tensor, &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Option<Tensor>>;
+
+    /// `attend` on random `q` `(b, h, t, hd)` and cached keys and values of
+    /// `len` positions gives candle's bits (or, on a CPU without the
+    /// kernels, declines).
+    fn assert_candles_bits(
+        attend: Attend,
+        (b, h, kvh, hd): (usize, usize, usize, usize),
+        t: usize,
+        len: usize,
+    ) {
+        let what = format!("b={b} h={h} kv={kvh} hd={hd} t={t} len={len}");
+        let q = random(&[b, h, t, hd], len as u64);
+        let k = cached(b, kvh, len, hd, 7 + len as u64);
+        let v = cached(b, kvh, len, hd, 11 + len as u64);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let want = through_candle(&q, &k, &v, scale);
+        let Some(got) = attend(&q, &k, &v, &|s| softmax(s, scale)).unwrap() else {
+            assert!(gemm_lanes().is_none(), "{what}: should run in place");
+            return;
+        };
+        assert_eq!(got.dims(), want.dims(), "{what}");
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            flat.iter().map(|x| x.to_bits()).collect()
+        };
+        assert_eq!(bits(&got), bits(&want), "{what}");
+    }
+
     /// Bit for bit candle's result over short and long caches (both score
     /// kernels, the 256-position edge), grouped and plain heads, two batch
     /// rows, and head sizes with and without a tail past the lanes.
     #[test]
     fn equals_candle_bit_for_bit() {
-        for &(b, h, kvh, hd) in &[(1, 9, 3, 64), (2, 4, 4, 64), (2, 6, 2, 37), (1, 2, 1, 3)] {
+        for &heads in &[(1, 9, 3, 64), (2, 4, 4, 64), (2, 6, 2, 37), (1, 2, 1, 3)] {
             for &len in &[3, 100, 256, 257, 700] {
-                let what = format!("b={b} h={h} kv={kvh} hd={hd} len={len}");
-                let q = random(&[b, h, 1, hd], len as u64);
-                let k = cached(b, kvh, len, hd, 7 + len as u64);
-                let v = cached(b, kvh, len, hd, 11 + len as u64);
-                let scale = 1.0 / (hd as f64).sqrt();
-                let want = through_candle(&q, &k, &v, scale);
-                let got = attend_one_position(&q, &k, &v, |s| softmax(s, scale)).unwrap();
-                let Some(got) = got else {
-                    assert!(gemm_lanes().is_none(), "{what}: should run in place");
-                    continue;
-                };
-                assert_eq!(got.dims(), want.dims(), "{what}");
-                let bits = |t: &Tensor| -> Vec<u32> {
-                    let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                    flat.iter().map(|x| x.to_bits()).collect()
-                };
-                assert_eq!(bits(&got), bits(&want), "{what}");
+                assert_candles_bits(|q, k, v, p| attend_one_position(q, k, v, p), heads, 1, len);
             }
         }
     }
@@ -437,7 +444,7 @@ mod tests {
     /// rows), grouped and plain heads and two batch rows.
     #[test]
     fn rows_equal_candle_bit_for_bit() {
-        for &(b, h, kvh, hd) in &[(1, 9, 3, 64), (2, 4, 2, 32)] {
+        for &heads in &[(1, 9, 3, 64), (2, 4, 2, 32)] {
             for &(t, len) in &[
                 (9, 200),
                 (17, 17),
@@ -446,23 +453,7 @@ mod tests {
                 (100, 600),
                 (33, 700),
             ] {
-                let what = format!("b={b} h={h} kv={kvh} hd={hd} t={t} len={len}");
-                let q = random(&[b, h, t, hd], len as u64);
-                let k = cached(b, kvh, len, hd, 7 + len as u64);
-                let v = cached(b, kvh, len, hd, 11 + len as u64);
-                let scale = 1.0 / (hd as f64).sqrt();
-                let want = through_candle(&q, &k, &v, scale);
-                let got = attend_rows(&q, &k, &v, |s| softmax(s, scale)).unwrap();
-                let Some(got) = got else {
-                    assert!(gemm_lanes().is_none(), "{what}: should run in place");
-                    continue;
-                };
-                assert_eq!(got.dims(), want.dims(), "{what}");
-                let bits = |t: &Tensor| -> Vec<u32> {
-                    let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                    flat.iter().map(|x| x.to_bits()).collect()
-                };
-                assert_eq!(bits(&got), bits(&want), "{what}");
+                assert_candles_bits(|q, k, v, p| attend_rows(q, k, v, p), heads, t, len);
             }
         }
     }
