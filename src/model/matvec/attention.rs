@@ -58,37 +58,50 @@ pub fn attend_one_position(
     let Some(shape) = Shape::of(q, k, v)? else {
         return Ok(None);
     };
-    let (q_storage, q_layout) = q.storage_and_layout();
-    let (k_storage, k_layout) = k.storage_and_layout();
-    let Some(qs) = f32_from(&q_storage, q_layout.start_offset()) else {
+    let scores = in_place(q, k, &shape, |qs, keys| {
+        let mut scores = vec![0f32; shape.b * shape.h * shape.len];
+        let kernel = Kernel::for_outputs(shape.len);
+        for_each_head(&shape, &mut scores, shape.len, |bh, out| {
+            let q_head = &qs[bh * shape.hd..(bh + 1) * shape.hd];
+            product_rows(kernel, lanes, keys.head(&shape, bh), q_head, out);
+        });
+        scores
+    })?;
+    let Some(scores) = scores else {
         return Ok(None);
     };
-    let Some(keys) = Grouped::new(&k_storage, k_layout, &shape)? else {
-        return Ok(None);
-    };
-    let mut scores = vec![0f32; shape.b * shape.h * shape.len];
-    let kernel = Kernel::for_outputs(shape.len);
-    for_each_head(&shape, &mut scores, shape.len, |bh, out| {
-        let q_head = &qs[bh * shape.hd..(bh + 1) * shape.hd];
-        product_rows(kernel, lanes, keys.head(&shape, bh), q_head, out);
-    });
-    drop((q_storage, k_storage));
     let scores = Tensor::from_vec(scores, (shape.b, shape.h, 1, shape.len), q.device())?;
     let p = probs(&scores)?.contiguous()?;
-    let (p_storage, p_layout) = p.storage_and_layout();
-    let (v_storage, v_layout) = v.storage_and_layout();
-    let (Some(ps), Some(values)) = (
-        f32_from(&p_storage, p_layout.start_offset()),
-        Grouped::new(&v_storage, v_layout, &shape)?,
-    ) else {
+    let out = in_place(&p, v, &shape, |ps, values| {
+        let mut out = vec![0f32; shape.b * shape.h * shape.hd];
+        for_each_head(&shape, &mut out, shape.hd, |bh, o| {
+            let p_head = &ps[bh * shape.len..(bh + 1) * shape.len];
+            weighted_sum(values.head(&shape, bh), p_head, o);
+        });
+        out
+    })?;
+    out.map(|out| Tensor::from_vec(out, (shape.b, shape.h, 1, shape.hd), q.device()))
+        .transpose()
+}
+
+/// `f(a, grouped)` with `a`'s f32 data (from its first element) and `kv`
+/// read in place as [`Grouped`] keys or values; `None` where either is not
+/// f32 on the CPU or `kv`'s layout is not one [`Grouped`] reads.
+fn in_place<R>(
+    a: &Tensor,
+    kv: &Tensor,
+    shape: &Shape,
+    f: impl FnOnce(&[f32], Grouped) -> R,
+) -> Result<Option<R>> {
+    let (a_storage, a_layout) = a.storage_and_layout();
+    let (kv_storage, kv_layout) = kv.storage_and_layout();
+    let Some(data) = f32_from(&a_storage, a_layout.start_offset()) else {
         return Ok(None);
     };
-    let mut out = vec![0f32; shape.b * shape.h * shape.hd];
-    for_each_head(&shape, &mut out, shape.hd, |bh, o| {
-        let p_head = &ps[bh * shape.len..(bh + 1) * shape.len];
-        weighted_sum(values.head(&shape, bh), p_head, o);
-    });
-    Tensor::from_vec(out, (shape.b, shape.h, 1, shape.hd), q.device()).map(Some)
+    let Some(grouped) = Grouped::new(&kv_storage, kv_layout, shape)? else {
+        return Ok(None);
+    };
+    Ok(Some(f(data, grouped)))
 }
 
 /// Several query positions attending over `len` positions: `q` `(b, h, t,
@@ -108,46 +121,45 @@ pub fn attend_rows(
     let Some((shape, t)) = Shape::of_rows(q, k, v)? else {
         return Ok(None);
     };
-    let (q_storage, q_layout) = q.storage_and_layout();
-    let (k_storage, k_layout) = k.storage_and_layout();
-    let Some(qs) = f32_from(&q_storage, q_layout.start_offset()) else {
-        return Ok(None);
-    };
-    let Some(keys) = Grouped::new(&k_storage, k_layout, &shape)? else {
-        return Ok(None);
-    };
     let (len, hd) = (shape.len, shape.hd);
-    let mut scores = vec![0f32; shape.b * shape.h * t * len];
-    let done = for_each_row_block(&shape, t, &mut scores, len, |bh, rows, out| {
-        let q_rows = &qs[(bh * t + rows.start) * hd..(bh * t + rows.end) * hd];
-        product_here(q_rows, hd, keys.head(&shape, bh), t, out)
-    });
-    drop((q_storage, k_storage));
-    if done.is_none() {
+    let scores = in_place(q, k, &shape, |qs, keys| {
+        let mut scores = vec![0f32; shape.b * shape.h * t * len];
+        for_each_row_block(&shape, t, &mut scores, len, |bh, rows, out| {
+            let q_rows = &qs[(bh * t + rows.start) * hd..(bh * t + rows.end) * hd];
+            product_here(q_rows, hd, keys.head(&shape, bh), t, out)
+        })
+        .map(|()| scores)
+    })?;
+    let Some(scores) = scores.flatten() else {
         return Ok(None);
-    }
+    };
     let scores = Tensor::from_vec(scores, (shape.b, shape.h, t, len), q.device())?;
     let p = probs(&scores)?.contiguous()?;
-    let (p_storage, p_layout) = p.storage_and_layout();
-    let (v_storage, v_layout) = v.storage_and_layout();
-    let (Some(ps), Some(values)) = (
-        f32_from(&p_storage, p_layout.start_offset()),
-        Grouped::new(&v_storage, v_layout, &shape)?,
-    ) else {
-        return Ok(None);
-    };
+    let out = in_place(&p, v, &shape, |ps, values| {
+        weighted_rows(&shape, t, ps, values)
+    })?;
+    out.flatten()
+        .map(|out| Tensor::from_vec(out, (shape.b, shape.h, t, hd), q.device()))
+        .transpose()
+}
+
+/// Each head's probabilities `ps` `(b, h, t, len)` times its values, `(b,
+/// h, t, hd)`, through the rows kernel: each KV head's values transposed
+/// once as the product's weight rows. `None` where the kernel declines.
+fn weighted_rows(shape: &Shape, t: usize, ps: &[f32], values: Grouped) -> Option<Vec<f32>> {
+    let (len, hd) = (shape.len, shape.hd);
     // Each KV head's values transposed, `(hd, len)`, as the weight rows of
     // `p @ V`.
     let mut transposed = vec![0f32; shape.b * shape.kv_heads * hd * len];
     let per_group = shape.h / shape.kv_heads;
     for (g, vt) in transposed.chunks_exact_mut(hd * len).enumerate() {
         let (row, group) = (g / shape.kv_heads, g % shape.kv_heads);
-        let src = values.head(&shape, row * shape.h + group * per_group);
+        let src = values.head(shape, row * shape.h + group * per_group);
         // SAFETY: `src` is len × hd, `vt` hd × len, borrowed mutably.
         unsafe { super::transpose::transpose(src.as_ptr(), hd, len, hd, vt.as_mut_ptr(), len) };
     }
     let mut out = vec![0f32; shape.b * shape.h * t * hd];
-    let done = for_each_row_block(&shape, t, &mut out, hd, |bh, rows, o| {
+    let done = for_each_row_block(shape, t, &mut out, hd, |bh, rows, o| {
         let g = (bh / shape.h) * shape.kv_heads + (bh % shape.h) / per_group;
         let p_rows = &ps[(bh * t + rows.start) * len..(bh * t + rows.end) * len];
         product_here(
@@ -158,10 +170,7 @@ pub fn attend_rows(
             o,
         )
     });
-    if done.is_none() {
-        return Ok(None);
-    }
-    Tensor::from_vec(out, (shape.b, shape.h, t, hd), q.device()).map(Some)
+    done.map(|()| out)
 }
 
 /// Fewest query rows in a block of [`for_each_row_block`].

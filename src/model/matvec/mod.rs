@@ -83,6 +83,41 @@ pub fn matvec(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
 /// together, and each output is still the one its own product gives. `None`
 /// unless the kernel applies to every product.
 pub fn matvec_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+    let Some(ys) = one_row_products(x, ws)? else {
+        return Ok(None);
+    };
+    ys.into_iter()
+        .map(|y| {
+            let n = y.len();
+            Tensor::from_vec(y, (1, n), x.device())
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// `silu(x @ gate^T) * (x @ up^T)` for one row `x` (`(1, in)`), the gated
+/// input of a LLaMA-style MLP, as `(1, out)`: both products in one
+/// fork-join ([`matvec_many`]'s), then combined on the calling thread, bit
+/// for bit what candle's `silu` and product give; `None` where
+/// [`matvec_many`] declines or the shapes differ.
+pub fn matvec_silu_gated(x: &Tensor, gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    if gate.dims() != up.dims() {
+        return Ok(None);
+    }
+    let Some(ys) = one_row_products(x, &[gate, up])? else {
+        return Ok(None);
+    };
+    let [mut h, u] = <[Vec<f32>; 2]>::try_from(ys).map_err(|_| {
+        candle_core::Error::Msg("matvec_silu_gated: two products, two outputs".into())
+    })?;
+    silu_gate_in_place(&mut h, &u);
+    let out = h.len();
+    Tensor::from_vec(h, (1, out), x.device()).map(Some)
+}
+
+/// The outputs of [`matvec_many`] as plain vectors, or `None` where the
+/// kernels do not apply (see the module doc).
+fn one_row_products(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Vec<f32>>>> {
     let Some(lanes) = gemm_lanes() else {
         return Ok(None);
     };
@@ -101,51 +136,12 @@ pub fn matvec_many(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
         .collect::<Result<Vec<_>>>()?;
     let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; w.dims()[0]]).collect();
     multiply(lanes, xv, &wv, &mut ys);
-    ys.into_iter()
-        .map(|y| {
-            let n = y.len();
-            Tensor::from_vec(y, (1, n), x.device())
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
+    Ok(Some(ys))
 }
 
-/// `silu(x @ gate^T) * (x @ up^T)` for one row `x` (`(1, in)`), the gated
-/// input of a LLaMA-style MLP, as `(1, out)`: both products in one
-/// fork-join ([`matvec_many`]'s), then combined on the calling thread, bit
-/// for bit what candle's `silu` and product give; `None` where
-/// [`matvec_many`] declines or the shapes differ.
-pub fn matvec_silu_gated(x: &Tensor, gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
-    let Some(lanes) = gemm_lanes() else {
-        return Ok(None);
-    };
-    let k = x.dim(1).unwrap_or(0);
-    if gate.dims() != up.dims() || !one_row(x)? || !fits(gate, k) || !fits(up, k) {
-        return Ok(None);
-    }
-    if tracked(&[x, gate, up]) {
-        return Ok(None);
-    }
-    let (x_storage, x_layout) = x.storage_and_layout();
-    let xv = cpu_f32(&x_storage, x_layout)?;
-    let (g_storage, g_layout) = gate.storage_and_layout();
-    let (u_storage, u_layout) = up.storage_and_layout();
-    let ws = [
-        cpu_f32(&g_storage, g_layout)?,
-        cpu_f32(&u_storage, u_layout)?,
-    ];
-    let out = gate.dims()[0];
-    let mut ys = vec![vec![0f32; out], vec![0f32; out]];
-    multiply(lanes, xv, &ws, &mut ys);
-    let [mut h, u] = <[Vec<f32>; 2]>::try_from(ys).map_err(|_| {
-        candle_core::Error::Msg("matvec_silu_gated: two products, two outputs".into())
-    })?;
-    silu_gate_in_place(&mut h, &u);
-    Tensor::from_vec(h, (1, out), x.device()).map(Some)
-}
-
-/// `g = silu(g) * u` entry by entry, bit for bit [`silu`] then the
-/// product, with the exponentials four lanes at a time
+/// `g = silu(g) * u` entry by entry, bit for bit candle's f32 `silu`
+/// (`candle_core::op::Silu`: `g / (1 + exp(-g))`, each step rounded to
+/// f32) then the product, with the exponentials four lanes at a time
 /// ([`expf::exp_in_place`]).
 fn silu_gate_in_place(g: &mut [f32], u: &[f32]) {
     const CHUNK: usize = 64;
@@ -160,12 +156,6 @@ fn silu_gate_in_place(g: &mut [f32], u: &[f32]) {
             *g = *g / (1.0 + e) * u;
         }
     }
-}
-
-/// candle's `silu` for f32 (`candle_core::op::Silu`): `v / (1 + exp(-v))`,
-/// rounded as candle rounds it.
-pub fn silu(v: f32) -> f32 {
-    v / (1.0 + (-v).exp())
 }
 
 /// Whether any of `ts` is tracked by candle's autograd (a variable, or
@@ -609,6 +599,12 @@ mod tests {
                 None => assert!(gemm_lanes().is_none(), "{t} rows declined"),
             }
         }
+    }
+
+    /// candle's `silu` for f32 (`candle_core::op::Silu`), one number at a
+    /// time: `v / (1 + exp(-v))`, rounded as candle rounds it.
+    fn silu(v: f32) -> f32 {
+        v / (1.0 + (-v).exp())
     }
 
     /// [`silu`] is candle's, bit for bit, on ordinary and extreme values,
